@@ -1,0 +1,613 @@
+//! Customer accounts through the store API: registration, sign-in, profile, password, email
+//! verification, password reset and sessions.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{self, CurrentCustomer, SessionInfo, SubjectKind};
+use super::email_address::EmailAddress;
+use super::emails;
+use super::password::{self, NewPassword};
+use super::signin::{self, SessionCreated, SignInRequest};
+use super::tokens::{self, TokenKind};
+use crate::app::AppState;
+use crate::db_run;
+use crate::platform::db::{Tx, dialect};
+use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
+use crate::platform::http::{ClientIp, Json};
+use crate::platform::ids::{has_shape, new_id};
+use crate::platform::time::Timestamp;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(me, update_me))
+        .routes(routes!(change_password))
+        .routes(routes!(send_verification))
+        .routes(routes!(verify_email))
+        .routes(routes!(request_password_reset))
+        .routes(routes!(reset_password))
+        .routes(routes!(my_sessions))
+        .routes(routes!(end_my_session))
+}
+
+/// A customer's account as they see it.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Customer {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub phone: Option<String>,
+    pub email_verified_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+pub const CUSTOMER_COLUMNS: &str =
+    "id, email, first_name, last_name, phone, email_verified_at, created_at, updated_at, version";
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8 to 128 characters, not one of the most common passwords.
+    pub password: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    pub phone: Option<String>,
+}
+
+/// An answer that says the same whatever the account's state, so that it reveals nothing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub status: &'static str,
+    pub message: &'static str,
+}
+
+fn name_rule(raw: &str) -> Result<String, FieldRule> {
+    let name = raw.trim();
+    if name.chars().count() > 100 {
+        return Err(FieldRule::new("too_long", "must be at most 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FieldRule::new("invalid_format", "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn phone_rule(raw: &str) -> Result<Option<String>, FieldRule> {
+    let phone = raw.trim();
+    if phone.is_empty() {
+        return Ok(None);
+    }
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    if phone.len() > 32
+        || !(5..=15).contains(&digits)
+        || !phone.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
+        return Err(FieldRule::new("invalid_format", "must be a phone number such as +44 20 7946 0000"));
+    }
+    Ok(Some(phone.to_owned()))
+}
+
+/// Register a customer account.
+///
+/// The answer is the same whether or not the email already has an account: a new account
+/// gets a verification email, an existing one a note that someone tried to register.
+#[utoipa::path(post, path = "/api/v1/store/customers", tag = "store: accounts", request_body = RegisterRequest,
+    responses(
+        (status = 202, body = Accepted),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn register(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    Json(request): Json<RegisterRequest>,
+) -> AppResult<(StatusCode, Json<Accepted>)> {
+    let mut violations = Violations::default();
+    let email = violations.check("email", EmailAddress::parse(&request.email));
+    let password = violations.check("password", NewPassword::parse(&request.password));
+    let first_name = violations.check("first_name", name_rule(&request.first_name));
+    let last_name = violations.check("last_name", name_rule(&request.last_name));
+    let phone = violations.check("phone", phone_rule(request.phone.as_deref().unwrap_or("")));
+    violations.finish()?;
+    let (Some(email), Some(password), Some(first_name), Some(last_name), Some(phone)) =
+        (email, password, first_name, last_name, phone)
+    else {
+        return Err(AppError::internal(anyhow::anyhow!("validated fields missing")));
+    };
+
+    let ip_key = format!("register:{}", client_ip.0);
+    state.account_requests.check(&ip_key, 20).map_err(AppError::too_many_requests)?;
+    state.account_requests.record(&ip_key);
+
+    let hash = password.hash().await?;
+    let now = Timestamp::now();
+    let id = new_id("cus");
+    let mut tx = state.db.begin().await?;
+    let inserted = db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "INSERT INTO customers (id, email, password_hash, first_name, last_name, phone, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&id)
+        .bind(email.as_str())
+        .bind(&hash)
+        .bind(&first_name)
+        .bind(&last_name)
+        .bind(&phone)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    });
+    match inserted {
+        Ok(_) => {
+            let token = issue_token(&mut tx, &state, &id, email.as_str(), Purpose::VerifyEmail).await?;
+            tx.commit().await?;
+            tracing::info!(customer.id = %id, "customer registered");
+            state.mailer.send_later(emails::welcome(&state, &email, &first_name, &token));
+        }
+        Err(err) if dialect::is_unique_violation(&err, "customers", "email") => {
+            drop(tx);
+            state.mailer.send_later(emails::already_registered(&state, &email));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted { status: "accepted", message: "Check your inbox: we sent a message to this address." }),
+    ))
+}
+
+/// Sign in as a customer.
+///
+/// `mode: "cookie"` sets an HttpOnly session cookie for browsers; `mode: "token"` returns a
+/// bearer token. Wrong credentials answer 401 whether or not the account exists; after
+/// repeated failures the account and the address are throttled with 429.
+#[utoipa::path(post, path = "/api/v1/store/auth/sessions", tag = "store: accounts", request_body = SignInRequest,
+    responses(
+        (status = 201, body = SessionCreated),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn sign_in(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    headers: HeaderMap,
+    Json(request): Json<SignInRequest>,
+) -> AppResult<Response> {
+    let (_, session) = signin::sign_in(&state, SubjectKind::Customer, &request, client_ip, &headers).await?;
+    Ok(signin::session_response(&state, SubjectKind::Customer, request.mode, session))
+}
+
+/// Sign out: ends the current session.
+#[utoipa::path(delete, path = "/api/v1/store/auth/session", tag = "store: accounts",
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn sign_out(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Response> {
+    signin::sign_out(&state, SubjectKind::Customer, &customer.customer_id, &customer.session_id).await
+}
+
+pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Customer>> {
+    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
+    Ok(db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?)
+}
+
+fn with_etag(customer: Customer) -> Response {
+    let etag = signin::etag(customer.version);
+    ([(header::ETAG, etag)], Json(customer)).into_response()
+}
+
+/// The signed-in customer's profile.
+#[utoipa::path(get, path = "/api/v1/store/customers/me", tag = "store: accounts",
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 200, body = Customer, headers(("ETag" = String, description = "The version, for If-Match"))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn me(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Response> {
+    let found = find_customer(&state, &customer.customer_id).await?;
+    found.map(with_etag).ok_or_else(AppError::unauthenticated)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfile {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// An empty string removes the phone number.
+    pub phone: Option<String>,
+}
+
+/// Edit the signed-in customer's profile. Send `If-Match` with the `ETag` you read to refuse
+/// overwriting a change made in between.
+#[utoipa::path(patch, path = "/api/v1/store/customers/me", tag = "store: accounts", request_body = UpdateProfile,
+    params(("If-Match" = Option<String>, Header, description = "The ETag of the profile as read")),
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 200, body = Customer),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_me(
+    State(state): State<AppState>,
+    customer: CurrentCustomer,
+    headers: HeaderMap,
+    Json(request): Json<UpdateProfile>,
+) -> AppResult<Response> {
+    let mut violations = Violations::default();
+    let first_name = request.first_name.as_deref().map(|v| violations.check("first_name", name_rule(v)));
+    let last_name = request.last_name.as_deref().map(|v| violations.check("last_name", name_rule(v)));
+    let phone = request.phone.as_deref().map(|v| violations.check("phone", phone_rule(v)));
+    violations.finish()?;
+    let expected = signin::if_match_version(&headers)?;
+
+    let mut tx = state.db.begin().await?;
+    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
+    let current = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, Customer>(&sql).bind(&customer.customer_id).fetch_optional(conn).await
+    })?
+    .ok_or_else(AppError::unauthenticated)?;
+    if expected.is_some_and(|version| version != current.version) {
+        return Err(signin::stale_version());
+    }
+    let first_name = first_name.flatten().unwrap_or(current.first_name);
+    let last_name = last_name.flatten().unwrap_or(current.last_name);
+    let phone = phone.flatten().unwrap_or(current.phone);
+    let sql = format!(
+        "UPDATE customers SET first_name = $1, last_name = $2, phone = $3, updated_at = $4, version = version + 1 \
+         WHERE id = $5 RETURNING {CUSTOMER_COLUMNS}"
+    );
+    let updated = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, Customer>(&sql)
+            .bind(&first_name)
+            .bind(&last_name)
+            .bind(&phone)
+            .bind(Timestamp::now())
+            .bind(&customer.customer_id)
+            .fetch_one(conn)
+            .await
+    })?;
+    tx.commit().await?;
+    Ok(with_etag(updated))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePassword {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change the password. Every other session of the customer ends.
+#[utoipa::path(put, path = "/api/v1/store/customers/me/password", tag = "store: accounts", request_body = ChangePassword,
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn change_password(
+    State(state): State<AppState>,
+    customer: CurrentCustomer,
+    Json(request): Json<ChangePassword>,
+) -> AppResult<StatusCode> {
+    let mut violations = Violations::default();
+    let new_password = violations.check("new_password", NewPassword::parse(&request.new_password));
+    if request.current_password.chars().count() > password::MAX_LENGTH {
+        violations.add("current_password", "too_long", "is longer than any password");
+    }
+    violations.finish()?;
+    let new_password = new_password.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated password missing")))?;
+
+    let throttle_key = format!("password:{}", customer.customer_id);
+    let max = state.config.auth.max_failures_per_account;
+    state.sign_in_failures.check(&throttle_key, max).map_err(AppError::too_many_requests)?;
+    let stored = db_run!(state.db.read(), |conn| {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM customers WHERE id = $1")
+            .bind(&customer.customer_id)
+            .fetch_optional(conn)
+            .await
+    })?;
+    if !password::verify(&request.current_password, stored).await? {
+        state.sign_in_failures.record(&throttle_key);
+        return Err(AppError::invalid_field("current_password", "incorrect", "is not the current password"));
+    }
+    state.sign_in_failures.clear(&throttle_key);
+    let hash = new_password.hash().await?;
+    let mut tx = state.db.begin().await?;
+    set_password(&mut tx, &customer.customer_id, &hash).await?;
+    auth::revoke_sessions_of(&mut tx, SubjectKind::Customer, &customer.customer_id, Some(&customer.session_id)).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_password(tx: &mut Tx, customer_id: &str, hash: &str) -> AppResult<()> {
+    db_run!(tx.conn(), |conn| {
+        sqlx::query("UPDATE customers SET password_hash = $1, updated_at = $2, version = version + 1 WHERE id = $3")
+            .bind(hash)
+            .bind(Timestamp::now())
+            .bind(customer_id)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// Stores a new single-use token for a mailed link, ending earlier unused ones of the same
+/// purpose, and returns the token to put in the link.
+async fn issue_token(
+    tx: &mut Tx,
+    state: &AppState,
+    customer_id: &str,
+    email: &str,
+    purpose: Purpose,
+) -> AppResult<String> {
+    let hours = match purpose {
+        Purpose::VerifyEmail => state.config.auth.verify_token_hours,
+        Purpose::ResetPassword => state.config.auth.reset_token_hours,
+    };
+    let token = tokens::generate(TokenKind::Mailed);
+    let now = Timestamp::now();
+    db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE customer_tokens SET used_at = $1 WHERE customer_id = $2 AND purpose = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(customer_id)
+        .bind(purpose.as_str())
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO customer_tokens (id, token_hash, purpose, customer_id, email, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_id("tok"))
+        .bind(tokens::hash(&token))
+        .bind(purpose.as_str())
+        .bind(customer_id)
+        .bind(email)
+        .bind(now)
+        .bind(now.plus_secs(hours * 3600))
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(token)
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    customer_id: String,
+    email: String,
+}
+
+/// Marks a mailed token used and returns whose it was; `None` when it is unknown, used or
+/// expired. Only one of two concurrent uses can succeed.
+async fn redeem_token(tx: &mut Tx, token: &str, purpose: Purpose) -> AppResult<Option<TokenRow>> {
+    let now = Timestamp::now();
+    Ok(db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, TokenRow>(
+            "UPDATE customer_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING customer_id, email",
+        )
+        .bind(now)
+        .bind(tokens::hash(token))
+        .bind(purpose.as_str())
+        .fetch_optional(conn)
+        .await
+    })?)
+}
+
+fn invalid_link() -> AppError {
+    AppError::new(ErrorCode::InvalidToken, "This link is invalid, already used or expired; ask for a new one.")
+        .with_field("token", "invalid", "is invalid, already used or expired")
+}
+
+/// Send the verification email again to the signed-in customer.
+#[utoipa::path(post, path = "/api/v1/store/customers/me/verification", tag = "store: accounts",
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 202, body = Accepted),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already verified", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn send_verification(
+    State(state): State<AppState>,
+    customer: CurrentCustomer,
+) -> AppResult<(StatusCode, Json<Accepted>)> {
+    let found = find_customer(&state, &customer.customer_id).await?.ok_or_else(AppError::unauthenticated)?;
+    if found.email_verified_at.is_some() {
+        return Err(AppError::new(ErrorCode::Conflict, "This email address is already verified."));
+    }
+    let key = format!("verify:{}", found.id);
+    state.account_requests.check(&key, 5).map_err(AppError::too_many_requests)?;
+    state.account_requests.record(&key);
+    let mut tx = state.db.begin().await?;
+    let token = issue_token(&mut tx, &state, &found.id, &found.email, Purpose::VerifyEmail).await?;
+    tx.commit().await?;
+    let email =
+        EmailAddress::parse(&found.email).map_err(|_| AppError::internal(anyhow::anyhow!("stored email invalid")))?;
+    state.mailer.send_later(emails::verify(&state, &email, &found.first_name, &token));
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted", message: "We sent a new verification email." })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// The token from the emailed link.
+    pub token: String,
+}
+
+/// Verify an email address with the token from the emailed link.
+#[utoipa::path(post, path = "/api/v1/store/auth/email-verification", tag = "store: accounts", request_body = TokenRequest,
+    responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn verify_email(State(state): State<AppState>, Json(request): Json<TokenRequest>) -> AppResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let row = redeem_token(&mut tx, &request.token, Purpose::VerifyEmail).await?.ok_or_else(invalid_link)?;
+    // The link verifies the address it was sent to, if it is still the account's.
+    db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE customers SET email_verified_at = $1, updated_at = $1, version = version + 1 \
+             WHERE id = $2 AND email = $3 AND email_verified_at IS NULL",
+        )
+        .bind(Timestamp::now())
+        .bind(&row.customer_id)
+        .bind(&row.email)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// Ask for a password reset link. The answer is the same whether or not the address has an
+/// account; only an account's address receives a link.
+#[utoipa::path(post, path = "/api/v1/store/auth/password-reset", tag = "store: accounts", request_body = PasswordResetRequest,
+    responses(
+        (status = 202, body = Accepted),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn request_password_reset(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    Json(request): Json<PasswordResetRequest>,
+) -> AppResult<(StatusCode, Json<Accepted>)> {
+    let mut violations = Violations::default();
+    let email = violations.check("email", EmailAddress::parse(&request.email));
+    violations.finish()?;
+    let email = email.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated email missing")))?;
+    for (key, max) in [(format!("reset:{}", email.as_str()), 5), (format!("reset-ip:{}", client_ip.0), 30)] {
+        state.account_requests.check(&key, max).map_err(AppError::too_many_requests)?;
+        state.account_requests.record(&key);
+    }
+    // The lookup and the mail happen after the answer, so its timing tells nothing.
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(err) = send_reset_link(&state, &email).await {
+            tracing::error!(error = ?err, "password reset link not sent");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted { status: "accepted", message: "If this address has an account, a reset link is on its way." }),
+    ))
+}
+
+async fn send_reset_link(state: &AppState, email: &EmailAddress) -> AppResult<()> {
+    let found = db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, (String, String)>("SELECT id, first_name FROM customers WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(conn)
+            .await
+    })?;
+    let Some((customer_id, first_name)) = found else {
+        return Ok(());
+    };
+    let mut tx = state.db.begin().await?;
+    let token = issue_token(&mut tx, state, &customer_id, email.as_str(), Purpose::ResetPassword).await?;
+    tx.commit().await?;
+    state.mailer.send(emails::reset(state, email, &first_name, &token)).await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetPassword {
+    /// The token from the emailed link.
+    pub token: String,
+    pub new_password: String,
+}
+
+/// Set a new password with the token from a reset link. The link works once; every session
+/// of the account ends, and the address counts as verified.
+#[utoipa::path(post, path = "/api/v1/store/auth/password-reset/confirm", tag = "store: accounts", request_body = ResetPassword,
+    responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn reset_password(State(state): State<AppState>, Json(request): Json<ResetPassword>) -> AppResult<StatusCode> {
+    let mut violations = Violations::default();
+    let new_password = violations.check("new_password", NewPassword::parse(&request.new_password));
+    violations.finish()?;
+    let new_password = new_password.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated password missing")))?;
+    let hash = new_password.hash().await?;
+    let mut tx = state.db.begin().await?;
+    let row = redeem_token(&mut tx, &request.token, Purpose::ResetPassword).await?.ok_or_else(invalid_link)?;
+    set_password(&mut tx, &row.customer_id, &hash).await?;
+    db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE customers SET email_verified_at = $1 WHERE id = $2 AND email = $3 AND email_verified_at IS NULL",
+        )
+        .bind(Timestamp::now())
+        .bind(&row.customer_id)
+        .bind(&row.email)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    auth::revoke_sessions_of(&mut tx, SubjectKind::Customer, &row.customer_id, None).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in customer's live sessions.
+#[utoipa::path(get, path = "/api/v1/store/customers/me/sessions", tag = "store: accounts",
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn my_sessions(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Json<Vec<SessionInfo>>> {
+    let sessions =
+        auth::list_sessions(&state, SubjectKind::Customer, &customer.customer_id, &customer.session_id).await?;
+    Ok(Json(sessions))
+}
+
+/// End one of the signed-in customer's sessions, such as one on a lost device.
+#[utoipa::path(delete, path = "/api/v1/store/customers/me/sessions/{id}", tag = "store: accounts",
+    params(("id" = String, Path, description = "The session's id")),
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn end_my_session(
+    State(state): State<AppState>,
+    customer: CurrentCustomer,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    if has_shape(&id, "ses") && auth::revoke_session(&state, SubjectKind::Customer, &customer.customer_id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::not_found("You have no live session with this id."))
+    }
+}

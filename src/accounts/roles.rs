@@ -1,0 +1,101 @@
+//! Staff roles and the named permissions every admin endpoint checks.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What a staff member or an API key may do. Each admin endpoint requires one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum Permission {
+    #[serde(rename = "staff:read")]
+    StaffRead,
+    #[serde(rename = "staff:manage")]
+    StaffManage,
+    #[serde(rename = "customers:read")]
+    CustomersRead,
+    #[serde(rename = "customers:write")]
+    CustomersWrite,
+    #[serde(rename = "api_keys:manage")]
+    ApiKeysManage,
+    #[serde(rename = "audit:read")]
+    AuditRead,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 6] = [
+        Self::StaffRead,
+        Self::StaffManage,
+        Self::CustomersRead,
+        Self::CustomersWrite,
+        Self::ApiKeysManage,
+        Self::AuditRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StaffRead => "staff:read",
+            Self::StaffManage => "staff:manage",
+            Self::CustomersRead => "customers:read",
+            Self::CustomersWrite => "customers:write",
+            Self::ApiKeysManage => "api_keys:manage",
+            Self::AuditRead => "audit:read",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A staff member's role. Owners manage staff; admins run the shop; staff read and serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Staff,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Staff => "staff",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Owner, Self::Admin, Self::Staff].into_iter().find(|r| r.as_str() == name)
+    }
+
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Self::Owner => &Permission::ALL,
+            Self::Admin => &[StaffRead, CustomersRead, CustomersWrite, ApiKeysManage, AuditRead],
+            Self::Staff => &[StaffRead, CustomersRead],
+        }
+    }
+
+    pub fn grants(self, permission: Permission) -> bool {
+        self.permissions().contains(&permission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_owners_manage_staff_and_every_role_is_a_subset_of_owner() {
+        assert!(Role::Owner.grants(Permission::StaffManage));
+        assert!(!Role::Admin.grants(Permission::StaffManage));
+        assert!(!Role::Staff.grants(Permission::CustomersWrite));
+        for role in [Role::Admin, Role::Staff] {
+            assert!(role.permissions().iter().all(|p| Role::Owner.grants(*p)));
+        }
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(p));
+        }
+    }
+}

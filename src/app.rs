@@ -1,0 +1,119 @@
+//! The application: its shared state, the router with every module and layer, and serving
+//! with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::accounts;
+use crate::platform::config::Config;
+use crate::platform::db::Db;
+use crate::platform::health;
+use crate::platform::http;
+use crate::platform::mail::Mailer;
+use crate::platform::openapi::{self, ApiDoc};
+use crate::platform::throttle::SlidingWindow;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub mailer: Mailer,
+    /// Failed sign-ins and password checks, per account and per address.
+    pub sign_in_failures: Arc<SlidingWindow>,
+    /// Registrations, reset requests and verification emails, per address and account, per hour.
+    pub account_requests: Arc<SlidingWindow>,
+    openapi_json: Arc<String>,
+}
+
+/// Connects to the database, applies migrations and prepares everything the router needs.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = Db::connect(&config).await?;
+    db.migrate().await?;
+    let mailer = Mailer::from_config(&config)?;
+    let window = Duration::from_secs(config.auth.failure_window_secs);
+    Ok(AppState {
+        db,
+        mailer,
+        sign_in_failures: Arc::new(SlidingWindow::new(window)),
+        account_requests: Arc::new(SlidingWindow::new(Duration::from_secs(3600))),
+        openapi_json: Arc::new(openapi_json()),
+        config: Arc::new(config),
+    })
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(health::router()).merge(accounts::router())
+}
+
+/// The OpenAPI document of every endpoint, as pretty JSON.
+pub fn openapi_json() -> String {
+    let (_, api) = api_routes().split_for_parts();
+    api.to_pretty_json().unwrap_or_default()
+}
+
+/// The full router: every module, the docs, and the layers every request passes through.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    let body_limit = state.config.http.body_limit_bytes;
+    let spec = state.openapi_json.clone();
+    api.route(
+        "/api/openapi.json",
+        axum::routing::get(move || async move {
+            ([(axum::http::header::CONTENT_TYPE, "application/json")], spec.as_str().to_owned())
+        }),
+    )
+    .merge(openapi::docs_router())
+    .fallback(http::not_found)
+    .layer(CatchPanicLayer::custom(http::panic_response))
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(RequestBodyLimitLayer::new(body_limit))
+    .layer(http::cors(&state.config.http.cors_allowed_origins))
+    .layer(from_fn_with_state(state.clone(), http::security_headers))
+    .layer(from_fn_with_state(state.clone(), http::observe))
+    .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: letting in-flight requests finish");
+}

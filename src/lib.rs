@@ -1,0 +1,8 @@
+//! Backroom: the backend of an online store and its content site.
+//!
+//! [`app::build_state`] and [`app::serve`] start the whole application on any listener, so
+//! that `main` and the tests run the same thing.
+
+pub mod accounts;
+pub mod app;
+pub mod platform;

@@ -1,0 +1,187 @@
+//! The `backroom` command: parses the command line and calls the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use backroom::accounts::roles::Role;
+use backroom::accounts::staff::{NewStaff, create_staff};
+use backroom::app;
+use backroom::platform::config::Config;
+use backroom::platform::db::Db;
+use backroom::platform::telemetry;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "backroom", version, about = "The backend of an online store and its content site.")]
+struct Cli {
+    /// The configuration file; `BACKROOM_*` environment variables override it.
+    #[arg(long, global = true, env = "BACKROOM_CONFIG", default_value = "backroom.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrations are applied first).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage staff users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a staff user (an owner by default). The password is prompted for on a
+    /// terminal, or read from the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Owner)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Owner,
+    Admin,
+    Staff,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Owner => Role::Owner,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Staff => Role::Staff,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it, secrets hidden.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        println!("{}", app::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("backroom: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Config { command: ConfigCommand::Check } = cli.command {
+        println!("{config:#?}");
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("backroom: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("backroom: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = Db::connect(&config).await?;
+            db.migrate().await?;
+            db.close().await;
+            println!("migrations applied ({})", db.backend_name());
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::Create { email, name, role } } => {
+            let password = read_password()?;
+            let db = Db::connect(&config).await?;
+            db.migrate().await?;
+            let new = NewStaff { email: &email, password: &password, name: &name, role: role.into() };
+            let created = create_staff(&db, new, None).await;
+            db.close().await;
+            let created = created.map_err(|err| anyhow::anyhow!("{err}"))?;
+            println!("created {} ({}) as {}", created.email, created.id, created.role.0.as_str());
+            Ok(())
+        }
+        Command::Openapi | Command::Config { .. } => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let state = app::build_state(config).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        address = %address,
+        database = state.db.backend_name(),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "backroom is ready"
+    );
+    println!("Backroom is listening on http://{address} (API docs: http://{address}/api/docs)");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(app::serve(listener, state.clone(), {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    }));
+    app::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(grace, server).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period"),
+    }
+    state.db.close().await;
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let password = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(password == again, "the passwords differ");
+        Ok(password)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}

@@ -1,0 +1,284 @@
+//! Configuration: safe defaults, `backroom.toml`, then `BACKROOM_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Everything Backroom can be told at start. Every field has a safe default.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// Folder for the embedded database, outgoing mail files and media.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; defaults to a SQLite file in `data_dir`.
+    #[serde(skip_serializing)]
+    pub database_url: Option<SecretString>,
+    /// The address shoppers reach the shop at, used in emailed links and to decide on `Secure` cookies.
+    pub public_url: Option<String>,
+    /// The shop's name, used in emails.
+    pub shop_name: String,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub mail: MailConfig,
+    pub database: DatabaseConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `backroom=debug,sqlx=warn`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Time a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Origins allowed to call the API from a browser (CORS). Empty: none.
+    pub cors_allowed_origins: Vec<String>,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A customer's session ends after this many days without use.
+    pub customer_session_days: u64,
+    /// A staff session ends after this many hours without use.
+    pub staff_session_hours: u64,
+    /// Failed sign-ins for one account within the window before it answers 429.
+    pub max_failures_per_account: u32,
+    /// Failed sign-ins from one address within the window before it answers 429.
+    pub max_failures_per_ip: u32,
+    /// The window failed sign-ins are counted over, in seconds.
+    pub failure_window_secs: u64,
+    /// Hours a password reset link stays valid.
+    pub reset_token_hours: u64,
+    /// Hours an email verification link stays valid.
+    pub verify_token_hours: u64,
+    /// Force the `Secure` attribute on cookies; by default it follows `public_url`'s scheme.
+    pub secure_cookies: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransportKind {
+    /// Writes each message as an `.eml` file under `data_dir/mail`.
+    File,
+    /// Writes each message to the log only.
+    Log,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub transport: MailTransportKind,
+    /// The sender of every email, `Name <address>` or a bare address.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connections for readers (SQLite) or for everything (PostgreSQL).
+    pub max_connections: u32,
+    /// Milliseconds SQLite waits on a locked database before giving up.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./backroom-data"),
+            database_url: None,
+            public_url: None,
+            shop_name: "Backroom".into(),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            mail: MailConfig::default(),
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            cors_allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            customer_session_days: 30,
+            staff_session_hours: 12,
+            max_failures_per_account: 5,
+            max_failures_per_ip: 20,
+            failure_window_secs: 15 * 60,
+            reset_token_hours: 1,
+            verify_token_hours: 72,
+            secure_cookies: None,
+        }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self { transport: MailTransportKind::File, from: "Backroom <shop@localhost>".into() }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { max_connections: 8, busy_timeout_ms: 5000 }
+    }
+}
+
+/// A setting that cannot be used, named so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, reason: impl Into<String>) -> Self {
+        Self { setting: setting.into(), reason: reason.into() }
+    }
+}
+
+impl Config {
+    /// Reads `path` (when it exists), then `BACKROOM_*` variables; nested keys use `__`
+    /// (`BACKROOM_HTTP__BODY_LIMIT_BYTES`). `BACKROOM_CONFIG` (the file's path) and
+    /// `BACKROOM_TEST_*` (the test harness's) are not settings. The result is validated.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(path)).merge(
+            Env::prefixed("BACKROOM_").filter(|key| key != "config" && !key.as_str().starts_with("test_")).split("__"),
+        );
+        let config: Config = figment.extract().map_err(|err| {
+            let setting = err.path.join(".");
+            ConfigError::new(if setting.is_empty() { "config" } else { &setting }, err.kind.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges, URL schemes, origins, addresses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::new("database_url", "must start with sqlite:, postgres:// or postgresql://"));
+            }
+        }
+        if let Some(public) = &self.public_url
+            && !(public.starts_with("http://") || public.starts_with("https://"))
+        {
+            return Err(ConfigError::new("public_url", "must start with http:// or https://"));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(ConfigError::new("http.body_limit_bytes", "must be at least 1024"));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(ConfigError::new("http.request_timeout_secs", "must be at least 1"));
+        }
+        for origin in &self.http.cors_allowed_origins {
+            if origin.parse::<axum::http::HeaderValue>().is_err()
+                || !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(ConfigError::new(
+                    "http.cors_allowed_origins",
+                    format!("`{origin}` is not an origin like https://shop.example"),
+                ));
+            }
+        }
+        let auth = &self.auth;
+        for (setting, value) in [
+            ("auth.customer_session_days", auth.customer_session_days),
+            ("auth.staff_session_hours", auth.staff_session_hours),
+            ("auth.failure_window_secs", auth.failure_window_secs),
+            ("auth.reset_token_hours", auth.reset_token_hours),
+            ("auth.verify_token_hours", auth.verify_token_hours),
+            ("auth.max_failures_per_account", auth.max_failures_per_account.into()),
+            ("auth.max_failures_per_ip", auth.max_failures_per_ip.into()),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::new("mail.from", "must be an address such as `Shop <shop@example.com>`"));
+        }
+        if self.shop_name.trim().is_empty() {
+            return Err(ConfigError::new("shop_name", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The database to use: the configured URL, or a SQLite file in the data folder.
+    pub fn database_url(&self) -> SecretString {
+        use secrecy::ExposeSecret;
+        match &self.database_url {
+            Some(url) => url.expose_secret().into(),
+            None => format!("sqlite://{}", self.data_dir.join("backroom.db").display()).into(),
+        }
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.auth.secure_cookies.unwrap_or_else(|| self.public_url().starts_with("https://"))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.http.request_timeout_secs)
+    }
+}

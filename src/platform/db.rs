@@ -1,0 +1,210 @@
+//! The database: embedded SQLite by default, PostgreSQL when the URL says so.
+//!
+//! Queries are written once, in the SQL both engines understand (`$1` binds, `RETURNING`,
+//! `ON CONFLICT`, text ids, integer money and times), and run through [`db_run!`], which
+//! expands the same code once per backend. What truly differs lives in [`dialect`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+
+use super::config::Config;
+
+/// One value per backend; [`db_run!`] runs the same code on whichever this is.
+pub enum Backend<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// Runs `$body` with `$conn` bound to the executor of the backend in use.
+///
+/// The body is expanded once per backend, so a query written with `sqlx::query_as::<_, Row>`
+/// is type-checked against both engines.
+#[macro_export]
+macro_rules! db_run {
+    ($backend:expr, |$conn:ident| $body:expr) => {
+        match $backend {
+            $crate::platform::db::Backend::Sqlite($conn) => $body,
+            $crate::platform::db::Backend::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// Connection pools. On SQLite one connection writes and a pool reads, so writers never
+/// fight over the lock; on PostgreSQL one pool does both.
+#[derive(Clone)]
+pub struct Db {
+    pools: Pools,
+}
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// A transaction on the writer; dropped without [`Tx::commit`] it rolls back.
+pub struct Tx(Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>);
+
+/// How many connections a pool holds and how many of them are idle.
+pub struct PoolStats {
+    pub name: &'static str,
+    pub size: u32,
+    pub idle: usize,
+}
+
+impl Db {
+    /// Opens the database named by the configuration, creating a SQLite file if needed.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let url = config.database_url();
+        let url = url.expose_secret();
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, config).await
+        } else {
+            let options = PgConnectOptions::from_str(url)?.application_name("backroom");
+            let pool = PoolOptions::<Postgres>::new()
+                .max_connections(config.database.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            Ok(Self { pools: Pools::Postgres(pool) })
+        }
+    }
+
+    async fn connect_sqlite(url: &str, config: &Config) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let writer = PoolOptions::<Sqlite>::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let reader = PoolOptions::<Sqlite>::new()
+            .max_connections(config.database.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pools: Pools::Sqlite { writer, reader } })
+    }
+
+    /// Applies the migrations of the backend in use; safe to run from several nodes at once
+    /// (PostgreSQL takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match &self.pools {
+            Pools::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await,
+            Pools::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        }
+    }
+
+    /// An executor for reads.
+    pub fn read(&self) -> Backend<&SqlitePool, &PgPool> {
+        match &self.pools {
+            Pools::Sqlite { reader, .. } => Backend::Sqlite(reader),
+            Pools::Postgres(pool) => Backend::Postgres(pool),
+        }
+    }
+
+    /// An executor for a single write statement outside a transaction.
+    pub fn write(&self) -> Backend<&SqlitePool, &PgPool> {
+        match &self.pools {
+            Pools::Sqlite { writer, .. } => Backend::Sqlite(writer),
+            Pools::Postgres(pool) => Backend::Postgres(pool),
+        }
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it never fails half-way when another process writes.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(Tx(match &self.pools {
+            Pools::Sqlite { writer, .. } => Backend::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Pools::Postgres(pool) => Backend::Postgres(pool.begin().await?),
+        }))
+    }
+
+    /// Answers whether the database takes queries, for `/health/ready`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        db_run!(self.read(), |conn| sqlx::query("SELECT 1").execute(conn).await.map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.pools {
+            Pools::Sqlite { .. } => "sqlite",
+            Pools::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        match &self.pools {
+            Pools::Sqlite { writer, reader } => vec![
+                PoolStats { name: "writer", size: writer.size(), idle: writer.num_idle() },
+                PoolStats { name: "reader", size: reader.size(), idle: reader.num_idle() },
+            ],
+            Pools::Postgres(pool) => vec![PoolStats { name: "main", size: pool.size(), idle: pool.num_idle() }],
+        }
+    }
+
+    /// Waits for checked-out connections to return and closes every pool.
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Tx {
+    /// The transaction's connection, for [`db_run!`].
+    pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
+        match &mut self.0 {
+            Backend::Sqlite(tx) => Backend::Sqlite(&mut **tx),
+            Backend::Postgres(tx) => Backend::Postgres(&mut **tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.0 {
+            Backend::Sqlite(tx) => tx.commit().await,
+            Backend::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// What differs between the engines and cannot be written once.
+pub mod dialect {
+    /// Whether `err` is a unique violation on `table.column`. PostgreSQL names the
+    /// constraint (`{table}_{column}_key`, as the migrations declare it); SQLite names the
+    /// columns in its message (`UNIQUE constraint failed: table.column`).
+    pub fn is_unique_violation(err: &sqlx::Error, table: &str, column: &str) -> bool {
+        let sqlx::Error::Database(db_err) = err else {
+            return false;
+        };
+        if !matches!(db_err.kind(), sqlx::error::ErrorKind::UniqueViolation) {
+            return false;
+        }
+        match db_err.constraint() {
+            Some(name) => name == format!("{table}_{column}_key"),
+            None => db_err.message().contains(&format!("{table}.{column}")),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! HTTP plumbing shared by every module: request ids, logs and metrics per route, security
+//! headers, CORS, body limits, timeouts, the problem+json fallback, and extractors whose
+//! rejections are problems too.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+
+use super::error::{AppError, ErrorCode, PROBLEM_JSON};
+use crate::app::AppState;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Takes the caller's `x-request-id` when it is sane, or makes one; returns it on the response.
+fn request_id_of(headers: &HeaderMap) -> String {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// The outermost layer: a span with the request id and matched route, one log line and the
+/// metrics per request, the request timeout, and a problem+json body for any error response
+/// a lower layer produced without one.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_of(request.headers());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!("request", request.id = %request_id, http.method = %method, http.route = %route);
+    let timeout = state.config.request_timeout();
+
+    let inner = async {
+        match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => AppError::new(ErrorCode::Timeout, "The request took too long and was stopped.").into_response(),
+        }
+    };
+    let mut response = REQUEST_ID.scope(request_id.clone(), inner.instrument(span.clone())).await;
+    if (response.status().is_client_error() || response.status().is_server_error()) && !is_problem(&response) {
+        response = REQUEST_ID.scope(request_id.clone(), async { problem_for(response) }).await;
+    }
+
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(http.status = status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+    });
+    let labels = [("route", route), ("method", method.to_string()), ("status", status.to_string())];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+fn is_problem(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+}
+
+/// Rewrites an error response from routing or a tower layer as a problem, keeping its headers
+/// (`Allow` on a 405, for instance).
+fn problem_for(response: Response) -> Response {
+    let (parts, _) = response.into_parts();
+    let code = ErrorCode::for_status(parts.status);
+    let detail = match code {
+        ErrorCode::NotFound => "No such resource.".to_owned(),
+        ErrorCode::MethodNotAllowed => "This resource does not accept this method; see the `Allow` header.".to_owned(),
+        ErrorCode::PayloadTooLarge => "The request body is larger than this server accepts.".to_owned(),
+        _ => parts.status.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    let mut problem = AppError::new(code, detail).into_response();
+    *problem.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+/// Security headers on every response, unless the handler chose its own.
+pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if state.config.secure_cookies() {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    response
+}
+
+/// CORS for the configured origins only; with none configured, browsers on other origins get
+/// no access.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|origin| origin.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            X_CSRF_TOKEN.clone(),
+            X_REQUEST_ID.clone(),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER, header::LOCATION, X_REQUEST_ID.clone()])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Answers routes that do not exist.
+pub async fn not_found() -> AppError {
+    AppError::not_found("No such resource.")
+}
+
+/// Turns a panic in a handler into a logged 500 problem instead of a dropped connection.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    AppError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}
+
+/// A JSON body whose every rejection is a problem: 415 without a JSON content type, 400 for
+/// malformed JSON, 422 naming the field for a wrong shape, 413 past the body limit.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(request.headers()) {
+            return Err(AppError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::new(ErrorCode::PayloadTooLarge, "The request body is larger than this server accepts.")
+            } else {
+                AppError::new(ErrorCode::BadRequest, "The request body could not be read.")
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses a JSON document, telling a syntax error (400) from a shape error (422 on the field).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer);
+    if value.is_ok()
+        && let Err(trailing) = deserializer.end()
+    {
+        return Err(AppError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {trailing}.")));
+    }
+    value.map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_owned() } else { path };
+                let message = serde_message(&inner);
+                let code = if message.starts_with("missing field") { "required" } else { "invalid_type" };
+                AppError::validation(vec![super::error::FieldError {
+                    field: missing_field_name(&message).map(|name| join_path(&field, name)).unwrap_or(field),
+                    code: code.into(),
+                    message,
+                }])
+            }
+            _ => AppError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {inner}.")),
+        }
+    })
+}
+
+/// serde_json's message without its "at line 1 column 5" suffix.
+fn serde_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn missing_field_name(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+fn join_path(parent: &str, name: &str) -> String {
+    if parent == "body" { name.to_owned() } else { format!("{parent}.{name}") }
+}
+
+fn has_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query parameters whose rejections are 422 problems naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(Query).map_err(|err| {
+            let field = err.path().to_string();
+            AppError::validation(vec![super::error::FieldError {
+                field: if field == "." { "query".into() } else { field },
+                code: "invalid".into(),
+                message: err.into_inner().to_string(),
+            }])
+        })
+    }
+}
+
+/// The address of the client: the socket's peer, or the last `X-Forwarded-For` hop when the
+/// configuration says a trusted proxy sits in front.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if state.config.http.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .next_back()
+                .and_then(|hop| hop.trim().parse().ok())
+        {
+            return Ok(Self(ip));
+        }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        Ok(Self(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+/// A response with no body and the given status.
+pub fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}

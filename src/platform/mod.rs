@@ -1,0 +1,14 @@
+//! Cross-cutting plumbing: configuration, database, errors, HTTP, telemetry, mail.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod ids;
+pub mod mail;
+pub mod openapi;
+pub mod pagination;
+pub mod telemetry;
+pub mod throttle;
+pub mod time;

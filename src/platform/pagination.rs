@@ -1,0 +1,52 @@
+//! Cursor pagination: `?limit=&after=`, answered `{ "data": [...], "next_cursor": ... }`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{AppResult, Violations};
+
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// How many items to return, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+impl PageParams {
+    /// The limit, checked against the hard maximum.
+    pub fn limit(&self) -> AppResult<u32> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        let mut violations = Violations::default();
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            violations.add("limit", "out_of_range", format!("must be between 1 and {MAX_LIMIT}"));
+        }
+        if self.after.as_ref().is_some_and(|after| after.len() > 64) {
+            violations.add("after", "invalid", "is not a cursor this API gave out");
+        }
+        violations.finish()?;
+        Ok(limit)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows ordered by their cursor: the extra row only
+    /// tells that another page exists.
+    pub fn from_rows(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+        Self { data: rows, next_cursor }
+    }
+}
