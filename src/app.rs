@@ -39,6 +39,7 @@ pub struct AppState {
 
 /// Connects to the database, applies migrations and prepares everything the router needs.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    crate::platform::telemetry::metrics_handle();
     let db = Db::connect(&config).await?;
     db.migrate().await?;
     let mailer = Mailer::from_config(&config)?;

@@ -200,13 +200,13 @@ where
 
 /// Parses a JSON document, telling a syntax error (400) from a shape error (422 on the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    // Syntax first, without building anything, so that a malformed body is a 400 even when
+    // its beginning already misses a field.
+    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(AppError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {err}.")));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer);
-    if value.is_ok()
-        && let Err(trailing) = deserializer.end()
-    {
-        return Err(AppError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {trailing}.")));
-    }
     value.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();

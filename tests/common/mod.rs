@@ -1,0 +1,374 @@
+//! The HTTP test harness: the real application on 127.0.0.1:0, on a fresh database per test,
+//! SQLite or PostgreSQL, driven over real HTTP.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backroom::app::{self, AppState};
+use backroom::platform::config::Config;
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each test body once per backend: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! conformance {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let $backend = $crate::common::Backend::Sqlite;
+                    $body
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if !$crate::common::postgres_available().await {
+                        return;
+                    }
+                    let $backend = $crate::common::Backend::Postgres;
+                    $body
+                }
+            }
+        )*
+    };
+}
+
+/// The server tests create their databases on.
+pub fn postgres_url() -> String {
+    std::env::var("BACKROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether PostgreSQL can be reached. Under `CI=true` it must be: the run fails instead of
+/// skipping half the suite.
+pub async fn postgres_available() -> bool {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(&postgres_url()).await {
+        Ok(conn) => {
+            drop(conn.close().await);
+            true
+        }
+        Err(err) => {
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!("PostgreSQL is required under CI=true but {} does not answer: {err}", postgres_url());
+            }
+            eprintln!(
+                "\n!!! SKIPPED: PostgreSQL at {} does not answer ({err}); the PostgreSQL half did not run !!!\n",
+                postgres_url()
+            );
+            false
+        }
+    }
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub data_dir: tempfile::TempDir,
+    pub backend: Backend,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pg_database: Option<String>,
+}
+
+/// The configuration every test starts from; a test may change it before the app starts.
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().expect("an address");
+    config.data_dir = data_dir.to_path_buf();
+    config.shop_name = "Test Shop".into();
+    config.database.max_connections = 4;
+    config
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("a temporary folder");
+        let mut config = test_config(data_dir.path());
+        let pg_database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let name = format!("br_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+                admin_query(&format!("CREATE DATABASE \"{name}\"")).await;
+                let url = url_with_database(&postgres_url(), &name);
+                config.database_url = Some(url.into());
+                Some(name)
+            }
+        };
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("a free port");
+        let address = listener.local_addr().expect("a bound address");
+        let state = app::build_state(config).await.expect("the app starts");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app::serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client");
+        Self { address, client, state, data_dir, backend, shutdown: Some(shutdown), server: Some(server), pg_database }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Sends a request with an optional JSON body and extra headers.
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Resp::from(request.send().await.expect("the server answers")).await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request(Method::GET, path, None, headers).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.request(Method::POST, path, Some(body), headers).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.request(Method::PATCH, path, Some(body), headers).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.request(Method::PUT, path, Some(body), headers).await
+    }
+
+    pub async fn delete(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request(Method::DELETE, path, None, headers).await
+    }
+
+    /// Every email written so far, decoded, oldest first.
+    pub fn emails(&self) -> Vec<Mail> {
+        let dir = self.data_dir.path().join("mail");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|ext| ext == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files.iter().map(|p| Mail::parse(&std::fs::read_to_string(p).expect("a readable email"))).collect()
+    }
+
+    /// Waits until at least `count` emails were written (mail is sent in the background).
+    pub async fn wait_for_emails(&self, count: usize) -> Vec<Mail> {
+        for _ in 0..100 {
+            let emails = self.emails();
+            if emails.len() >= count {
+                return emails;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {count} emails, found {}", self.emails().len());
+    }
+
+    /// Runs a statement on the app's database, to set up what no endpoint can (time passing).
+    pub async fn execute(&self, sql: &str) {
+        use backroom::db_run;
+        db_run!(self.state.db.write(), |conn| sqlx::query(sql).execute(conn).await.map(|_| ()))
+            .expect("the statement runs");
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use backroom::db_run;
+        db_run!(self.state.db.read(), |conn| sqlx::query_scalar::<_, i64>(sql).fetch_one(conn).await)
+            .expect("the query runs")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        if let Some(name) = self.pg_database.take() {
+            // Dropping happens outside the test's runtime, which may be shutting down.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                runtime.block_on(admin_query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")));
+            })
+            .join();
+        }
+    }
+}
+
+async fn admin_query(sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url()).await.expect("PostgreSQL answers");
+    sqlx::query(sql).execute(&mut conn).await.expect("the admin statement runs");
+    drop(conn.close().await);
+}
+
+fn url_with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A response, read whole.
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Resp {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self { status, headers, text, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(HeaderName::from_bytes(name.as_bytes()).ok()?).and_then(|v: &HeaderValue| v.to_str().ok())
+    }
+
+    /// The `Set-Cookie` value of `name`, without attributes.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.to_owned())
+    }
+
+    /// The full `Set-Cookie` line of `name`, attributes included.
+    pub fn set_cookie_line(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    /// Asserts this is a problem document with `status` and `code`, and returns it.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "body: {}", self.text);
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert_eq!(self.body["status"], status, "body: {}", self.text);
+        assert!(self.body["type"].as_str().is_some_and(|t| t.ends_with(code)), "body: {}", self.text);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "body: {}", self.text);
+        &self.body
+    }
+
+    /// The fields named by a validation problem.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// An email as a test reads it.
+#[derive(Debug)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+impl Mail {
+    fn parse(raw: &str) -> Self {
+        let raw = raw.replace("\r\n", "\n");
+        let header = |name: &str| {
+            raw.lines()
+                .take_while(|line| !line.is_empty())
+                .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+                .unwrap_or("")
+                .to_owned()
+        };
+        Self { to: header("To"), subject: header("Subject"), text: text_part(&raw) }
+    }
+
+    /// The first link in the text containing `token=`, and its token.
+    pub fn token(&self) -> String {
+        let start = self.text.find("token=").expect("a link with a token") + "token=".len();
+        self.text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
+    }
+}
+
+/// The decoded `text/plain` part of a MIME message.
+fn text_part(raw: &str) -> String {
+    let start = raw.find("Content-Type: text/plain").expect("a text part");
+    let part = &raw[start..];
+    let (headers, rest) = part.split_once("\n\n").expect("a part body");
+    let body = rest.split("\n--").next().unwrap_or("");
+    if headers.contains("Content-Transfer-Encoding: base64") {
+        use base64::Engine;
+        let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).expect("base64")).expect("utf-8")
+    } else if headers.contains("Content-Transfer-Encoding: quoted-printable") {
+        decode_quoted_printable(body)
+    } else {
+        body.to_owned()
+    }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,194 @@
+//! The API's conventions, on both databases: problems for every error, limits, headers,
+//! request ids, CORS, health, metrics and the OpenAPI document.
+
+mod common;
+
+use common::{Backend, TestApp};
+use serde_json::json;
+
+conformance! {
+    async fn an_unknown_route_is_a_404_problem(backend) {
+        let app = TestApp::spawn(backend).await;
+        let resp = app.get("/api/v1/nothing/here", &[]).await;
+        resp.problem(404, "not_found");
+    }
+
+    async fn a_wrong_method_is_a_405_problem_with_allow(backend) {
+        let app = TestApp::spawn(backend).await;
+        let resp = app.delete("/health/live", &[]).await;
+        resp.problem(405, "method_not_allowed");
+        assert!(resp.header("allow").is_some_and(|allow| allow.contains("GET")));
+    }
+
+    async fn a_body_over_the_limit_is_a_413_problem_and_creates_nothing(backend) {
+        let app = TestApp::spawn_with(backend, |config| config.http.body_limit_bytes = 4096).await;
+        let body = json!({"email": "big@example.com", "password": "x".repeat(5000)});
+        let resp = app.post("/api/v1/store/customers", body, &[]).await;
+        resp.problem(413, "payload_too_large");
+        assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0);
+    }
+
+    async fn a_non_json_body_is_a_415_problem(backend) {
+        let app = TestApp::spawn(backend).await;
+        let resp = app
+            .client
+            .post(app.url("/api/v1/store/customers"))
+            .header("content-type", "text/plain")
+            .body("email=a@b.c")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 415);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "unsupported_media_type");
+    }
+
+    async fn malformed_json_is_a_400_problem(backend) {
+        let app = TestApp::spawn(backend).await;
+        for body in ["{\"email\": ", "{\"email\": \"a@b.co\"} trailing", "\u{0}"] {
+            let resp = app
+                .client
+                .post(app.url("/api/v1/store/customers"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 400, "for {body:?}");
+            let problem: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(problem["code"], "malformed_json");
+        }
+    }
+
+    async fn a_wrongly_shaped_body_names_the_field(backend) {
+        let app = TestApp::spawn(backend).await;
+        let resp = app.post("/api/v1/store/customers", json!({"email": 42, "password": "long enough pass"}), &[]).await;
+        resp.problem(422, "validation_failed");
+        assert_eq!(resp.error_fields(), ["email"]);
+        let resp = app.post("/api/v1/store/customers", json!({"email": "ana@example.com"}), &[]).await;
+        resp.problem(422, "validation_failed");
+        assert_eq!(resp.error_fields(), ["password"]);
+        assert_eq!(resp.body["errors"][0]["code"], "required");
+    }
+
+    async fn validation_names_every_failing_field(backend) {
+        let app = TestApp::spawn(backend).await;
+        let body = json!({"email": "not-an-email", "password": "short", "first_name": "x".repeat(101), "phone": "call me"});
+        let resp = app.post("/api/v1/store/customers", body, &[]).await;
+        resp.problem(422, "validation_failed");
+        let mut fields = resp.error_fields();
+        fields.sort();
+        assert_eq!(fields, ["email", "first_name", "password", "phone"]);
+        assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0);
+    }
+
+    async fn every_response_carries_security_headers_and_a_request_id(backend) {
+        let app = TestApp::spawn(backend).await;
+        for resp in [app.get("/health/live", &[]).await, app.get("/missing", &[]).await] {
+            assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(resp.header("x-frame-options"), Some("DENY"));
+            assert_eq!(resp.header("referrer-policy"), Some("strict-origin-when-cross-origin"));
+            assert!(resp.header("content-security-policy").is_some_and(|csp| csp.contains("frame-ancestors 'none'")));
+            assert_eq!(resp.header("x-request-id").map(str::len), Some(26));
+        }
+        let resp = app.get("/health/live", &[("x-request-id", "trace-me-123")]).await;
+        assert_eq!(resp.header("x-request-id"), Some("trace-me-123"));
+        let resp = app.get("/health/live", &[("x-request-id", "")]).await;
+        assert_eq!(resp.header("x-request-id").map(str::len), Some(26));
+    }
+
+    async fn cors_answers_only_allowed_origins(backend) {
+        let app = TestApp::spawn_with(backend, |config| {
+            config.http.cors_allowed_origins = vec!["https://shop.example".into()];
+        })
+        .await;
+        let preflight = |origin: &'static str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/api/v1/store/customers"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type,x-csrf-token")
+                .send()
+        };
+        let allowed = preflight("https://shop.example").await.unwrap();
+        assert_eq!(allowed.headers()["access-control-allow-origin"], "https://shop.example");
+        assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
+        let refused = preflight("https://evil.example").await.unwrap();
+        assert!(refused.headers().get("access-control-allow-origin").is_none());
+    }
+
+    async fn health_and_readiness_answer(backend) {
+        let app = TestApp::spawn(backend).await;
+        let live = app.get("/health/live", &[]).await;
+        assert_eq!(live.status, 200);
+        assert_eq!(live.body["status"], "ok");
+        let ready = app.get("/health/ready", &[]).await;
+        assert_eq!(ready.status, 200);
+        let expected = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+        assert_eq!(ready.body["database"], expected);
+    }
+
+    async fn readiness_fails_when_the_database_is_gone(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.state.db.close().await;
+        let resp = app.get("/health/ready", &[]).await;
+        resp.problem(503, "unavailable");
+        assert!(resp.header("retry-after").is_some());
+        assert_eq!(app.get("/health/live", &[]).await.status, 200);
+    }
+
+    async fn metrics_count_requests_by_route_and_status(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.get("/health/live", &[]).await;
+        app.get("/no/such/route", &[]).await;
+        let resp = app.get("/metrics", &[]).await;
+        assert_eq!(resp.status, 200);
+        assert!(resp.header("content-type").unwrap().starts_with("text/plain"));
+        let text = &resp.text;
+        assert!(text.contains("http_requests_total{"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health/live\"") && l.contains("status=\"200\"")));
+        assert!(text.lines().any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"unmatched\"") && l.contains("status=\"404\"")));
+        assert!(text.contains("http_request_duration_seconds_bucket{"));
+        assert!(text.contains("db_pool_connections{"));
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    async fn the_openapi_document_describes_every_endpoint(backend) {
+        let app = TestApp::spawn(backend).await;
+        let resp = app.get("/api/openapi.json", &[]).await;
+        assert_eq!(resp.status, 200);
+        let doc = &resp.body;
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = doc["paths"].as_object().unwrap();
+        for path in [
+            "/api/v1/store/customers",
+            "/api/v1/store/auth/sessions",
+            "/api/v1/store/customers/me",
+            "/api/v1/store/auth/password-reset",
+            "/api/v1/admin/staff/{id}",
+            "/api/v1/admin/api-keys",
+            "/health/ready",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(path), "{path} is missing from the OpenAPI document");
+        }
+        assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+    }
+
+    async fn the_docs_page_is_served_by_the_binary(backend) {
+        let app = TestApp::spawn(backend).await;
+        let page = app.get("/api/docs", &[]).await;
+        assert_eq!(page.status, 200);
+        assert!(page.text.contains("/api/docs/swagger-ui-bundle.js"));
+        assert!(!page.text.contains("http://") && !page.text.contains("https://"), "no CDN");
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("script-src 'self'"));
+        for asset in ["/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css", "/api/docs/init.js"] {
+            let resp = app.get(asset, &[]).await;
+            assert_eq!(resp.status, 200, "{asset}");
+            assert!(resp.text.len() > 100, "{asset}");
+        }
+    }
+}
