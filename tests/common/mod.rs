@@ -88,10 +88,12 @@ pub struct TestApp {
 
 /// The configuration every test starts from; a test may change it before the app starts.
 pub fn test_config(data_dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("an address");
-    config.data_dir = data_dir.to_path_buf();
-    config.shop_name = "Test Shop".into();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        data_dir: data_dir.to_path_buf(),
+        shop_name: "Test Shop".into(),
+        ..Config::default()
+    };
     config.database.max_connections = 4;
     config
 }
@@ -360,12 +362,13 @@ fn decode_quoted_printable(body: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
