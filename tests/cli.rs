@@ -1,0 +1,166 @@
+//! The `backroom` binary as an operator runs it: configuration checks, migrations, serving,
+//! JSON logs with request ids, and graceful shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn backroom(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backroom"));
+    command
+        .env("BACKROOM_DATA_DIR", data_dir)
+        .env("BACKROOM_CONFIG", data_dir.join("backroom.toml"))
+        .env_remove("BACKROOM_DATABASE_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+#[test]
+fn config_check_names_the_bad_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        backroom(dir.path()).args(["config", "check"]).env("BACKROOM_HTTP__BODY_LIMIT_BYTES", "10").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.body_limit_bytes"), "{stderr}");
+
+    std::fs::write(dir.path().join("backroom.toml"), "listen = \"127.0.0.1:9000\"\n[http]\nbody_limit = 5\n").unwrap();
+    let out = backroom(dir.path()).args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("body_limit"), "an unknown key is named: {stderr}");
+
+    std::fs::write(dir.path().join("backroom.toml"), "listen = \"not an address\"\n").unwrap();
+    let out = backroom(dir.path()).args(["config", "check"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+
+    std::fs::write(dir.path().join("backroom.toml"), "listen = \"127.0.0.1:9000\"\n").unwrap();
+    let out = backroom(dir.path()).args(["config", "check"]).env("BACKROOM_SHOP_NAME", "Corner Shop").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("127.0.0.1:9000") && stdout.contains("Corner Shop"), "file then environment: {stdout}");
+}
+
+#[test]
+fn secrets_never_appear_in_config_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backroom(dir.path())
+        .args(["config", "check"])
+        .env("BACKROOM_DATABASE_URL", "postgres://shop:hunter2secret@db.example/shop")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("hunter2secret"), "{all}");
+    assert!(all.contains("REDACTED"));
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backroom(dir.path()).arg("migrate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("backroom.db").exists());
+    let again = backroom(dir.path()).arg("migrate").output().unwrap();
+    assert!(again.status.success(), "migrating twice is harmless");
+}
+
+#[test]
+fn openapi_prints_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backroom(dir.path()).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/api/v1/store/customers/me"].is_object());
+}
+
+struct Server {
+    child: Child,
+    address: String,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `backroom serve` on a free port with JSON logs and waits for its address line.
+fn serve(data_dir: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = backroom(data_dir)
+        .arg("serve")
+        .env("BACKROOM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BACKROOM_LOG__FORMAT", "json")
+        .env("BACKROOM_LOG__LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains(&format!("http://127.0.0.1:{port}")), "the address is printed: {line}");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    Server { child, address: format!("127.0.0.1:{port}"), stderr }
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_logs_json_with_request_ids_and_finishes_in_flight_requests_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+
+    // A request whose body is still arriving when the signal comes.
+    let body = br#"{"email":"late@example.com","password":"correct horse battery"}"#;
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/store/customers HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-request-id: graceful-1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    terminate(&server.child);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.child.try_wait().unwrap().is_none(), "the server waits for the request in flight");
+    stream.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    let status = wait_exit(&mut server.child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    server.stderr.read_to_string(&mut logs).unwrap();
+    let request_line = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry["span"]["request.id"] == "graceful-1" && entry["message"] == "request")
+        .unwrap_or_else(|| panic!("a JSON log line for the request: {logs}"));
+    assert_eq!(request_line["span"]["http.route"], "/api/v1/store/customers");
+    assert_eq!(request_line["http.status"], 202);
+    assert!(request_line["latency_ms"].is_number());
+    assert!(!logs.contains("correct horse battery"), "no secrets in logs");
+}
