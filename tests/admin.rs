@@ -13,7 +13,9 @@ const PASSWORD: &str = "a long staff passphrase";
 
 /// Creates a staff member the way `backroom admin create` does, and signs them in.
 async fn staff_member(app: &TestApp, email: &str, role: Role) -> String {
-    create_staff(&app.state.db, NewStaff { email, password: PASSWORD, name: "Sam", role }, None).await.expect("created");
+    create_staff(&app.state.db, NewStaff { email, password: PASSWORD, name: "Sam", role }, None)
+        .await
+        .expect("created");
     staff_sign_in(app, email).await
 }
 
@@ -270,7 +272,8 @@ async fn the_admin_create_command_makes_an_owner_who_can_sign_in() {
     let again = run("olga@example.com", PASSWORD);
     assert!(!again.status.success());
 
-    let app = TestApp::spawn_with(common::Backend::Sqlite, |config| config.data_dir = data_dir.path().to_path_buf()).await;
+    let app =
+        TestApp::spawn_with(common::Backend::Sqlite, |config| config.data_dir = data_dir.path().to_path_buf()).await;
     let token = staff_sign_in(&app, "olga@example.com").await;
     let me = app.get("/api/v1/admin/me", &[("authorization", &token)]).await;
     assert_eq!(me.body["staff"]["name"], "Olga");
