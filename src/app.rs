@@ -12,10 +12,13 @@ use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts;
+use crate::accounts::auth::{CREDENTIALS, Resolved};
+use crate::accounts::customers::{CUSTOMERS, Customer};
+use crate::platform::cache::TtlCache;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::health;
@@ -23,6 +26,10 @@ use crate::platform::http;
 use crate::platform::mail::Mailer;
 use crate::platform::openapi::{self, ApiDoc};
 use crate::platform::throttle::SlidingWindow;
+
+/// How long a cached answer may live even without an invalidation: the bound on staleness
+/// should a change notification from another node be lost.
+const CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -34,6 +41,10 @@ pub struct AppState {
     pub sign_in_failures: Arc<SlidingWindow>,
     /// Registrations, reset requests and verification emails, per address and account, per hour.
     pub account_requests: Arc<SlidingWindow>,
+    /// Sessions and API keys by token hash.
+    pub credentials: Arc<TtlCache<Resolved>>,
+    /// Customers by id.
+    pub customers: Arc<TtlCache<Customer>>,
     openapi_json: Arc<String>,
 }
 
@@ -42,15 +53,18 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     crate::platform::telemetry::metrics_handle();
     let db = Db::connect(&config).await?;
     db.migrate().await?;
+    db.listen_for_invalidations().await?;
     let mailer = Mailer::from_config(&config)?;
     let window = Duration::from_secs(config.auth.failure_window_secs);
     Ok(AppState {
-        db,
         mailer,
         sign_in_failures: Arc::new(SlidingWindow::new(window)),
         account_requests: Arc::new(SlidingWindow::new(Duration::from_secs(3600))),
+        credentials: db.caches().register(CREDENTIALS, CACHE_TTL),
+        customers: db.caches().register(CUSTOMERS, CACHE_TTL),
         openapi_json: Arc::new(openapi_json()),
         config: Arc::new(config),
+        db,
     })
 }
 
@@ -60,7 +74,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every endpoint, as pretty JSON.
 pub fn openapi_json() -> String {
-    let (_, api) = api_routes().split_for_parts();
+    let (_, mut api) = api_routes().split_for_parts();
+    openapi::ExtractorResponses.modify(&mut api);
     api.to_pretty_json().unwrap_or_default()
 }
 

@@ -10,11 +10,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::audit;
-use super::auth::CurrentStaff;
+use super::auth::{self, CurrentStaff};
 use super::roles::Permission;
 use super::tokens::{self, TokenKind};
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::cache::Invalidation;
 use crate::platform::error::{AppError, AppResult, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::{has_shape, new_id};
@@ -191,6 +192,7 @@ async fn revoke_api_key(
     if revoked == 0 {
         return Err(not_found());
     }
+    tx.invalidate(Invalidation::all(auth::CREDENTIALS));
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "api_key.revoked", Some(&id), "").await?;
     tx.commit().await?;

@@ -14,6 +14,7 @@ use super::roles::{Permission, Role};
 use super::tokens::{self, TokenKind};
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::cache::Invalidation;
 use crate::platform::db::Tx;
 use crate::platform::error::{AppError, AppResult, ErrorCode};
 use crate::platform::http::X_CSRF_TOKEN;
@@ -105,6 +106,7 @@ pub async fn open_session(
 
 /// Revokes every session of a subject, except `keep` when given.
 pub async fn revoke_sessions_of(tx: &mut Tx, kind: SubjectKind, subject_id: &str, keep: Option<&str>) -> AppResult<()> {
+    tx.invalidate(Invalidation::all(CREDENTIALS));
     db_run!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE subject_kind = $2 AND subject_id = $3 \
@@ -128,7 +130,8 @@ pub async fn revoke_session(
     subject_id: &str,
     session_id: &str,
 ) -> AppResult<bool> {
-    let result = db_run!(state.db.write(), |conn| {
+    let mut tx = state.db.begin().await?;
+    let revoked = db_run!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND subject_kind = $3 AND subject_id = $4 \
              AND revoked_at IS NULL",
@@ -141,7 +144,9 @@ pub async fn revoke_session(
         .await
         .map(|done| done.rows_affected())
     })?;
-    Ok(result == 1)
+    tx.invalidate(Invalidation::all(CREDENTIALS));
+    tx.commit().await?;
+    Ok(revoked == 1)
 }
 
 /// One of a subject's live sessions, as the subject may see it.
@@ -263,6 +268,23 @@ fn check_csrf(parts: &Parts, via: Credential, expected: &str) -> AppResult<()> {
     }
 }
 
+/// What a presented token resolves to. Cached for a minute under the token's hash; any
+/// revocation, role change or disabling evicts every entry, on every node.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The session's or the API key's id.
+    id: String,
+    /// The customer or staff member.
+    subject_id: String,
+    csrf_token: String,
+    expires_at: Option<Timestamp>,
+    role: Option<Role>,
+    scopes: Option<Vec<Permission>>,
+}
+
+/// The cache of [`Resolved`] credentials.
+pub const CREDENTIALS: &str = "credentials";
+
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     id: String,
@@ -270,31 +292,107 @@ struct SessionRow {
     csrf_token: String,
     idle_secs: i64,
     last_used_at: Timestamp,
+    expires_at: Timestamp,
+    role: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
-struct StaffSessionRow {
-    #[sqlx(flatten)]
-    session: SessionRow,
+struct ApiKeyRow {
+    id: String,
+    scopes: String,
+    created_by: String,
     role: String,
+    last_used_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
 }
 
-/// Slides a session's expiry forward, at most once a minute.
-async fn touch(state: &AppState, session: &SessionRow) -> AppResult<()> {
+fn parse_role(role: &str) -> AppResult<Role> {
+    Role::parse(role).ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown role `{role}` in the database")))
+}
+
+/// Finds the live session or API key behind `token`, from the cache or the database.
+async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Option<Resolved>> {
+    let hash = tokens::hash(token);
     let now = Timestamp::now();
-    if now.0 - session.last_used_at.0 < TOUCH_EVERY_MS {
-        return Ok(());
+    if let Some(hit) = state.credentials.get(&hash) {
+        return Ok(hit.expires_at.is_none_or(|at| at > now).then_some(hit));
     }
-    db_run!(state.db.write(), |conn| {
-        sqlx::query("UPDATE sessions SET last_used_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(now.plus_secs(session.idle_secs as u64))
-            .bind(&session.id)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(())
+    let resolved = match kind {
+        TokenKind::CustomerSession | TokenKind::StaffSession => {
+            let sql = if kind == TokenKind::CustomerSession {
+                "SELECT id, subject_id, csrf_token, idle_secs, last_used_at, expires_at, NULL AS role FROM sessions \
+                 WHERE token_hash = $1 AND subject_kind = 'customer' AND revoked_at IS NULL AND expires_at > $2"
+            } else {
+                "SELECT s.id, s.subject_id, s.csrf_token, s.idle_secs, s.last_used_at, s.expires_at, u.role \
+                 FROM sessions s JOIN staff_users u ON u.id = s.subject_id \
+                 WHERE s.token_hash = $1 AND s.subject_kind = 'staff' AND s.revoked_at IS NULL \
+                 AND s.expires_at > $2 AND u.disabled_at IS NULL"
+            };
+            let row = db_run!(state.db.read(), |conn| {
+                sqlx::query_as::<_, SessionRow>(sql).bind(&hash).bind(now).fetch_optional(conn).await
+            })?;
+            let Some(mut row) = row else { return Ok(None) };
+            // Use slides the expiry forward; written at most once a minute.
+            if now.0 - row.last_used_at.0 >= TOUCH_EVERY_MS {
+                row.expires_at = now.plus_secs(row.idle_secs as u64);
+                db_run!(state.db.write(), |conn| {
+                    sqlx::query(
+                        "UPDATE sessions SET last_used_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(row.expires_at)
+                    .bind(&row.id)
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                })?;
+            }
+            Resolved {
+                role: row.role.as_deref().map(parse_role).transpose()?,
+                id: row.id,
+                subject_id: row.subject_id,
+                csrf_token: row.csrf_token,
+                expires_at: Some(row.expires_at),
+                scopes: None,
+            }
+        }
+        TokenKind::ApiKey => {
+            let row = db_run!(state.db.read(), |conn| {
+                sqlx::query_as::<_, ApiKeyRow>(
+                    "SELECT k.id, k.scopes, k.created_by, u.role, k.last_used_at, k.expires_at \
+                     FROM api_keys k JOIN staff_users u ON u.id = k.created_by \
+                     WHERE k.token_hash = $1 AND k.revoked_at IS NULL \
+                     AND (k.expires_at IS NULL OR k.expires_at > $2) AND u.disabled_at IS NULL",
+                )
+                .bind(&hash)
+                .bind(now)
+                .fetch_optional(conn)
+                .await
+            })?;
+            let Some(row) = row else { return Ok(None) };
+            if row.last_used_at.is_none_or(|used| now.0 - used.0 >= TOUCH_EVERY_MS) {
+                db_run!(state.db.write(), |conn| {
+                    sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(&row.id)
+                        .execute(conn)
+                        .await
+                        .map(|done| done.rows_affected())
+                })?;
+            }
+            Resolved {
+                role: Some(parse_role(&row.role)?),
+                id: row.id,
+                subject_id: row.created_by,
+                csrf_token: String::new(),
+                expires_at: row.expires_at,
+                scopes: Some(row.scopes.split_whitespace().filter_map(Permission::parse).collect()),
+            }
+        }
+        TokenKind::Mailed | TokenKind::Csrf => return Ok(None),
+    };
+    state.credentials.insert(hash, resolved.clone());
+    Ok(Some(resolved))
 }
 
 /// A signed-in customer. Handlers that take it answer 401 to anyone else.
@@ -315,20 +413,9 @@ impl FromRequestParts<AppState> for CurrentCustomer {
         if TokenKind::of(&presented.token) != Some(TokenKind::CustomerSession) {
             return Err(invalid_token());
         }
-        let row = db_run!(state.db.read(), |conn| {
-            sqlx::query_as::<_, SessionRow>(
-                "SELECT id, subject_id, csrf_token, idle_secs, last_used_at FROM sessions \
-                 WHERE token_hash = $1 AND subject_kind = 'customer' AND revoked_at IS NULL AND expires_at > $2",
-            )
-            .bind(tokens::hash(&presented.token))
-            .bind(Timestamp::now())
-            .fetch_optional(conn)
-            .await
-        })?
-        .ok_or_else(invalid_token)?;
-        check_csrf(parts, presented.via, &row.csrf_token)?;
-        touch(state, &row).await?;
-        Ok(Self { customer_id: row.subject_id, session_id: row.id, via: presented.via })
+        let session = resolve(state, TokenKind::CustomerSession, &presented.token).await?.ok_or_else(invalid_token)?;
+        check_csrf(parts, presented.via, &session.csrf_token)?;
+        Ok(Self { customer_id: session.subject_id, session_id: session.id, via: presented.via })
     }
 }
 
@@ -373,15 +460,6 @@ impl CurrentStaff {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct ApiKeyRow {
-    id: String,
-    scopes: String,
-    created_by: String,
-    role: String,
-    last_used_at: Option<Timestamp>,
-}
-
 impl FromRequestParts<AppState> for CurrentStaff {
     type Rejection = AppError;
 
@@ -389,69 +467,33 @@ impl FromRequestParts<AppState> for CurrentStaff {
         let Some(presented) = presented(&parts.headers, SubjectKind::Staff)? else {
             return Err(unauthenticated());
         };
-        let now = Timestamp::now();
-        let hash = tokens::hash(&presented.token);
-        match TokenKind::of(&presented.token) {
-            Some(TokenKind::StaffSession) => {
-                let row = db_run!(state.db.read(), |conn| {
-                    sqlx::query_as::<_, StaffSessionRow>(
-                        "SELECT s.id, s.subject_id, s.csrf_token, s.idle_secs, s.last_used_at, u.role \
-                         FROM sessions s JOIN staff_users u ON u.id = s.subject_id \
-                         WHERE s.token_hash = $1 AND s.subject_kind = 'staff' AND s.revoked_at IS NULL \
-                         AND s.expires_at > $2 AND u.disabled_at IS NULL",
-                    )
-                    .bind(&hash)
-                    .bind(now)
-                    .fetch_optional(conn)
-                    .await
-                })?
-                .ok_or_else(invalid_token)?;
-                check_csrf(parts, presented.via, &row.session.csrf_token)?;
-                touch(state, &row.session).await?;
-                Ok(Self {
-                    staff_id: row.session.subject_id,
-                    role: Role::parse(&row.role).ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown role")))?,
-                    session_id: Some(row.session.id),
-                    api_key_id: None,
-                    via: presented.via,
-                    scopes: None,
-                })
-            }
-            Some(TokenKind::ApiKey) => {
-                let row = db_run!(state.db.read(), |conn| {
-                    sqlx::query_as::<_, ApiKeyRow>(
-                        "SELECT k.id, k.scopes, k.created_by, u.role, k.last_used_at \
-                         FROM api_keys k JOIN staff_users u ON u.id = k.created_by \
-                         WHERE k.token_hash = $1 AND k.revoked_at IS NULL \
-                         AND (k.expires_at IS NULL OR k.expires_at > $2) AND u.disabled_at IS NULL",
-                    )
-                    .bind(&hash)
-                    .bind(now)
-                    .fetch_optional(conn)
-                    .await
-                })?
-                .ok_or_else(invalid_token)?;
-                if row.last_used_at.is_none_or(|used| now.0 - used.0 >= TOUCH_EVERY_MS) {
-                    db_run!(state.db.write(), |conn| {
-                        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-                            .bind(now)
-                            .bind(&row.id)
-                            .execute(conn)
-                            .await
-                            .map(|done| done.rows_affected())
-                    })?;
-                }
-                Ok(Self {
-                    staff_id: row.created_by,
-                    role: Role::parse(&row.role).ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown role")))?,
-                    session_id: None,
-                    api_key_id: Some(row.id),
-                    via: Credential::ApiKey,
-                    scopes: Some(row.scopes.split_whitespace().filter_map(Permission::parse).collect()),
-                })
-            }
-            _ => Err(invalid_token()),
+        // API keys travel only in the Authorization header, never in a cookie.
+        let kind = match (TokenKind::of(&presented.token), presented.via) {
+            (Some(TokenKind::StaffSession), Credential::Cookie | Credential::Bearer) => TokenKind::StaffSession,
+            (Some(TokenKind::ApiKey), Credential::ApiKey) => TokenKind::ApiKey,
+            _ => return Err(invalid_token()),
+        };
+        let resolved = resolve(state, kind, &presented.token).await?.ok_or_else(invalid_token)?;
+        let role = resolved.role.ok_or_else(|| AppError::internal(anyhow::anyhow!("staff credential without role")))?;
+        if kind == TokenKind::ApiKey {
+            return Ok(Self {
+                staff_id: resolved.subject_id,
+                role,
+                session_id: None,
+                api_key_id: Some(resolved.id),
+                via: Credential::ApiKey,
+                scopes: resolved.scopes,
+            });
         }
+        check_csrf(parts, presented.via, &resolved.csrf_token)?;
+        Ok(Self {
+            staff_id: resolved.subject_id,
+            role,
+            session_id: Some(resolved.id),
+            api_key_id: None,
+            via: presented.via,
+            scopes: None,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use super::signin::{self, SessionCreated, SignInRequest};
 use super::tokens::{self, TokenKind};
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::cache::Invalidation;
 use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
 use crate::platform::http::{ClientIp, Json};
@@ -39,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A customer's account as they see it.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Customer {
     pub id: String,
     pub email: String,
@@ -202,9 +203,21 @@ async fn sign_out(State(state): State<AppState>, customer: CurrentCustomer) -> A
     signin::sign_out(&state, SubjectKind::Customer, &customer.customer_id, &customer.session_id).await
 }
 
+/// The cache of customers by id; every write to a customer evicts its entry.
+pub const CUSTOMERS: &str = "customers";
+
+/// A customer by id, from the cache or the database.
 pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Customer>> {
+    if let Some(hit) = state.customers.get(id) {
+        return Ok(Some(hit));
+    }
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
-    Ok(db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?)
+    let found =
+        db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?;
+    if let Some(customer) = &found {
+        state.customers.insert(customer.id.clone(), customer.clone());
+    }
+    Ok(found)
 }
 
 fn with_etag(customer: Customer) -> Response {
@@ -283,6 +296,7 @@ async fn update_me(
             .fetch_one(conn)
             .await
     })?;
+    tx.invalidate(Invalidation::key(CUSTOMERS, &customer.customer_id));
     tx.commit().await?;
     Ok(with_etag(updated))
 }
@@ -338,6 +352,7 @@ async fn change_password(
 }
 
 async fn set_password(tx: &mut Tx, customer_id: &str, hash: &str) -> AppResult<()> {
+    tx.invalidate(Invalidation::key(CUSTOMERS, customer_id));
     db_run!(tx.conn(), |conn| {
         sqlx::query("UPDATE customers SET password_hash = $1, updated_at = $2, version = version + 1 WHERE id = $3")
             .bind(hash)
@@ -489,6 +504,7 @@ async fn verify_email(State(state): State<AppState>, Json(request): Json<TokenRe
         .await
         .map(|done| done.rows_affected())
     })?;
+    tx.invalidate(Invalidation::key(CUSTOMERS, &row.customer_id));
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

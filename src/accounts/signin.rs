@@ -13,6 +13,7 @@ use super::password;
 use super::tokens;
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::cache::Invalidation;
 use crate::platform::error::{AppError, AppResult, ErrorCode, Violations};
 use crate::platform::http::ClientIp;
 use crate::platform::time::Timestamp;
@@ -103,6 +104,7 @@ pub async fn sign_in(
     let mut tx = state.db.begin().await?;
     // A session presented at sign-in is replaced, never reused (no session fixation).
     if let Some(previous) = auth::cookie(headers, kind.session_cookie()) {
+        tx.invalidate(Invalidation::all(auth::CREDENTIALS));
         db_run!(tx.conn(), |conn| {
             sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
                 .bind(Timestamp::now())

@@ -16,6 +16,7 @@ use super::roles::{Permission, Role};
 use super::signin::{self, SessionCreated, SignInRequest};
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::cache::Invalidation;
 use crate::platform::db::{Db, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
 use crate::platform::http::{ClientIp, Json, Query};
@@ -124,7 +125,7 @@ pub async fn create_staff(db: &Db, new: NewStaff<'_>, actor: Option<(&str, &str)
 }
 
 /// Sign in as a staff member.
-#[utoipa::path(post, path = "/api/v1/admin/auth/sessions", tag = "admin: staff", request_body = SignInRequest,
+#[utoipa::path(post, path = "/api/v1/admin/auth/sessions", tag = "admin: staff", operation_id = "admin_sign_in", request_body = SignInRequest,
     responses(
         (status = 201, body = SessionCreated),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -142,7 +143,7 @@ async fn sign_in(
 }
 
 /// Sign out: ends the current staff session.
-#[utoipa::path(delete, path = "/api/v1/admin/auth/session", tag = "admin: staff",
+#[utoipa::path(delete, path = "/api/v1/admin/auth/session", tag = "admin: staff", operation_id = "admin_sign_out",
     security(("staff_session" = []), ("staff_cookie" = [])),
     responses((status = 204), (status = 400, description = "An API key cannot sign out", body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn sign_out(State(state): State<AppState>, staff: CurrentStaff) -> AppResult<Response> {
@@ -162,7 +163,7 @@ pub struct Me {
 }
 
 /// The signed-in staff member (or the creator of the API key) and the caller's permissions.
-#[utoipa::path(get, path = "/api/v1/admin/me", tag = "admin: staff",
+#[utoipa::path(get, path = "/api/v1/admin/me", tag = "admin: staff", operation_id = "admin_me",
     security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
     responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn me(State(state): State<AppState>, staff: CurrentStaff) -> AppResult<Json<Me>> {
@@ -334,6 +335,8 @@ async fn update_staff_member(
             .fetch_one(conn)
             .await
     })?;
+    // Roles and disabling apply to sessions and API keys at once.
+    tx.invalidate(Invalidation::all(auth::CREDENTIALS));
     if disabled_at.is_some() && current.disabled_at.is_none() {
         auth::revoke_sessions_of(&mut tx, SubjectKind::Staff, &id, None).await?;
     }

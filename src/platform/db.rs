@@ -5,6 +5,7 @@
 //! expands the same code once per backend. What truly differs lives in [`dialect`].
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -13,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
+use super::cache::{CHANNEL, Caches, Invalidation};
 use super::config::Config;
 
 /// One value per backend; [`db_run!`] runs the same code on whichever this is.
@@ -40,6 +42,8 @@ macro_rules! db_run {
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,
+    caches: Arc<Caches>,
+    listener: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 #[derive(Clone)]
@@ -48,8 +52,13 @@ enum Pools {
     Postgres(PgPool),
 }
 
-/// A transaction on the writer; dropped without [`Tx::commit`] it rolls back.
-pub struct Tx(Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>);
+/// A transaction on the writer; dropped without [`Tx::commit`] it rolls back, and the cache
+/// invalidations it collected are dropped with it.
+pub struct Tx {
+    inner: Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>,
+    caches: Arc<Caches>,
+    invalidations: Vec<Invalidation>,
+}
 
 /// How many connections a pool holds and how many of them are idle.
 pub struct PoolStats {
@@ -72,7 +81,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
                 .await?;
-            Ok(Self { pools: Pools::Postgres(pool) })
+            Ok(Self::new(Pools::Postgres(pool)))
         }
     }
 
@@ -101,7 +110,40 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pools: Pools::Sqlite { writer, reader } })
+        Ok(Self::new(Pools::Sqlite { writer, reader }))
+    }
+
+    fn new(pools: Pools) -> Self {
+        Self { pools, caches: Arc::new(Caches::default()), listener: Arc::new(Mutex::new(None)) }
+    }
+
+    /// The caches that transactions on this database invalidate.
+    pub fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
+    /// On PostgreSQL, applies the invalidations other nodes announce. After a lost connection
+    /// every cache is emptied, since announcements may have been missed. SQLite has one node.
+    pub async fn listen_for_invalidations(&self) -> Result<(), sqlx::Error> {
+        let Pools::Postgres(pool) = &self.pools else { return Ok(()) };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        let caches = self.caches.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => caches.apply_payload(notification.payload()),
+                    Ok(None) => caches.clear_all(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cache invalidation listener lost; retrying");
+                        caches.clear_all();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        *self.listener.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task.abort_handle());
+        Ok(())
     }
 
     /// Applies the migrations of the backend in use; safe to run from several nodes at once
@@ -132,10 +174,11 @@ impl Db {
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so it never fails half-way when another process writes.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(Tx(match &self.pools {
+        let inner = match &self.pools {
             Pools::Sqlite { writer, .. } => Backend::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Pools::Postgres(pool) => Backend::Postgres(pool.begin().await?),
-        }))
+        };
+        Ok(Tx { inner, caches: self.caches.clone(), invalidations: Vec::new() })
     }
 
     /// Answers whether the database takes queries, for `/health/ready`.
@@ -163,6 +206,9 @@ impl Db {
 
     /// Waits for checked-out connections to return and closes every pool.
     pub async fn close(&self) {
+        if let Some(listener) = self.listener.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            listener.abort();
+        }
         match &self.pools {
             Pools::Sqlite { writer, reader } => {
                 reader.close().await;
@@ -176,17 +222,39 @@ impl Db {
 impl Tx {
     /// The transaction's connection, for [`db_run!`].
     pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
-        match &mut self.0 {
+        match &mut self.inner {
             Backend::Sqlite(tx) => Backend::Sqlite(&mut **tx),
             Backend::Postgres(tx) => Backend::Postgres(&mut **tx),
         }
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.0 {
-            Backend::Sqlite(tx) => tx.commit().await,
-            Backend::Postgres(tx) => tx.commit().await,
+    /// Marks cached data this transaction changes; it is evicted once the change commits.
+    pub fn invalidate(&mut self, invalidation: Invalidation) {
+        if !self.invalidations.contains(&invalidation) {
+            self.invalidations.push(invalidation);
         }
+    }
+
+    /// Commits, then evicts what the transaction changed: here at once, and on PostgreSQL
+    /// in every node through the `NOTIFY`s that commit with it.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.inner {
+            Backend::Sqlite(tx) => tx.commit().await?,
+            Backend::Postgres(mut tx) => {
+                for invalidation in &self.invalidations {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(CHANNEL)
+                        .bind(invalidation.payload())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?
+            }
+        }
+        for invalidation in &self.invalidations {
+            self.caches.apply(invalidation);
+        }
+        Ok(())
     }
 }
 

@@ -4,10 +4,12 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::error::{FieldError, Problem};
+use super::error::{FieldError, PROBLEM_JSON, Problem};
 use crate::app::AppState;
 
 #[derive(OpenApi)]
@@ -53,6 +55,77 @@ impl Modify for SecuritySchemes {
             cookie("backroom_admin_session", "The staff session cookie; unsafe methods also need `X-CSRF-Token`."),
         );
         components.add_security_scheme("api_key", bearer("An API key (`brk_...`), limited to its scopes."));
+    }
+}
+
+/// Documents, on every operation, the problems that the shared extractors answer before the
+/// handler runs, unless the operation already describes that status itself: 401 where a
+/// security scheme is required (and 403 for a missing CSRF token on unsafe methods that
+/// accept a session cookie), 400/413/415/422 where a JSON body is read, 422 for query
+/// parameters, 400 for a path that cannot be decoded. Applied to the merged document.
+pub struct ExtractorResponses;
+
+impl Modify for ExtractorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                (false, &mut item.get),
+                (false, &mut item.head),
+                (true, &mut item.post),
+                (true, &mut item.put),
+                (true, &mut item.patch),
+                (true, &mut item.delete),
+            ];
+            for (unsafe_method, operation) in operations {
+                if let Some(operation) = operation.as_mut() {
+                    document_extractor_responses(operation, unsafe_method);
+                }
+            }
+        }
+    }
+}
+
+fn document_extractor_responses(operation: &mut Operation, unsafe_method: bool) {
+    let schemes: Vec<String> = operation
+        .security
+        .iter()
+        .flatten()
+        .filter_map(|requirement| serde_json::to_value(requirement).ok())
+        .filter_map(|value| value.as_object().map(|names| names.keys().cloned().collect::<Vec<_>>()))
+        .flatten()
+        .collect();
+    let has_in =
+        |place: ParameterIn| operation.parameters.iter().flatten().any(|parameter| parameter.parameter_in == place);
+    let (has_query, has_path) = (has_in(ParameterIn::Query), has_in(ParameterIn::Path));
+    let mut add = Vec::new();
+    if operation.request_body.is_some() {
+        add.extend([
+            ("400", "The body is not valid JSON or could not be read"),
+            ("413", "The body is larger than the server accepts"),
+            ("415", "The body is not sent as `application/json`"),
+            ("422", "Some fields are invalid"),
+        ]);
+    }
+    if has_query {
+        add.push(("422", "Some fields are invalid"));
+    }
+    if has_path {
+        add.push(("400", "The path could not be decoded"));
+    }
+    if !schemes.is_empty() {
+        add.push(("401", "Authentication is required, or the token or session is not valid"));
+    }
+    if unsafe_method && schemes.iter().any(|scheme| scheme.ends_with("_cookie")) {
+        add.push(("403", "The session cookie was sent without its `X-CSRF-Token`"));
+    }
+    for (status, description) in add {
+        operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                .build()
+                .into()
+        });
     }
 }
 

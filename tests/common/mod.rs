@@ -132,6 +132,15 @@ impl TestApp {
         Self { address, client, state, data_dir, backend, shutdown: Some(shutdown), server: Some(server), pg_database }
     }
 
+    /// A second node on the same PostgreSQL database, as in a deployment of several nodes.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let name = self.pg_database.clone().expect("peers share a PostgreSQL database");
+        let url = url_with_database(&postgres_url(), &name);
+        let mut peer = Self::spawn_with(Backend::Sqlite, |config| config.database_url = Some(url.into())).await;
+        peer.backend = Backend::Postgres;
+        peer
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
