@@ -118,6 +118,23 @@ conformance! {
         assert!(refused.headers().get("access-control-allow-origin").is_none());
     }
 
+    async fn a_request_past_the_timeout_is_stopped_with_a_503_problem(backend) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let app = TestApp::spawn_with(backend, |config| config.http.request_timeout_secs = 1).await;
+        // A body that never finishes arriving keeps the handler waiting.
+        let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
+        let head = "POST /api/v1/store/customers HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                    content-length: 100\r\nconnection: close\r\n\r\n{\"email\"";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = String::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut answer)).await.unwrap().unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("application/problem+json") && answer.contains("\"code\":\"timeout\""), "{answer}");
+        assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 0);
+    }
+
     async fn health_and_readiness_answer(backend) {
         let app = TestApp::spawn(backend).await;
         let live = app.get("/health/live", &[]).await;
