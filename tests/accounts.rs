@@ -117,6 +117,22 @@ conformance! {
         assert_eq!(sign_in(&app, "bo@example.com", PASSWORD).await.status, 201);
     }
 
+    async fn a_burst_of_concurrent_guesses_gets_no_more_tries_than_the_limit(backend) {
+        let app = TestApp::spawn(backend).await;
+        register(&app, "ana@example.com").await;
+        let mut guesses = tokio::task::JoinSet::new();
+        for n in 0..12 {
+            let (client, url) = (app.client.clone(), app.url("/api/v1/store/auth/sessions"));
+            guesses.spawn(async move {
+                let body = json!({"email": "ana@example.com", "password": format!("guess number {n}")});
+                client.post(url).json(&body).send().await.unwrap().status().as_u16()
+            });
+        }
+        let statuses = guesses.join_all().await;
+        assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7, "{statuses:?}");
+    }
+
     async fn repeated_failures_throttle_the_address(backend) {
         let app = TestApp::spawn_with(backend, |config| config.auth.max_failures_per_ip = 6).await;
         register(&app, "ana@example.com").await;

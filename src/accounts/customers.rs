@@ -131,8 +131,7 @@ async fn register(
     };
 
     let ip_key = format!("register:{}", client_ip.0);
-    state.account_requests.check(&ip_key, 20).map_err(AppError::too_many_requests)?;
-    state.account_requests.record(&ip_key);
+    state.account_requests.take(&ip_key, 20).map_err(AppError::too_many_requests)?;
 
     let hash = password.hash().await?;
     let now = Timestamp::now();
@@ -331,7 +330,7 @@ async fn change_password(
 
     let throttle_key = format!("password:{}", customer.customer_id);
     let max = state.config.auth.max_failures_per_account;
-    state.sign_in_failures.check(&throttle_key, max).map_err(AppError::too_many_requests)?;
+    state.sign_in_failures.take(&throttle_key, max).map_err(AppError::too_many_requests)?;
     let stored = db_run!(state.db.read(), |conn| {
         sqlx::query_scalar::<_, String>("SELECT password_hash FROM customers WHERE id = $1")
             .bind(&customer.customer_id)
@@ -339,7 +338,6 @@ async fn change_password(
             .await
     })?;
     if !password::verify(&request.current_password, stored).await? {
-        state.sign_in_failures.record(&throttle_key);
         return Err(AppError::invalid_field("current_password", "incorrect", "is not the current password"));
     }
     state.sign_in_failures.clear(&throttle_key);
@@ -468,8 +466,7 @@ async fn send_verification(
         return Err(AppError::new(ErrorCode::Conflict, "This email address is already verified."));
     }
     let key = format!("verify:{}", found.id);
-    state.account_requests.check(&key, 5).map_err(AppError::too_many_requests)?;
-    state.account_requests.record(&key);
+    state.account_requests.take(&key, 5).map_err(AppError::too_many_requests)?;
     let mut tx = state.db.begin().await?;
     let token = issue_token(&mut tx, &state, &found.id, &found.email, Purpose::VerifyEmail).await?;
     tx.commit().await?;
@@ -532,8 +529,7 @@ async fn request_password_reset(
     violations.finish()?;
     let email = email.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated email missing")))?;
     for (key, max) in [(format!("reset:{}", email.as_str()), 5), (format!("reset-ip:{}", client_ip.0), 30)] {
-        state.account_requests.check(&key, max).map_err(AppError::too_many_requests)?;
-        state.account_requests.record(&key);
+        state.account_requests.take(&key, max).map_err(AppError::too_many_requests)?;
     }
     // The lookup and the mail happen after the answer, so its timing tells nothing.
     let state = state.clone();

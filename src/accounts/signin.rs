@@ -75,8 +75,14 @@ pub async fn sign_in(
     let limits = &state.config.auth;
     let account_key = format!("{}:{}", kind.as_str(), email.as_str());
     let ip_key = format!("ip:{ip}");
-    state.sign_in_failures.check(&account_key, limits.max_failures_per_account).map_err(AppError::too_many_requests)?;
-    state.sign_in_failures.check(&ip_key, limits.max_failures_per_ip).map_err(AppError::too_many_requests)?;
+    // Each attempt counts as a failure until it proves otherwise, so that a burst of
+    // concurrent guesses cannot pass the limit before the first one fails.
+    let failures = &state.sign_in_failures;
+    failures.take(&account_key, limits.max_failures_per_account).map_err(AppError::too_many_requests)?;
+    if let Err(wait) = failures.take(&ip_key, limits.max_failures_per_ip) {
+        failures.give_back(&account_key);
+        return Err(AppError::too_many_requests(wait));
+    }
 
     let sql = match kind {
         SubjectKind::Customer => "SELECT id, password_hash FROM customers WHERE email = $1",
@@ -91,11 +97,10 @@ pub async fn sign_in(
     };
     let valid = password::verify(&request.password, hash).await?;
     let Some(subject_id) = id.filter(|_| valid) else {
-        state.sign_in_failures.record(&account_key);
-        state.sign_in_failures.record(&ip_key);
         return Err(AppError::new(ErrorCode::InvalidCredentials, "The email or password is wrong."));
     };
-    state.sign_in_failures.clear(&account_key);
+    failures.clear(&account_key);
+    failures.give_back(&ip_key);
 
     let idle_secs = match kind {
         SubjectKind::Customer => limits.customer_session_days * 24 * 3600,

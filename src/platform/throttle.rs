@@ -18,25 +18,10 @@ impl SlidingWindow {
         Self { window, events: Mutex::new(HashMap::new()) }
     }
 
-    /// `Err(seconds to wait)` when `key` already has `max` events in the window.
-    pub fn check(&self, key: &str, max: u32) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(times) = events.get_mut(key) else {
-            return Ok(());
-        };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-            times.pop_front();
-        }
-        if times.len() < max as usize {
-            return Ok(());
-        }
-        let oldest = times.front().copied().unwrap_or(now);
-        let wait = self.window.saturating_sub(now.duration_since(oldest));
-        Err(wait.as_secs() + 1)
-    }
-
-    pub fn record(&self, key: &str) {
+    /// Records an event for `key` unless it already has `max` in the window, in which case
+    /// it answers `Err(seconds to wait)`. Checking and recording are one step, so concurrent
+    /// attempts cannot slip past the limit together.
+    pub fn take(&self, key: &str, max: u32) -> Result<(), u64> {
         let now = Instant::now();
         let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if events.len() > SWEEP_ABOVE {
@@ -44,10 +29,22 @@ impl SlidingWindow {
             events.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
         }
         let times = events.entry(key.to_owned()).or_default();
-        times.push_back(now);
-        // No key needs more history than the largest limit; keep memory bounded per key.
-        if times.len() > 1000 {
+        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
             times.pop_front();
+        }
+        if times.len() >= max as usize {
+            let oldest = times.front().copied().unwrap_or(now);
+            return Err(self.window.saturating_sub(now.duration_since(oldest)).as_secs() + 1);
+        }
+        times.push_back(now);
+        Ok(())
+    }
+
+    /// Takes back the latest event of `key`: the attempt it stood for did not count.
+    pub fn give_back(&self, key: &str) {
+        let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(times) = events.get_mut(key) {
+            times.pop_back();
         }
     }
 
@@ -64,22 +61,37 @@ mod tests {
     fn refuses_after_max_events_and_clears() {
         let window = SlidingWindow::new(Duration::from_secs(60));
         for _ in 0..3 {
-            assert!(window.check("k", 3).is_ok());
-            window.record("k");
+            assert!(window.take("k", 3).is_ok());
         }
-        let wait = window.check("k", 3).unwrap_err();
+        let wait = window.take("k", 3).unwrap_err();
         assert!((1..=61).contains(&wait));
-        assert!(window.check("other", 3).is_ok());
+        assert!(window.take("other", 3).is_ok());
+        window.give_back("k");
+        assert!(window.take("k", 3).is_ok());
+        assert!(window.take("k", 3).is_err());
         window.clear("k");
-        assert!(window.check("k", 3).is_ok());
+        assert!(window.take("k", 3).is_ok());
     }
 
     #[test]
     fn events_leave_the_window() {
         let window = SlidingWindow::new(Duration::from_millis(20));
-        window.record("k");
-        assert!(window.check("k", 1).is_err());
+        window.take("k", 1).unwrap();
+        assert!(window.take("k", 1).is_err());
         std::thread::sleep(Duration::from_millis(30));
-        assert!(window.check("k", 1).is_ok());
+        assert!(window.take("k", 1).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_never_exceed_the_limit() {
+        let window = std::sync::Arc::new(SlidingWindow::new(Duration::from_secs(60)));
+        let admitted: usize = (0..8)
+            .map(|_| {
+                let window = window.clone();
+                std::thread::spawn(move || (0..50).filter(|_| window.take("k", 5).is_ok()).count())
+            })
+            .map(|thread| thread.join().unwrap())
+            .sum();
+        assert_eq!(admitted, 5);
     }
 }
