@@ -53,7 +53,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     crate::platform::telemetry::metrics_handle();
     let db = Db::connect(&config).await?;
     db.migrate().await?;
-    db.listen_for_invalidations().await?;
+    db.listen_for_changes().await?;
     let mailer = Mailer::from_config(&config)?;
     let window = Duration::from_secs(config.auth.failure_window_secs);
     Ok(AppState {
@@ -69,7 +69,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(health::router()).merge(accounts::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(accounts::router())
+        .merge(crate::messaging::admin::router())
 }
 
 /// The OpenAPI document of every endpoint, as pretty JSON.

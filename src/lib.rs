@@ -5,4 +5,5 @@
 
 pub mod accounts;
 pub mod app;
+pub mod messaging;
 pub mod platform;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use backroom::accounts::roles::Role;
 use backroom::accounts::staff::{NewStaff, create_staff};
 use backroom::app;
+use backroom::messaging::jobs::run_workers;
 use backroom::platform::config::Config;
 use backroom::platform::db::Db;
 use backroom::platform::telemetry;
@@ -25,8 +26,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (migrations are applied first).
+    /// Run the HTTP server and the job workers (migrations are applied first).
     Serve,
+    /// Run only the job workers, for deployments that keep them apart from HTTP.
+    Worker,
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage staff users.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Worker => worker(config).await,
         Command::Migrate => {
             let db = Db::connect(&config).await?;
             db.migrate().await?;
@@ -157,6 +161,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("Backroom is listening on http://{address} (API docs: http://{address}/api/docs)");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = state
+        .config
+        .jobs
+        .in_serve
+        .then(|| tokio::spawn(run_workers(state.clone(), state.config.jobs.workers, stop_rx.clone())));
     let server = tokio::spawn(app::serve(listener, state.clone(), {
         let mut stop_rx = stop_rx.clone();
         async move {
@@ -165,9 +174,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }));
     app::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(grace, server).await {
+    let stopped = async {
+        let served = server.await;
+        if let Some(workers) = workers {
+            workers.await?;
+        }
+        served
+    };
+    match tokio::time::timeout(grace, stopped).await {
         Ok(joined) => joined??,
-        Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period"),
+        Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "work still running after the grace period"),
+    }
+    state.db.close().await;
+    Ok(())
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let state = app::build_state(config).await?;
+    let count = state.config.jobs.workers;
+    tracing::info!(workers = count, database = state.db.backend_name(), "backroom workers are running");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = tokio::spawn(run_workers(state.clone(), count, stop_rx));
+    app::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, workers).await.is_err() {
+        tracing::warn!(grace_secs = grace.as_secs(), "jobs still running after the grace period");
     }
     state.db.close().await;
     Ok(())

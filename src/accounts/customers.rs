@@ -17,6 +17,7 @@ use super::signin::{self, SessionCreated, SignInRequest};
 use super::tokens::{self, TokenKind};
 use crate::app::AppState;
 use crate::db_run;
+use crate::messaging;
 use crate::platform::cache::Invalidation;
 use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
@@ -156,13 +157,16 @@ async fn register(
     match inserted {
         Ok(_) => {
             let token = issue_token(&mut tx, &state, &id, email.as_str(), Purpose::VerifyEmail).await?;
+            messaging::send_email(&mut tx, &emails::welcome(&state, &email, &first_name, &token)).await?;
             tx.commit().await?;
             tracing::info!(customer.id = %id, "customer registered");
-            state.mailer.send_later(emails::welcome(&state, &email, &first_name, &token));
         }
         Err(err) if dialect::is_unique_violation(&err, "customers", "email") => {
+            // The failed insert ended that transaction on PostgreSQL; the note needs its own.
             drop(tx);
-            state.mailer.send_later(emails::already_registered(&state, &email));
+            let mut tx = state.db.begin().await?;
+            messaging::send_email(&mut tx, &emails::already_registered(&state, &email)).await?;
+            tx.commit().await?;
         }
         Err(err) => return Err(err.into()),
     }
@@ -467,12 +471,12 @@ async fn send_verification(
     }
     let key = format!("verify:{}", found.id);
     state.account_requests.take(&key, 5).map_err(AppError::too_many_requests)?;
-    let mut tx = state.db.begin().await?;
-    let token = issue_token(&mut tx, &state, &found.id, &found.email, Purpose::VerifyEmail).await?;
-    tx.commit().await?;
     let email =
         EmailAddress::parse(&found.email).map_err(|_| AppError::internal(anyhow::anyhow!("stored email invalid")))?;
-    state.mailer.send_later(emails::verify(&state, &email, &found.first_name, &token));
+    let mut tx = state.db.begin().await?;
+    let token = issue_token(&mut tx, &state, &found.id, &found.email, Purpose::VerifyEmail).await?;
+    messaging::send_email(&mut tx, &emails::verify(&state, &email, &found.first_name, &token)).await?;
+    tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted", message: "We sent a new verification email." })))
 }
 
@@ -556,8 +560,8 @@ async fn send_reset_link(state: &AppState, email: &EmailAddress) -> AppResult<()
     };
     let mut tx = state.db.begin().await?;
     let token = issue_token(&mut tx, state, &customer_id, email.as_str(), Purpose::ResetPassword).await?;
+    messaging::send_email(&mut tx, &emails::reset(state, email, &first_name, &token)).await?;
     tx.commit().await?;
-    state.mailer.send(emails::reset(state, email, &first_name, &token)).await?;
     Ok(())
 }
 

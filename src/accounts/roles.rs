@@ -18,16 +18,22 @@ pub enum Permission {
     ApiKeysManage,
     #[serde(rename = "audit:read")]
     AuditRead,
+    #[serde(rename = "jobs:read")]
+    JobsRead,
+    #[serde(rename = "jobs:manage")]
+    JobsManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 8] = [
         Self::StaffRead,
         Self::StaffManage,
         Self::CustomersRead,
         Self::CustomersWrite,
         Self::ApiKeysManage,
         Self::AuditRead,
+        Self::JobsRead,
+        Self::JobsManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +44,8 @@ impl Permission {
             Self::CustomersWrite => "customers:write",
             Self::ApiKeysManage => "api_keys:manage",
             Self::AuditRead => "audit:read",
+            Self::JobsRead => "jobs:read",
+            Self::JobsManage => "jobs:manage",
         }
     }
 
@@ -72,7 +80,7 @@ impl Role {
         use Permission::*;
         match self {
             Self::Owner => &Permission::ALL,
-            Self::Admin => &[StaffRead, CustomersRead, CustomersWrite, ApiKeysManage, AuditRead],
+            Self::Admin => &[StaffRead, CustomersRead, CustomersWrite, ApiKeysManage, AuditRead, JobsRead, JobsManage],
             Self::Staff => &[StaffRead, CustomersRead],
         }
     }

@@ -29,6 +29,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub database: DatabaseConfig,
+    pub jobs: JobsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -101,6 +102,15 @@ pub struct MailConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Job workers in this process (in `serve` and in `worker`).
+    pub workers: usize,
+    /// Run workers inside `backroom serve`; turn off when `backroom worker` runs them apart.
+    pub in_serve: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// Connections for readers (SQLite) or for everything (PostgreSQL).
     pub max_connections: u32,
@@ -121,6 +131,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             mail: MailConfig::default(),
             database: DatabaseConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -161,6 +172,12 @@ impl Default for AuthConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         Self { transport: MailTransportKind::File, from: "Backroom <shop@localhost>".into() }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { workers: 2, in_serve: true }
     }
 }
 
@@ -244,6 +261,9 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be at least 1"));
             }
+        }
+        if self.jobs.workers == 0 || self.jobs.workers > 256 {
+            return Err(ConfigError::new("jobs.workers", "must be between 1 and 256"));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new("database.max_connections", "must be at least 1"));

@@ -44,7 +44,12 @@ pub struct Db {
     pools: Pools,
     caches: Arc<Caches>,
     listener: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
+    /// Wakes idle job workers when a transaction that enqueued jobs commits.
+    jobs_signal: Arc<tokio::sync::Notify>,
 }
+
+/// The payload announcing new jobs to other nodes' workers.
+const JOBS_PAYLOAD: &str = "jobs";
 
 #[derive(Clone)]
 enum Pools {
@@ -58,6 +63,8 @@ pub struct Tx {
     inner: Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>,
     caches: Arc<Caches>,
     invalidations: Vec<Invalidation>,
+    jobs_signal: Arc<tokio::sync::Notify>,
+    wake_workers: bool,
 }
 
 /// How many connections a pool holds and how many of them are idle.
@@ -114,7 +121,12 @@ impl Db {
     }
 
     fn new(pools: Pools) -> Self {
-        Self { pools, caches: Arc::new(Caches::default()), listener: Arc::new(Mutex::new(None)) }
+        Self {
+            pools,
+            caches: Arc::new(Caches::default()),
+            listener: Arc::new(Mutex::new(None)),
+            jobs_signal: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// The caches that transactions on this database invalidate.
@@ -122,16 +134,24 @@ impl Db {
         &self.caches
     }
 
-    /// On PostgreSQL, applies the invalidations other nodes announce. After a lost connection
-    /// every cache is emptied, since announcements may have been missed. SQLite has one node.
-    pub async fn listen_for_invalidations(&self) -> Result<(), sqlx::Error> {
+    /// Resolves when a transaction that enqueued jobs commits, here or on another node.
+    pub fn workers_woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.jobs_signal.notified()
+    }
+
+    /// On PostgreSQL, hears what other nodes announce: cache invalidations, which it applies,
+    /// and new jobs, for which it wakes the workers. After a lost connection every cache is
+    /// emptied, since announcements may have been missed. SQLite has one node.
+    pub async fn listen_for_changes(&self) -> Result<(), sqlx::Error> {
         let Pools::Postgres(pool) = &self.pools else { return Ok(()) };
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen(CHANNEL).await?;
         let caches = self.caches.clone();
+        let jobs_signal = self.jobs_signal.clone();
         let task = tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
+                    Ok(Some(notification)) if notification.payload() == JOBS_PAYLOAD => jobs_signal.notify_waiters(),
                     Ok(Some(notification)) => caches.apply_payload(notification.payload()),
                     Ok(None) => caches.clear_all(),
                     Err(err) => {
@@ -178,7 +198,13 @@ impl Db {
             Pools::Sqlite { writer, .. } => Backend::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Pools::Postgres(pool) => Backend::Postgres(pool.begin().await?),
         };
-        Ok(Tx { inner, caches: self.caches.clone(), invalidations: Vec::new() })
+        Ok(Tx {
+            inner,
+            caches: self.caches.clone(),
+            invalidations: Vec::new(),
+            jobs_signal: self.jobs_signal.clone(),
+            wake_workers: false,
+        })
     }
 
     /// Answers whether the database takes queries, for `/health/ready`.
@@ -235,18 +261,22 @@ impl Tx {
         }
     }
 
-    /// Commits, then evicts what the transaction changed: here at once, and on PostgreSQL
-    /// in every node through the `NOTIFY`s that commit with it.
+    /// Wakes the job workers, here and on other nodes, once this transaction commits.
+    pub fn wake_workers(&mut self) {
+        self.wake_workers = true;
+    }
+
+    /// Commits, then evicts what the transaction changed and wakes workers for the jobs it
+    /// enqueued: here at once, and on PostgreSQL in every node through the `NOTIFY`s that
+    /// commit with it.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.inner {
             Backend::Sqlite(tx) => tx.commit().await?,
             Backend::Postgres(mut tx) => {
-                for invalidation in &self.invalidations {
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(CHANNEL)
-                        .bind(invalidation.payload())
-                        .execute(&mut *tx)
-                        .await?;
+                let payloads = self.invalidations.iter().map(Invalidation::payload);
+                let jobs = self.wake_workers.then(|| JOBS_PAYLOAD.to_owned());
+                for payload in payloads.chain(jobs) {
+                    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
                 }
                 tx.commit().await?
             }
@@ -254,12 +284,27 @@ impl Tx {
         for invalidation in &self.invalidations {
             self.caches.apply(invalidation);
         }
+        if self.wake_workers {
+            self.jobs_signal.notify_waiters();
+        }
         Ok(())
     }
 }
 
 /// What differs between the engines and cannot be written once.
 pub mod dialect {
+    use super::{Db, Pools};
+
+    /// The clause that lets several nodes claim rows without waiting on each other:
+    /// PostgreSQL's `FOR UPDATE SKIP LOCKED`; nothing on SQLite, where the one writer
+    /// connection already serialises claims.
+    pub fn skip_locked(db: &Db) -> &'static str {
+        match db.pools {
+            Pools::Sqlite { .. } => "",
+            Pools::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// Whether `err` is a unique violation on `table.column`. PostgreSQL names the
     /// constraint (`{table}_{column}_key`, as the migrations declare it); SQLite names the
     /// columns in its message (`UNIQUE constraint failed: table.column`).

@@ -50,11 +50,15 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Health>, AppError> 
     }
 }
 
-/// Prometheus metrics: requests and latency by route and status, database pools, memory.
+/// Prometheus metrics: requests and latency by route and status, database pools, memory, and
+/// the job queue (depth by state, wait before start, run time, outcomes).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses(
     (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")
 ))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Err(err) = crate::messaging::jobs::record_queue_depth(&state).await {
+        tracing::warn!(error = %err, "queue depth not measured");
+    }
     let body = super::telemetry::render_metrics(&state.db);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

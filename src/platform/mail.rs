@@ -9,6 +9,7 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use super::config::{Config, MailTransportKind};
 
 /// An email to one recipient, in plain text and HTML.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Email {
     /// The recipient, `Name <address>` or a bare address.
     pub to: String,
@@ -64,16 +65,6 @@ impl Mailer {
                 Ok(String::new())
             }
         }
-    }
-
-    /// Sends in the background, so that a request's answer and timing never depend on mail.
-    pub fn send_later(&self, email: Email) {
-        let mailer = self.clone();
-        tokio::spawn(async move {
-            if let Err(err) = mailer.send(email).await {
-                tracing::error!(error = %err, "email could not be sent");
-            }
-        });
     }
 }
 

@@ -26,6 +26,7 @@ use crate::app::AppState;
         (name = "admin: staff", description = "Staff sign-in, roles and the audit log"),
         (name = "admin: api keys", description = "Keys for integrations"),
         (name = "admin: customers", description = "Customers as staff see them"),
+        (name = "admin: jobs", description = "The durable job queue: states, retries, cancellation"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]

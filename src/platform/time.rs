@@ -18,6 +18,10 @@ impl Timestamp {
         Self(self.0.saturating_add((secs as i64).saturating_mul(1000)))
     }
 
+    pub fn plus_millis(self, millis: i64) -> Self {
+        Self(self.0.saturating_add(millis))
+    }
+
     pub fn to_rfc3339(self) -> String {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
             .ok()

@@ -83,6 +83,7 @@ pub struct TestApp {
     pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop_workers: tokio::sync::watch::Sender<bool>,
     pg_database: Option<String>,
 }
 
@@ -124,12 +125,24 @@ impl TestApp {
         let server = tokio::spawn(app::serve(listener, state.clone(), async {
             let _ = stopped.await;
         }));
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(backroom::messaging::jobs::run_workers(state.clone(), 2, workers_stopped));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .expect("a client");
-        Self { address, client, state, data_dir, backend, shutdown: Some(shutdown), server: Some(server), pg_database }
+        Self {
+            address,
+            client,
+            state,
+            data_dir,
+            backend,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            stop_workers,
+            pg_database,
+        }
     }
 
     /// A second node on the same PostgreSQL database, as in a deployment of several nodes.
@@ -216,6 +229,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        let _ = self.stop_workers.send(true);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

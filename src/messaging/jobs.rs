@@ -1,0 +1,299 @@
+//! The durable job queue. A job is a row written in the same transaction as the change that
+//! causes it (the outbox), so it exists exactly when the change does. Workers claim due
+//! jobs under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite),
+//! run them with a timeout, and retry failures with exponential backoff and jitter until the
+//! last attempt, after which the job is dead and waits for staff.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::watch;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::db_run;
+use crate::platform::db::{Tx, dialect};
+use crate::platform::error::{AppError, AppResult};
+use crate::platform::ids::new_id;
+use crate::platform::time::Timestamp;
+
+/// Backoff after the first failure; doubled after each next one.
+const BACKOFF_BASE_SECS: u64 = 2;
+/// The longest wait between two attempts.
+const BACKOFF_CAP_SECS: u64 = 3600;
+
+/// A job to enqueue.
+pub struct NewJob {
+    pub kind: &'static str,
+    pub payload: String,
+    pub dedupe_key: Option<String>,
+    pub run_at: Option<Timestamp>,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+}
+
+impl NewJob {
+    pub fn new(kind: &'static str, payload: &impl Serialize) -> AppResult<Self> {
+        Ok(Self {
+            kind,
+            payload: serde_json::to_string(payload).map_err(AppError::internal)?,
+            dedupe_key: None,
+            run_at: None,
+            max_attempts: 10,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// While a job with this key is queued or running, enqueueing another is a no-op.
+    pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// Runs no earlier than `at`.
+    pub fn run_at(mut self, at: Timestamp) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Writes `job` in the caller's transaction; it becomes visible to workers on commit, which
+/// also wakes them. Returns the job's id, or `None` when a live job had the same key.
+pub async fn enqueue(tx: &mut Tx, job: NewJob) -> AppResult<Option<String>> {
+    let id = new_id("job");
+    let now = Timestamp::now();
+    let inserted = db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, payload, status, max_attempts, timeout_secs, run_at, dedupe_key, \
+             created_at, updated_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(job.kind)
+        .bind(&job.payload)
+        .bind(i64::from(job.max_attempts))
+        .bind(job.timeout.as_secs().max(1) as i64)
+        .bind(job.run_at.unwrap_or(now))
+        .bind(&job.dedupe_key)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    tx.wake_workers();
+    Ok((inserted == 1).then_some(id))
+}
+
+/// A job as a worker holds it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub timeout_secs: i64,
+    pub run_at: Timestamp,
+}
+
+/// Why a job did not succeed.
+#[derive(Debug)]
+pub enum JobError {
+    /// Worth another attempt (a server down, a timeout).
+    Retry(String),
+    /// Will never succeed (a payload that cannot be read): dead at once.
+    Permanent(String),
+}
+
+impl JobError {
+    pub fn retry(err: impl std::fmt::Display) -> Self {
+        Self::Retry(err.to_string())
+    }
+}
+
+/// The wait before attempt `attempt + 1`: exponential, capped, with the upper half jittered
+/// so that jobs failing together do not come back together.
+pub fn backoff(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let full = BACKOFF_BASE_SECS.saturating_mul(1 << exponent).min(BACKOFF_CAP_SECS) * 1000;
+    let half = full / 2;
+    Duration::from_millis(half + rand::rng().random_range(0..=half))
+}
+
+/// Claims the next due job for `worker`: a queued job whose time has come, or a running one
+/// whose lease expired (its worker died).
+async fn claim(state: &AppState, worker: &str) -> AppResult<Option<ClaimedJob>> {
+    let now = Timestamp::now();
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+         locked_until = $2 + timeout_secs * 1000 + 30000, updated_at = $2 \
+         WHERE id = (SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $2) \
+                     OR (status = 'running' AND locked_until < $2) ORDER BY run_at, id LIMIT 1{}) \
+         RETURNING id, kind, payload, attempts, max_attempts, timeout_secs, run_at",
+        dialect::skip_locked(&state.db)
+    );
+    Ok(db_run!(state.db.write(), |conn| {
+        sqlx::query_as::<_, ClaimedJob>(&sql).bind(worker).bind(now).fetch_optional(conn).await
+    })?)
+}
+
+/// Records how a job ended. The `locked_by` guard keeps a worker whose lease expired from
+/// overwriting the outcome of the worker that took the job over.
+async fn finish(
+    state: &AppState,
+    worker: &str,
+    job: &ClaimedJob,
+    outcome: Result<(), JobError>,
+) -> AppResult<&'static str> {
+    let now = Timestamp::now();
+    let (status, run_at, error) = match outcome {
+        Ok(()) => ("succeeded", None, None),
+        Err(JobError::Retry(error)) if job.attempts < job.max_attempts => {
+            ("queued", Some(now.plus_millis(backoff(job.attempts as u32).as_millis() as i64)), Some(error))
+        }
+        Err(JobError::Retry(error) | JobError::Permanent(error)) => ("dead", None, Some(error)),
+    };
+    let finished_at = (status != "queued").then_some(now);
+    db_run!(state.db.write(), |conn| {
+        sqlx::query(
+            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = $3, finished_at = $4, \
+             locked_by = NULL, locked_until = NULL, updated_at = $5 WHERE id = $6 AND locked_by = $7",
+        )
+        .bind(status)
+        .bind(run_at)
+        .bind(error.map(|e| e.chars().take(2000).collect::<String>()))
+        .bind(finished_at)
+        .bind(now)
+        .bind(&job.id)
+        .bind(worker)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(status)
+}
+
+/// Runs one claimed job to its end.
+async fn run(state: &AppState, worker: &str, job: ClaimedJob) -> AppResult<()> {
+    let waited = (Timestamp::now().0 - job.run_at.0).max(0) as f64 / 1000.0;
+    metrics::histogram!("job_wait_seconds").record(waited);
+    let started = Instant::now();
+    let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
+    let outcome = if job.attempts > job.max_attempts {
+        Err(JobError::Permanent("the lease expired after the last attempt: the worker died running it".into()))
+    } else {
+        let work = super::run_job(state, &job.kind, &job.payload);
+        match tokio::time::timeout(Duration::from_secs(job.timeout_secs.max(1) as u64), work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(JobError::Retry(format!("timed out after {} s", job.timeout_secs))),
+        }
+    };
+    if let Err(JobError::Retry(error) | JobError::Permanent(error)) = &outcome {
+        span.in_scope(|| tracing::warn!(error = %error, "job failed"));
+    }
+    let kind = job.kind.clone();
+    let status = finish(state, worker, &job, outcome).await?;
+    metrics::histogram!("job_duration_seconds", "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
+    metrics::counter!("jobs_finished_total", "kind" => kind, "status" => status).increment(1);
+    Ok(())
+}
+
+/// How often an idle worker looks for due jobs it was not woken for (retries coming due,
+/// jobs enqueued by other nodes).
+const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `count` workers until `shutdown` turns true; jobs already running are finished.
+pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receiver<bool>) {
+    let mut workers = tokio::task::JoinSet::new();
+    for n in 0..count.max(1) {
+        let state = state.clone();
+        let mut shutdown = shutdown.clone();
+        let name = format!("{}-{n}", new_id("wrk"));
+        workers.spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                match claim(&state, &name).await {
+                    Ok(Some(job)) => {
+                        if let Err(err) = run(&state, &name, job).await {
+                            tracing::error!(error = %err, "recording a job's outcome failed");
+                        }
+                    }
+                    Ok(None) => {
+                        let wake = state.db.workers_woken();
+                        tokio::select! {
+                            _ = wake => {}
+                            _ = tokio::time::sleep(POLL_EVERY) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "claiming a job failed");
+                        tokio::time::sleep(POLL_EVERY).await;
+                    }
+                }
+            }
+        });
+    }
+    workers.join_all().await;
+}
+
+/// Sets the `jobs` gauge: how many jobs are in each state.
+pub async fn record_queue_depth(state: &AppState) -> AppResult<()> {
+    let counts = db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetch_all(conn).await
+    })?;
+    for status in ["queued", "running", "succeeded", "dead", "cancelled"] {
+        let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+        metrics::gauge!("jobs", "status" => status).set(count as f64);
+    }
+    Ok(())
+}
+
+/// A job as staff see it.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `dead` or `cancelled`.
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: Timestamp,
+    pub last_error: Option<String>,
+    pub dedupe_key: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+pub const JOB_COLUMNS: &str =
+    "id, kind, status, attempts, max_attempts, run_at, last_error, dedupe_key, created_at, updated_at, finished_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_and_capped() {
+        for attempt in 1..=30 {
+            let full = (BACKOFF_BASE_SECS * (1u64 << (attempt - 1).min(20))).min(BACKOFF_CAP_SECS) * 1000;
+            for _ in 0..20 {
+                let wait = backoff(attempt).as_millis() as u64;
+                assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait} not in [{}, {full}]", full / 2);
+            }
+        }
+        assert!(backoff(30) <= Duration::from_secs(BACKOFF_CAP_SECS));
+    }
+}

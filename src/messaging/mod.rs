@@ -1,0 +1,34 @@
+//! Messages that must not be lost: the durable job queue, and the jobs it runs (email today).
+
+pub mod admin;
+pub mod jobs;
+
+use crate::app::AppState;
+use crate::platform::db::Tx;
+use crate::platform::error::AppResult;
+use crate::platform::mail::Email;
+use jobs::{JobError, NewJob};
+
+/// Sends one email through the configured transport.
+pub const SEND_EMAIL: &str = "email.send";
+/// Does nothing; measures the queue itself.
+pub const NOOP: &str = "noop";
+
+/// Enqueues `email` in the caller's transaction: it is sent once the change that caused it
+/// commits, and retried until the mail server takes it.
+pub async fn send_email(tx: &mut Tx, email: &Email) -> AppResult<()> {
+    jobs::enqueue(tx, NewJob::new(SEND_EMAIL, email)?.max_attempts(12)).await?;
+    Ok(())
+}
+
+/// Runs the job of `kind`.
+pub(crate) async fn run_job(state: &AppState, kind: &str, payload: &str) -> Result<(), JobError> {
+    match kind {
+        SEND_EMAIL => {
+            let email: Email = serde_json::from_str(payload).map_err(|err| JobError::Permanent(err.to_string()))?;
+            state.mailer.send(email).await.map(drop).map_err(JobError::retry)
+        }
+        NOOP => Ok(()),
+        unknown => Err(JobError::Permanent(format!("no handler for jobs of kind `{unknown}`"))),
+    }
+}
