@@ -149,6 +149,31 @@ pub async fn revoke_session(
     Ok(revoked == 1)
 }
 
+/// Ended sessions and used or expired mailed tokens are kept this long, then deleted.
+const KEEP_ENDED_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Deletes sessions and mailed tokens that ended more than a week ago.
+pub async fn purge_ended(state: &AppState) -> AppResult<u64> {
+    let before = Timestamp(Timestamp::now().0 - KEEP_ENDED_MS);
+    let mut tx = state.db.begin().await?;
+    let sessions = db_run!(tx.conn(), |conn| {
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")
+            .bind(before)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    let tokens = db_run!(tx.conn(), |conn| {
+        sqlx::query("DELETE FROM customer_tokens WHERE expires_at < $1 OR used_at < $1")
+            .bind(before)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    tx.commit().await?;
+    Ok(sessions + tokens)
+}
+
 /// One of a subject's live sessions, as the subject may see it.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct SessionInfo {

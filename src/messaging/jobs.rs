@@ -212,9 +212,26 @@ async fn run(state: &AppState, worker: &str, job: ClaimedJob) -> AppResult<()> {
 /// jobs enqueued by other nodes).
 const POLL_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs `count` workers until `shutdown` turns true; jobs already running are finished.
+/// Finished jobs are kept this long for staff to look at; dead ones until staff act.
+const KEEP_FINISHED_MS: i64 = 14 * 24 * 3600 * 1000;
+
+/// Deletes succeeded and cancelled jobs that finished long ago.
+pub async fn purge_finished(state: &AppState) -> AppResult<u64> {
+    let before = Timestamp(Timestamp::now().0 - KEEP_FINISHED_MS);
+    Ok(db_run!(state.db.write(), |conn| {
+        sqlx::query("DELETE FROM jobs WHERE status IN ('succeeded', 'cancelled') AND finished_at < $1")
+            .bind(before)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?)
+}
+
+/// Runs `count` workers and the scheduler until `shutdown` turns true; jobs already running
+/// are finished.
 pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receiver<bool>) {
     let mut workers = tokio::task::JoinSet::new();
+    workers.spawn(super::scheduler::run_scheduler(state.clone(), shutdown.clone()));
     for n in 0..count.max(1) {
         let state = state.clone();
         let mut shutdown = shutdown.clone();

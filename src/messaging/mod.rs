@@ -1,7 +1,9 @@
 //! Messages that must not be lost: the durable job queue, and the jobs it runs (email today).
 
 pub mod admin;
+pub mod cron;
 pub mod jobs;
+pub mod scheduler;
 
 use crate::app::AppState;
 use crate::platform::db::Tx;
@@ -13,6 +15,16 @@ use jobs::{JobError, NewJob};
 pub const SEND_EMAIL: &str = "email.send";
 /// Does nothing; measures the queue itself.
 pub const NOOP: &str = "noop";
+/// Deletes what has ended long ago: sessions, mailed tokens, finished jobs.
+pub const CLEANUP: &str = "maintenance.cleanup";
+
+/// The kinds of job this build can run.
+pub const KINDS: [&str; 3] = [SEND_EMAIL, NOOP, CLEANUP];
+
+/// The static name of a job kind, if it is one this build runs.
+pub fn known_kind(kind: &str) -> Option<&'static str> {
+    KINDS.into_iter().find(|known| *known == kind)
+}
 
 /// Enqueues `email` in the caller's transaction: it is sent once the change that caused it
 /// commits, and retried until the mail server takes it.
@@ -29,6 +41,12 @@ pub(crate) async fn run_job(state: &AppState, kind: &str, payload: &str) -> Resu
             state.mailer.send(email).await.map(drop).map_err(JobError::retry)
         }
         NOOP => Ok(()),
+        CLEANUP => {
+            let accounts = crate::accounts::auth::purge_ended(state).await.map_err(JobError::retry)?;
+            let jobs = jobs::purge_finished(state).await.map_err(JobError::retry)?;
+            tracing::info!(deleted.accounts = accounts, deleted.jobs = jobs, "cleaned up");
+            Ok(())
+        }
         unknown => Err(JobError::Permanent(format!("no handler for jobs of kind `{unknown}`"))),
     }
 }
