@@ -87,5 +87,6 @@ cargo nextest run --workspace --profile ci "$@"
 if [ $# -eq 0 ]; then
   log "schemathesis against /api/openapi.json"
   cargo build --bin backroom
-  bash scripts/schemathesis.sh target/debug/backroom
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  bash scripts/schemathesis.sh "$target_dir/debug/backroom"
 fi
