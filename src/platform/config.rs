@@ -90,6 +90,59 @@ pub enum MailTransportKind {
     File,
     /// Writes each message to the log only.
     Log,
+    /// Delivers each message to the SMTP server in `mail.smtp`.
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (usually port 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which must succeed (usually port 587).
+    Starttls,
+    /// No encryption: only for a relay on the same machine or a test server.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Defaults to 465 for `tls`, 587 for `starttls`, 25 for `none`.
+    pub port: Option<u16>,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+    /// Seconds to connect and for each exchange with the server.
+    pub timeout_secs: u64,
+    /// Connections kept open to the server.
+    pub pool_size: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: None,
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password: None,
+            timeout_secs: 10,
+            pool_size: 4,
+        }
+    }
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::None => 25,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -98,6 +151,7 @@ pub struct MailConfig {
     pub transport: MailTransportKind,
     /// The sender of every email, `Name <address>` or a bare address.
     pub from: String,
+    pub smtp: SmtpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,7 +225,11 @@ impl Default for AuthConfig {
 
 impl Default for MailConfig {
     fn default() -> Self {
-        Self { transport: MailTransportKind::File, from: "Backroom <shop@localhost>".into() }
+        Self {
+            transport: MailTransportKind::File,
+            from: "Backroom <shop@localhost>".into(),
+            smtp: SmtpConfig::default(),
+        }
     }
 }
 
@@ -270,6 +328,18 @@ impl Config {
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(ConfigError::new("mail.from", "must be an address such as `Shop <shop@example.com>`"));
+        }
+        let smtp = &self.mail.smtp;
+        if self.mail.transport == MailTransportKind::Smtp {
+            if smtp.host.trim().is_empty() {
+                return Err(ConfigError::new("mail.smtp.host", "must name the SMTP server"));
+            }
+            if smtp.username.is_some() != smtp.password.is_some() {
+                return Err(ConfigError::new("mail.smtp.password", "username and password go together"));
+            }
+        }
+        if smtp.timeout_secs == 0 || smtp.pool_size == 0 {
+            return Err(ConfigError::new("mail.smtp.timeout_secs", "timeout and pool size must be at least 1"));
         }
         if self.shop_name.trim().is_empty() {
             return Err(ConfigError::new("shop_name", "must not be empty"));

@@ -2,11 +2,15 @@
 //! SMTP joins as one more transport without changing any sender.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
 
-use super::config::{Config, MailTransportKind};
+use super::config::{Config, MailTransportKind, SmtpConfig, SmtpSecurity};
 
 /// An email to one recipient, in plain text and HTML.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -25,6 +29,24 @@ pub enum MailTransport {
     File { dir: PathBuf, transport: AsyncFileTransport<Tokio1Executor> },
     /// Each message only as a log line.
     Log,
+    /// An SMTP server, over a pool of connections.
+    Smtp { host: String, transport: AsyncSmtpTransport<Tokio1Executor> },
+}
+
+fn smtp_transport(smtp: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let builder = match smtp.security {
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)?,
+        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?,
+        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+    };
+    let mut builder = builder
+        .port(smtp.port())
+        .timeout(Some(Duration::from_secs(smtp.timeout_secs)))
+        .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+    if let (Some(username), Some(password)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(username.clone(), password.expose_secret().to_owned()));
+    }
+    Ok(builder.build())
 }
 
 #[derive(Clone)]
@@ -43,28 +65,37 @@ impl Mailer {
                 MailTransport::File { transport: AsyncFileTransport::new(&dir), dir }
             }
             MailTransportKind::Log => MailTransport::Log,
+            MailTransportKind::Smtp => MailTransport::Smtp {
+                host: format!("{}:{}", config.mail.smtp.host, config.mail.smtp.port()),
+                transport: smtp_transport(&config.mail.smtp)?,
+            },
         };
         Ok(Self { from, transport })
     }
 
-    /// Builds and delivers `email`, returning the id the transport gave it.
+    /// Builds and delivers `email`, returning its `Message-ID`.
     pub async fn send(&self, email: Email) -> anyhow::Result<String> {
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse::<Mailbox>()?)
             .subject(&email.subject)
+            .message_id(None)
             .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
+        let message_id = message.headers().get_raw("Message-ID").map(str::to_owned).unwrap_or_default();
         match &self.transport {
             MailTransport::File { dir, transport } => {
                 let id = transport.send(message).await?;
                 tracing::info!(mail.path = %dir.join(format!("{id}.eml")).display(), mail.subject = %email.subject, "email written");
-                Ok(id)
             }
             MailTransport::Log => {
                 tracing::info!(mail.subject = %email.subject, "email not sent: the log transport is configured");
-                Ok(String::new())
+            }
+            MailTransport::Smtp { host, transport } => {
+                let response = transport.send(message).await?;
+                tracing::info!(mail.server = %host, mail.message_id = %message_id, smtp.code = %response.code(), "email accepted");
             }
         }
+        Ok(message_id)
     }
 }
 

@@ -398,3 +398,99 @@ fn decode_quoted_printable(body: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The test virtualenv (shared with `scripts/schemathesis.sh`), with `package` installed.
+/// Installs it on first use; a lock keeps concurrent tests from installing twice.
+pub fn python_with(package: &str) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
+    let python = venv.join("bin/python");
+    let module = package.split("==").next().unwrap_or(package);
+    let script = format!(
+        "set -e; [ -x '{python}' ] || python3 -m venv '{venv}'; \
+         '{python}' -c 'import {module}' 2>/dev/null || '{python}' -m pip install --quiet --disable-pip-version-check '{package}'",
+        python = python.display(),
+        venv = venv.display(),
+    );
+    std::fs::create_dir_all(venv.parent().expect("a parent")).expect("the target folder");
+    let lock = venv.with_extension("lock");
+    let status = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", &script])
+        .status()
+        .expect("flock and python3 are installed");
+    assert!(status.success(), "installing {package} into {} failed", venv.display());
+    python
+}
+
+/// A real SMTP server (aiosmtpd) on loopback, storing what it receives in a maildir.
+pub struct SmtpServer {
+    child: std::process::Child,
+    pub port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts on `port`, keeping what earlier servers stored in `maildir`.
+    pub async fn start_on(port: u16, maildir: tempfile::TempDir) -> Self {
+        let python = python_with("aiosmtpd==1.4.6");
+        let child = std::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("box"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("aiosmtpd starts");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self { child, port, maildir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not listen on {port}");
+    }
+
+    /// Stops the server, handing back its maildir for a successor.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.maildir, dir)
+    }
+
+    /// Every message received, as raw text.
+    pub fn raw_messages(&self) -> Vec<String> {
+        let new = self.maildir.path().join("box/new");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().map(|p| std::fs::read_to_string(p).expect("a readable message")).collect()
+    }
+
+    pub fn messages(&self) -> Vec<Mail> {
+        self.raw_messages().iter().map(|raw| Mail::parse(raw)).collect()
+    }
+
+    pub async fn wait_for(&self, count: usize) -> Vec<Mail> {
+        for _ in 0..200 {
+            let messages = self.messages();
+            if messages.len() >= count {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {count} messages at the SMTP server, found {}", self.messages().len());
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
