@@ -438,7 +438,7 @@ impl SmtpServer {
     /// Starts on `port`, keeping what earlier servers stored in `maildir`.
     pub async fn start_on(port: u16, maildir: tempfile::TempDir) -> Self {
         let python = python_with("aiosmtpd==1.4.6");
-        let child = std::process::Command::new(python)
+        let mut child = std::process::Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("box"))
             .stdout(std::process::Stdio::null())
@@ -451,6 +451,8 @@ impl SmtpServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("aiosmtpd did not listen on {port}");
     }
 
