@@ -1,6 +1,8 @@
 //! The `backroom` binary as an operator runs it: configuration checks, migrations, serving,
 //! JSON logs with request ids, and graceful shutdown.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -64,6 +66,37 @@ fn migrate_creates_the_sqlite_database() {
     assert!(dir.path().join("backroom.db").exists());
     let again = backroom(dir.path()).arg("migrate").output().unwrap();
     assert!(again.status.success(), "migrating twice is harmless");
+}
+
+#[tokio::test]
+async fn migrate_and_admin_create_work_on_postgres() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let (name, url) = common::create_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = backroom(dir.path()).arg("migrate").env("BACKROOM_DATABASE_URL", &url).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("postgres"));
+    let mut child = backroom(dir.path())
+        .args(["admin", "create", "--email", "pg@example.com"])
+        .env("BACKROOM_DATABASE_URL", &url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "a long owner passphrase").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("backroom.db").exists(), "nothing went to SQLite");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let owners: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM staff_users WHERE role = 'owner'").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(owners, 1);
+    drop(conn.close().await);
+    common::drop_database(&name).await;
 }
 
 #[test]

@@ -265,7 +265,9 @@ impl Config {
     /// `BACKROOM_TEST_*` (the test harness's) are not settings. The result is validated.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(path)).merge(
-            Env::prefixed("BACKROOM_").filter(|key| key != "config" && !key.as_str().starts_with("test_")).split("__"),
+            Env::prefixed("BACKROOM_")
+                .filter(|key| key != "config" && !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                .split("__"),
         );
         let config: Config = figment.extract().map_err(|err| {
             let setting = err.path.join(".");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use super::config::{Config, MailTransportKind, SmtpConfig, SmtpSecurity};
@@ -25,8 +25,9 @@ pub struct Email {
 /// Where mail goes.
 #[derive(Clone)]
 pub enum MailTransport {
-    /// Each message as an `.eml` file in a folder, for development and tests.
-    File { dir: PathBuf, transport: AsyncFileTransport<Tokio1Executor> },
+    /// Each message as an `.eml` file in a folder, for development and tests. Files appear
+    /// whole: each is written under a temporary name, then renamed.
+    File { dir: PathBuf },
     /// Each message only as a log line.
     Log,
     /// An SMTP server, over a pool of connections.
@@ -62,7 +63,7 @@ impl Mailer {
             MailTransportKind::File => {
                 let dir = config.data_dir.join("mail");
                 std::fs::create_dir_all(&dir)?;
-                MailTransport::File { transport: AsyncFileTransport::new(&dir), dir }
+                MailTransport::File { dir }
             }
             MailTransportKind::Log => MailTransport::Log,
             MailTransportKind::Smtp => MailTransport::Smtp {
@@ -83,9 +84,13 @@ impl Mailer {
             .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
         let message_id = message.headers().get_raw("Message-ID").map(str::to_owned).unwrap_or_default();
         match &self.transport {
-            MailTransport::File { dir, transport } => {
-                let id = transport.send(message).await?;
-                tracing::info!(mail.path = %dir.join(format!("{id}.eml")).display(), mail.subject = %email.subject, "email written");
+            MailTransport::File { dir } => {
+                let name = ulid::Ulid::new().to_string().to_lowercase();
+                let partial = dir.join(format!(".{name}.eml.partial"));
+                let path = dir.join(format!("{name}.eml"));
+                tokio::fs::write(&partial, message.formatted()).await?;
+                tokio::fs::rename(&partial, &path).await?;
+                tracing::info!(mail.path = %path.display(), mail.subject = %email.subject, "email written");
             }
             MailTransport::Log => {
                 tracing::info!(mail.subject = %email.subject, "email not sent: the log transport is configured");

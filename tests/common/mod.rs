@@ -247,6 +247,19 @@ impl Drop for TestApp {
     }
 }
 
+/// A new, empty PostgreSQL database: its name and URL. The caller drops it with
+/// [`drop_database`].
+pub async fn create_database() -> (String, String) {
+    let name = format!("br_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    admin_query(&format!("CREATE DATABASE \"{name}\"")).await;
+    let url = url_with_database(&postgres_url(), &name);
+    (name, url)
+}
+
+pub async fn drop_database(name: &str) {
+    admin_query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+}
+
 async fn admin_query(sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&postgres_url()).await.expect("PostgreSQL answers");
