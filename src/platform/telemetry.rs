@@ -35,6 +35,18 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder is already installed, and then its data is what we render.
         drop(metrics::set_global_recorder(recorder));
+        // Histograms keep raw samples until upkeep folds them into buckets: without it, memory
+        // would grow with every request between two scrapes.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        });
+        if let Err(err) = spawned {
+            tracing::warn!(error = %err, "metrics upkeep thread not started");
+        }
         handle
     })
 }
