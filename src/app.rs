@@ -11,7 +11,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -31,21 +30,34 @@ use crate::platform::throttle::SlidingWindow;
 /// should a change notification from another node be lost.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one shared [`Shared`], so that the per-request clones
+/// the router and extractors make cost one reference count.
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
+    pub config: Config,
     pub db: Db,
     pub mailer: Mailer,
     /// Failed sign-ins and password checks, per account and per address.
-    pub sign_in_failures: Arc<SlidingWindow>,
+    pub sign_in_failures: SlidingWindow,
     /// Registrations, reset requests and verification emails, per address and account, per hour.
-    pub account_requests: Arc<SlidingWindow>,
+    pub account_requests: SlidingWindow,
     /// Sessions and API keys by token hash.
     pub credentials: Arc<TtlCache<Resolved>>,
     /// Customers by id.
     pub customers: Arc<TtlCache<Customer>>,
     openapi_json: Arc<String>,
+    /// Whether responses carry `Strict-Transport-Security` (the shop is served over HTTPS).
+    pub hsts: bool,
 }
 
 /// Connects to the database, applies migrations and prepares everything the router needs.
@@ -56,16 +68,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     db.listen_for_changes().await?;
     let mailer = Mailer::from_config(&config)?;
     let window = Duration::from_secs(config.auth.failure_window_secs);
-    Ok(AppState {
+    Ok(AppState(Arc::new(Shared {
         mailer,
-        sign_in_failures: Arc::new(SlidingWindow::new(window)),
-        account_requests: Arc::new(SlidingWindow::new(Duration::from_secs(3600))),
+        sign_in_failures: SlidingWindow::new(window),
+        account_requests: SlidingWindow::new(Duration::from_secs(3600)),
         credentials: db.caches().register(CREDENTIALS, CACHE_TTL),
         customers: db.caches().register(CUSTOMERS, CACHE_TTL),
         openapi_json: Arc::new(openapi_json()),
-        config: Arc::new(config),
+        hsts: config.secure_cookies(),
+        config,
         db,
-    })
+    })))
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -87,6 +100,8 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let body_limit = state.config.http.body_limit_bytes;
     let spec = state.openapi_json.clone();
+    let origins = &state.config.http.cors_allowed_origins;
+    let cors = (!origins.is_empty()).then(|| http::cors(origins));
     api.route(
         "/api/openapi.json",
         axum::routing::get(move || async move {
@@ -96,10 +111,10 @@ pub fn router(state: AppState) -> Router {
     .merge(openapi::docs_router())
     .fallback(http::not_found)
     .layer(CatchPanicLayer::custom(http::panic_response))
+    // Bodies are read only by extractors, which honour this limit whether or not the
+    // request declares its length.
     .layer(DefaultBodyLimit::max(body_limit))
-    .layer(RequestBodyLimitLayer::new(body_limit))
-    .layer(http::cors(&state.config.http.cors_allowed_origins))
-    .layer(from_fn_with_state(state.clone(), http::security_headers))
+    .layer(tower::util::option_layer(cors))
     .layer(from_fn_with_state(state.clone(), http::observe))
     .with_state(state)
 }

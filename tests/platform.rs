@@ -163,9 +163,9 @@ conformance! {
         assert_eq!(resp.status, 200);
         assert!(resp.header("content-type").unwrap().starts_with("text/plain"));
         let text = &resp.text;
-        assert!(text.contains("http_requests_total{"), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health/live\"") && l.contains("status=\"200\"")));
-        assert!(text.lines().any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"unmatched\"") && l.contains("status=\"404\"")));
+        let count = "http_request_duration_seconds_count{";
+        assert!(text.lines().any(|l| l.starts_with(count) && l.contains("route=\"/health/live\"") && l.contains("status=\"200\"")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with(count) && l.contains("route=\"unmatched\"") && l.contains("status=\"404\"")), "{text}");
         assert!(text.contains("http_request_duration_seconds_bucket{"));
         assert!(text.contains("db_pool_connections{"));
         assert!(text.contains("process_resident_memory_bytes"));

@@ -1,5 +1,7 @@
 //! Customers as staff see them through the admin API.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,7 +51,7 @@ async fn get_customer(
     State(state): State<AppState>,
     staff: CurrentStaff,
     Path(id): Path<String>,
-) -> AppResult<Json<Customer>> {
+) -> AppResult<Json<Arc<Customer>>> {
     staff.require(Permission::CustomersRead)?;
     let not_found = || AppError::not_found("No customer has this id.");
     if !has_shape(&id, "cus") {

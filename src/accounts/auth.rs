@@ -4,6 +4,8 @@
 //! Sessions are opaque random tokens stored as hashes (see `docs/AUTH.md` for why): a
 //! session can be revoked at once, on every node, by one update.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -336,7 +338,7 @@ fn parse_role(role: &str) -> AppResult<Role> {
 }
 
 /// Finds the live session or API key behind `token`, from the cache or the database.
-async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Option<Resolved>> {
+async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Option<Arc<Resolved>>> {
     let hash = tokens::hash(token);
     let now = Timestamp::now();
     if let Some(hit) = state.credentials.get(&hash) {
@@ -416,6 +418,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
         }
         TokenKind::Mailed | TokenKind::Csrf => return Ok(None),
     };
+    let resolved = Arc::new(resolved);
     state.credentials.insert(hash, resolved.clone());
     Ok(Some(resolved))
 }
@@ -423,9 +426,18 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
 /// A signed-in customer. Handlers that take it answer 401 to anyone else.
 #[derive(Debug, Clone)]
 pub struct CurrentCustomer {
-    pub customer_id: String,
-    pub session_id: String,
+    session: Arc<Resolved>,
     pub via: Credential,
+}
+
+impl CurrentCustomer {
+    pub fn customer_id(&self) -> &str {
+        &self.session.subject_id
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
 }
 
 impl FromRequestParts<AppState> for CurrentCustomer {
@@ -440,7 +452,7 @@ impl FromRequestParts<AppState> for CurrentCustomer {
         }
         let session = resolve(state, TokenKind::CustomerSession, &presented.token).await?.ok_or_else(invalid_token)?;
         check_csrf(parts, presented.via, &session.csrf_token)?;
-        Ok(Self { customer_id: session.subject_id, session_id: session.id, via: presented.via })
+        Ok(Self { session, via: presented.via })
     }
 }
 
@@ -502,19 +514,19 @@ impl FromRequestParts<AppState> for CurrentStaff {
         let role = resolved.role.ok_or_else(|| AppError::internal(anyhow::anyhow!("staff credential without role")))?;
         if kind == TokenKind::ApiKey {
             return Ok(Self {
-                staff_id: resolved.subject_id,
+                staff_id: resolved.subject_id.clone(),
                 role,
                 session_id: None,
-                api_key_id: Some(resolved.id),
+                api_key_id: Some(resolved.id.clone()),
                 via: Credential::ApiKey,
-                scopes: resolved.scopes,
+                scopes: resolved.scopes.clone(),
             });
         }
         check_csrf(parts, presented.via, &resolved.csrf_token)?;
         Ok(Self {
-            staff_id: resolved.subject_id,
+            staff_id: resolved.subject_id.clone(),
             role,
-            session_id: Some(resolved.id),
+            session_id: Some(resolved.id.clone()),
             api_key_id: None,
             via: presented.via,
             scopes: None,

@@ -1,6 +1,8 @@
 //! Customer accounts through the store API: registration, sign-in, profile, password, email
 //! verification, password reset and sessions.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -203,29 +205,30 @@ async fn sign_in(
     security(("customer_session" = []), ("customer_cookie" = [])),
     responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn sign_out(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Response> {
-    signin::sign_out(&state, SubjectKind::Customer, &customer.customer_id, &customer.session_id).await
+    signin::sign_out(&state, SubjectKind::Customer, customer.customer_id(), customer.session_id()).await
 }
 
 /// The cache of customers by id; every write to a customer evicts its entry.
 pub const CUSTOMERS: &str = "customers";
 
 /// A customer by id, from the cache or the database.
-pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Customer>> {
+pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Arc<Customer>>> {
     if let Some(hit) = state.customers.get(id) {
         return Ok(Some(hit));
     }
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
     let found =
         db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?;
-    if let Some(customer) = &found {
+    Ok(found.map(|customer| {
+        let customer = Arc::new(customer);
         state.customers.insert(customer.id.clone(), customer.clone());
-    }
-    Ok(found)
+        customer
+    }))
 }
 
-fn with_etag(customer: Customer) -> Response {
+fn with_etag(customer: impl std::ops::Deref<Target = Customer>) -> Response {
     let etag = signin::etag(customer.version);
-    ([(header::ETAG, etag)], Json(customer)).into_response()
+    ([(header::ETAG, etag)], Json(&*customer)).into_response()
 }
 
 /// The signed-in customer's profile.
@@ -236,7 +239,7 @@ fn with_etag(customer: Customer) -> Response {
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn me(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Response> {
-    let found = find_customer(&state, &customer.customer_id).await?;
+    let found = find_customer(&state, customer.customer_id()).await?;
     found.map(with_etag).ok_or_else(AppError::unauthenticated)
 }
 
@@ -276,7 +279,7 @@ async fn update_me(
     let mut tx = state.db.begin().await?;
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
     let current = db_run!(tx.conn(), |conn| {
-        sqlx::query_as::<_, Customer>(&sql).bind(&customer.customer_id).fetch_optional(conn).await
+        sqlx::query_as::<_, Customer>(&sql).bind(customer.customer_id()).fetch_optional(conn).await
     })?
     .ok_or_else(AppError::unauthenticated)?;
     if expected.is_some_and(|version| version != current.version) {
@@ -295,13 +298,13 @@ async fn update_me(
             .bind(&last_name)
             .bind(&phone)
             .bind(Timestamp::now())
-            .bind(&customer.customer_id)
+            .bind(customer.customer_id())
             .fetch_one(conn)
             .await
     })?;
-    tx.invalidate(Invalidation::key(CUSTOMERS, &customer.customer_id));
+    tx.invalidate(Invalidation::key(CUSTOMERS, customer.customer_id()));
     tx.commit().await?;
-    Ok(with_etag(updated))
+    Ok(with_etag(&updated))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -332,12 +335,12 @@ async fn change_password(
     violations.finish()?;
     let new_password = new_password.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated password missing")))?;
 
-    let throttle_key = format!("password:{}", customer.customer_id);
+    let throttle_key = format!("password:{}", customer.customer_id());
     let max = state.config.auth.max_failures_per_account;
     state.sign_in_failures.take(&throttle_key, max).map_err(AppError::too_many_requests)?;
     let stored = db_run!(state.db.read(), |conn| {
         sqlx::query_scalar::<_, String>("SELECT password_hash FROM customers WHERE id = $1")
-            .bind(&customer.customer_id)
+            .bind(customer.customer_id())
             .fetch_optional(conn)
             .await
     })?;
@@ -347,8 +350,9 @@ async fn change_password(
     state.sign_in_failures.clear(&throttle_key);
     let hash = new_password.hash().await?;
     let mut tx = state.db.begin().await?;
-    set_password(&mut tx, &customer.customer_id, &hash).await?;
-    auth::revoke_sessions_of(&mut tx, SubjectKind::Customer, &customer.customer_id, Some(&customer.session_id)).await?;
+    set_password(&mut tx, customer.customer_id(), &hash).await?;
+    auth::revoke_sessions_of(&mut tx, SubjectKind::Customer, customer.customer_id(), Some(customer.session_id()))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -465,7 +469,7 @@ async fn send_verification(
     State(state): State<AppState>,
     customer: CurrentCustomer,
 ) -> AppResult<(StatusCode, Json<Accepted>)> {
-    let found = find_customer(&state, &customer.customer_id).await?.ok_or_else(AppError::unauthenticated)?;
+    let found = find_customer(&state, customer.customer_id()).await?.ok_or_else(AppError::unauthenticated)?;
     if found.email_verified_at.is_some() {
         return Err(AppError::new(ErrorCode::Conflict, "This email address is already verified."));
     }
@@ -607,7 +611,7 @@ async fn reset_password(State(state): State<AppState>, Json(request): Json<Reset
     responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn my_sessions(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Json<Vec<SessionInfo>>> {
     let sessions =
-        auth::list_sessions(&state, SubjectKind::Customer, &customer.customer_id, &customer.session_id).await?;
+        auth::list_sessions(&state, SubjectKind::Customer, customer.customer_id(), customer.session_id()).await?;
     Ok(Json(sessions))
 }
 
@@ -621,7 +625,8 @@ async fn end_my_session(
     customer: CurrentCustomer,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    if has_shape(&id, "ses") && auth::revoke_session(&state, SubjectKind::Customer, &customer.customer_id, &id).await? {
+    if has_shape(&id, "ses") && auth::revoke_session(&state, SubjectKind::Customer, customer.customer_id(), &id).await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found("You have no live session with this id."))

@@ -44,10 +44,12 @@ pub fn generate(kind: TokenKind) -> String {
 
 /// The stored form of a token. Tokens carry 256 bits of entropy, so a fast hash is enough.
 pub fn hash(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     hex
 }
@@ -70,6 +72,7 @@ mod tests {
         assert_eq!(a.len(), 4 + 43);
         assert_eq!(TokenKind::of(&a), Some(TokenKind::ApiKey));
         assert_eq!(hash(&a), hash(&a));
+        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_ne!(hash(&a), hash(&b));
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));

@@ -13,24 +13,25 @@ const MAX_ENTRIES: usize = 100_000;
 /// The PostgreSQL channel invalidations travel on.
 pub const CHANNEL: &str = "backroom_cache";
 
-/// A map whose entries live at most `ttl`. The TTL is a safety net; writes evict.
+/// A map whose entries live at most `ttl`. The TTL is a safety net; writes evict. Values are
+/// shared, so a hit costs a reference count, not a copy.
 pub struct TtlCache<V> {
     ttl: Duration,
-    entries: RwLock<HashMap<String, (Instant, V)>>,
+    entries: RwLock<HashMap<String, (Instant, Arc<V>)>>,
 }
 
-impl<V: Clone> TtlCache<V> {
+impl<V> TtlCache<V> {
     pub fn new(ttl: Duration) -> Self {
         Self { ttl, entries: RwLock::new(HashMap::new()) }
     }
 
-    pub fn get(&self, key: &str) -> Option<V> {
+    pub fn get(&self, key: &str) -> Option<Arc<V>> {
         let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (stored_at, value) = entries.get(key)?;
         (stored_at.elapsed() < self.ttl).then(|| value.clone())
     }
 
-    pub fn insert(&self, key: String, value: V) {
+    pub fn insert(&self, key: String, value: Arc<V>) {
         let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
@@ -45,7 +46,7 @@ pub trait Evict: Send + Sync {
     fn clear(&self);
 }
 
-impl<V: Clone + Send + Sync> Evict for TtlCache<V> {
+impl<V: Send + Sync> Evict for TtlCache<V> {
     fn evict(&self, key: &str) {
         self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
     }
@@ -89,7 +90,7 @@ pub struct Caches {
 
 impl Caches {
     /// Registers a cache under `name` and returns it.
-    pub fn register<V: Clone + Send + Sync + 'static>(&self, name: &'static str, ttl: Duration) -> Arc<TtlCache<V>> {
+    pub fn register<V: Send + Sync + 'static>(&self, name: &'static str, ttl: Duration) -> Arc<TtlCache<V>> {
         let cache = Arc::new(TtlCache::new(ttl));
         self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name, cache.clone());
         cache
@@ -138,17 +139,17 @@ mod tests {
         let caches = Caches::default();
         let users = caches.register::<u32>("users", Duration::from_secs(60));
         let short = caches.register::<u32>("short", Duration::from_millis(10));
-        users.insert("a".into(), 1);
-        users.insert("b".into(), 2);
-        short.insert("a".into(), 3);
+        users.insert("a".into(), Arc::new(1));
+        users.insert("b".into(), Arc::new(2));
+        short.insert("a".into(), Arc::new(3));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(short.get("a"), None);
         caches.apply(&Invalidation::key("users", "a"));
         assert_eq!(users.get("a"), None);
-        assert_eq!(users.get("b"), Some(2));
+        assert_eq!(users.get("b"), Some(Arc::new(2)));
         caches.apply_payload("users");
         assert_eq!(users.get("b"), None);
-        users.insert("c".into(), 3);
+        users.insert("c".into(), Arc::new(3));
         caches.apply_payload("users:c");
         assert_eq!(users.get("c"), None);
         assert_eq!(Invalidation::key("users", "x:y").payload(), "users:x:y");

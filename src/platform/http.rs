@@ -2,7 +2,9 @@
 //! headers, CORS, body limits, timeouts, the problem+json fallback, and extractors whose
 //! rejections are problems too.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -32,26 +34,74 @@ pub fn current_request_id() -> Option<String> {
 
 /// Takes the caller's `x-request-id` when it is sane, or makes one; returns it on the response.
 fn request_id_of(headers: &HeaderMap) -> String {
-    headers
+    if let Some(id) = headers
         .get(&X_REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase())
+    {
+        return id.to_owned();
+    }
+    let mut buffer = [0u8; ulid::ULID_LEN];
+    let id = ulid::Ulid::new().array_to_str(&mut buffer);
+    id.make_ascii_lowercase();
+    String::from(&*id)
 }
 
-/// The outermost layer: a span with the request id and matched route, one log line and the
-/// metrics per request, the request timeout, and a problem+json body for any error response
-/// a lower layer produced without one.
+/// The latency histogram of each route, method and status, created on first use: building
+/// a labelled handle costs more than recording into it.
+static LATENCY: LazyLock<RwLock<HashMap<String, RouteHistograms>>> = LazyLock::new(Default::default);
+
+/// One route's histograms by method and status; a route sees only a handful of each.
+type RouteHistograms = Vec<(Method, u16, metrics::Histogram)>;
+
+fn record_latency(route: &str, method: &Method, status: u16, seconds: f64) {
+    {
+        let histograms = LATENCY.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, _, histogram)) =
+            histograms.get(route).and_then(|entries| entries.iter().find(|(m, s, _)| m == method && *s == status))
+        {
+            histogram.record(seconds);
+            return;
+        }
+    }
+    let labels = [("route", route.to_owned()), ("method", method.to_string()), ("status", status.to_string())];
+    let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
+    histogram.record(seconds);
+    let mut histograms = LATENCY.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    histograms.entry(route.to_owned()).or_default().push((method.clone(), status, histogram));
+}
+
+/// Security headers on every response, unless the handler chose its own.
+fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
+    const DEFAULTS: [(HeaderName, HeaderValue); 6] = [
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin")),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+        ),
+        (HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    for (name, value) in DEFAULTS {
+        headers.entry(name).or_insert(value);
+    }
+    if hsts {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+}
+
+/// The outermost layer: a span with the request id and matched route, the request timeout,
+/// a problem+json body for any error response a lower layer produced without one, the
+/// security headers, one log line and the latency histogram per request.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request_id_of(request.headers());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!("request", request.id = %request_id, http.method = %method, http.route = %route);
     let timeout = state.config.request_timeout();
 
@@ -65,15 +115,14 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     if (response.status().is_client_error() || response.status().is_server_error()) && !is_problem(&response) {
         response = REQUEST_ID.scope(request_id.clone(), async { problem_for(response) }).await;
     }
+    add_security_headers(response.headers_mut(), state.hsts);
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| {
         tracing::info!(http.status = status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
     });
-    let labels = [("route", route), ("method", method.to_string()), ("status", status.to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    record_latency(route, &method, status, elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
@@ -106,30 +155,6 @@ fn problem_for(response: Response) -> Response {
         }
     }
     problem
-}
-
-/// Security headers on every response, unless the handler chose its own.
-pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    let defaults = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
-        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
-        (header::CACHE_CONTROL, "no-store"),
-    ];
-    for (name, value) in defaults {
-        if !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-    }
-    if state.config.secure_cookies() {
-        headers
-            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
-    }
-    response
 }
 
 /// CORS for the configured origins only; with none configured, browsers on other origins get
