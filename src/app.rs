@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::{Modify, OpenApi};
@@ -16,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts;
 use crate::accounts::auth::{CREDENTIALS, Resolved};
-use crate::accounts::customers::{CUSTOMERS, Customer};
+use crate::accounts::customers::{CUSTOMERS, CustomerView};
 use crate::platform::cache::TtlCache;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
@@ -54,7 +53,7 @@ pub struct Shared {
     /// Sessions and API keys by token hash.
     pub credentials: Arc<TtlCache<Resolved>>,
     /// Customers by id.
-    pub customers: Arc<TtlCache<Customer>>,
+    pub customers: Arc<TtlCache<CustomerView>>,
     openapi_json: Arc<String>,
     /// Whether responses carry `Strict-Transport-Security` (the shop is served over HTTPS).
     pub hsts: bool,
@@ -115,7 +114,7 @@ pub fn router(state: AppState) -> Router {
     // request declares its length.
     .layer(DefaultBodyLimit::max(body_limit))
     .layer(tower::util::option_layer(cors))
-    .layer(from_fn_with_state(state.clone(), http::observe))
+    .layer(http::ObserveLayer(state.clone()))
     .with_state(state)
 }
 

@@ -1,7 +1,5 @@
 //! Customers as staff see them through the admin API.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -51,11 +49,11 @@ async fn get_customer(
     State(state): State<AppState>,
     staff: CurrentStaff,
     Path(id): Path<String>,
-) -> AppResult<Json<Arc<Customer>>> {
+) -> AppResult<axum::response::Response> {
     staff.require(Permission::CustomersRead)?;
     let not_found = || AppError::not_found("No customer has this id.");
     if !has_shape(&id, "cus") {
         return Err(not_found());
     }
-    find_customer(&state, &id).await?.map(Json).ok_or_else(not_found)
+    find_customer(&state, &id).await?.map(|view| view.response()).ok_or_else(not_found)
 }

@@ -211,24 +211,44 @@ async fn sign_out(State(state): State<AppState>, customer: CurrentCustomer) -> A
 /// The cache of customers by id; every write to a customer evicts its entry.
 pub const CUSTOMERS: &str = "customers";
 
+/// A customer with its JSON and `ETag` rendered once, for the many reads between writes.
+pub struct CustomerView {
+    pub customer: Customer,
+    json: axum::body::Bytes,
+    etag: axum::http::HeaderValue,
+}
+
+impl CustomerView {
+    pub fn new(customer: Customer) -> AppResult<Self> {
+        let json = serde_json::to_vec(&customer).map_err(AppError::internal)?.into();
+        Ok(Self { etag: signin::etag(customer.version), customer, json })
+    }
+
+    /// The customer as a 200 answer with its `ETag`.
+    pub fn response(&self) -> Response {
+        (
+            [
+                (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json")),
+                (header::ETAG, self.etag.clone()),
+            ],
+            self.json.clone(),
+        )
+            .into_response()
+    }
+}
+
 /// A customer by id, from the cache or the database.
-pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Arc<Customer>>> {
+pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Arc<CustomerView>>> {
     if let Some(hit) = state.customers.get(id) {
         return Ok(Some(hit));
     }
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
     let found =
         db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?;
-    Ok(found.map(|customer| {
-        let customer = Arc::new(customer);
-        state.customers.insert(customer.id.clone(), customer.clone());
-        customer
-    }))
-}
-
-fn with_etag(customer: impl std::ops::Deref<Target = Customer>) -> Response {
-    let etag = signin::etag(customer.version);
-    ([(header::ETAG, etag)], Json(&*customer)).into_response()
+    let Some(customer) = found else { return Ok(None) };
+    let view = Arc::new(CustomerView::new(customer)?);
+    state.customers.insert(view.customer.id.clone(), view.clone());
+    Ok(Some(view))
 }
 
 /// The signed-in customer's profile.
@@ -240,7 +260,7 @@ fn with_etag(customer: impl std::ops::Deref<Target = Customer>) -> Response {
     ))]
 async fn me(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Response> {
     let found = find_customer(&state, customer.customer_id()).await?;
-    found.map(with_etag).ok_or_else(AppError::unauthenticated)
+    found.map(|view| view.response()).ok_or_else(AppError::unauthenticated)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -304,7 +324,7 @@ async fn update_me(
     })?;
     tx.invalidate(Invalidation::key(CUSTOMERS, customer.customer_id()));
     tx.commit().await?;
-    Ok(with_etag(&updated))
+    Ok(CustomerView::new(updated)?.response())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -470,6 +490,7 @@ async fn send_verification(
     customer: CurrentCustomer,
 ) -> AppResult<(StatusCode, Json<Accepted>)> {
     let found = find_customer(&state, customer.customer_id()).await?.ok_or_else(AppError::unauthenticated)?;
+    let found = &found.customer;
     if found.email_verified_at.is_some() {
         return Err(AppError::new(ErrorCode::Conflict, "This email address is already verified."));
     }

@@ -3,15 +3,18 @@
 //! rejections are problems too.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{LazyLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -96,37 +99,75 @@ fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
 /// The outermost layer: a span with the request id and matched route, the request timeout,
 /// a problem+json body for any error response a lower layer produced without one, the
 /// security headers, one log line and the latency histogram per request.
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let request_id = request_id_of(request.headers());
-    let method = request.method().clone();
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let span = tracing::info_span!("request", request.id = %request_id, http.method = %method, http.route = %route);
-    let timeout = state.config.request_timeout();
+#[derive(Clone)]
+pub struct ObserveLayer(pub AppState);
 
-    let inner = async {
-        match tokio::time::timeout(timeout, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => AppError::new(ErrorCode::Timeout, "The request took too long and was stopped.").into_response(),
-        }
-    };
-    let mut response = REQUEST_ID.scope(request_id.clone(), inner.instrument(span.clone())).await;
-    if (response.status().is_client_error() || response.status().is_server_error()) && !is_problem(&response) {
-        response = REQUEST_ID.scope(request_id.clone(), async { problem_for(response) }).await;
-    }
-    add_security_headers(response.headers_mut(), state.hsts);
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
 
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    span.in_scope(|| {
-        tracing::info!(http.status = status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
-    });
-    record_latency(route, &method, status, elapsed.as_secs_f64());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe { inner, state: self.0.clone() }
     }
-    response
+}
+
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for Observe<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let request_id = request_id_of(request.headers());
+        let method = request.method().clone();
+        let matched = request.extensions().get::<MatchedPath>().cloned();
+        let timeout = self.state.config.request_timeout();
+        let hsts = self.state.hsts;
+        let inner = self.inner.call(request);
+        Box::pin(async move {
+            let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let span =
+                tracing::info_span!("request", request.id = %request_id, http.method = %method, http.route = %route);
+            let handled = async {
+                match tokio::time::timeout(timeout, inner).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => {
+                        AppError::new(ErrorCode::Timeout, "The request took too long and was stopped.").into_response()
+                    }
+                }
+            };
+            let mut response = REQUEST_ID.scope(request_id.clone(), handled.instrument(span.clone())).await;
+            if (response.status().is_client_error() || response.status().is_server_error()) && !is_problem(&response) {
+                response = REQUEST_ID.scope(request_id.clone(), async { problem_for(response) }).await;
+            }
+            add_security_headers(response.headers_mut(), hsts);
+
+            let status = response.status().as_u16();
+            let elapsed = started.elapsed();
+            span.in_scope(|| {
+                tracing::info!(http.status = status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+            });
+            record_latency(route, &method, status, elapsed.as_secs_f64());
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+            }
+            Ok(response)
+        })
+    }
 }
 
 fn is_problem(response: &Response) -> bool {
