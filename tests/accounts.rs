@@ -262,6 +262,9 @@ conformance! {
         app.get("/api/v1/store/customers/me", &[("authorization", &auth)]).await.problem(401, "unauthenticated");
         let again = app.post("/api/v1/store/auth/password-reset/confirm", json!({"token": token, "new_password": "yet another phrase"}), &[]).await;
         again.problem(422, "invalid_token");
+        // Links' tokens exist only as hashes: not in the jobs that mailed them either.
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM jobs WHERE payload LIKE '%{token}%'")).await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE payload LIKE '%brm_%'").await, 0);
         let fresh = bearer_with(&app, "ana@example.com", "a brand new phrase").await;
         let me = app.get("/api/v1/store/customers/me", &[("authorization", &fresh)]).await;
         assert!(me.body["email_verified_at"].is_string(), "the reset proved the mailbox");
@@ -292,12 +295,22 @@ conformance! {
         assert_eq!(sign_in(&app, "ana@example.com", PASSWORD).await.status, 201);
     }
 
-    async fn reset_requests_are_throttled_per_address(backend) {
+    async fn reset_requests_are_throttled_per_email(backend) {
         let app = TestApp::spawn(backend).await;
         for _ in 0..5 {
             assert_eq!(app.post("/api/v1/store/auth/password-reset", json!({"email": "ana@example.com"}), &[]).await.status, 202);
         }
         app.post("/api/v1/store/auth/password-reset", json!({"email": "ana@example.com"}), &[]).await.problem(429, "too_many_requests");
+    }
+
+    async fn dead_reset_tokens_are_refused_before_any_hashing_and_throttled(backend) {
+        let app = TestApp::spawn_with(backend, |config| config.auth.max_failures_per_ip = 3).await;
+        for n in 0..3 {
+            let body = json!({"token": format!("brm_guess{n}"), "new_password": "a brand new phrase"});
+            app.post("/api/v1/store/auth/password-reset/confirm", body, &[]).await.problem(422, "invalid_token");
+        }
+        let body = json!({"token": "brm_guess", "new_password": "a brand new phrase"});
+        app.post("/api/v1/store/auth/password-reset/confirm", body, &[]).await.problem(429, "too_many_requests");
     }
 
     async fn a_customer_sees_and_ends_only_their_own_sessions(backend) {

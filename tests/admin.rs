@@ -160,6 +160,20 @@ conformance! {
         app.delete(&format!("/api/v1/admin/api-keys/{id}"), &[("authorization", &owner)]).await.problem(404, "not_found");
     }
 
+    async fn an_api_key_cannot_create_api_keys(backend) {
+        let app = TestApp::spawn(backend).await;
+        let owner = staff_member(&app, "owner@example.com", Role::Owner).await;
+        let created = app
+            .post("/api/v1/admin/api-keys", json!({"name": "ops", "scopes": ["api_keys:manage", "customers:read"]}), &[("authorization", &owner)])
+            .await;
+        let key = format!("Bearer {}", created.body["secret"].as_str().unwrap());
+        assert_eq!(app.get("/api/v1/admin/api-keys", &[("authorization", &key)]).await.status, 200);
+        app.post("/api/v1/admin/api-keys", json!({"name": "child", "scopes": ["customers:read"]}), &[("authorization", &key)])
+            .await
+            .problem(403, "forbidden");
+        assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 1);
+    }
+
     async fn an_api_key_gets_no_scope_its_creator_lacks(backend) {
         let app = TestApp::spawn(backend).await;
         staff_member(&app, "owner@example.com", Role::Owner).await;

@@ -39,7 +39,7 @@ conformance! {
         assert!(received[0].text.contains("https://shop.example/account/verify-email?token=brm_"));
         let verified = app.post("/api/v1/store/auth/email-verification", json!({"token": received[0].token()}), &[]).await;
         assert_eq!(verified.status, 204);
-        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded' AND kind = 'email.send'").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded' AND kind = 'account.email'").await, 1);
     }
 
     async fn mail_sent_while_the_server_is_down_arrives_once_it_is_back(backend) {

@@ -224,7 +224,7 @@ conformance! {
         assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'maintenance.cleanup' AND status = 'succeeded'").await, 1);
         assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 0);
         assert_eq!(app.count("SELECT COUNT(*) FROM customer_tokens").await, 0);
-        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'email.send'").await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'account.email'").await, 0);
         assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
     }
 }

@@ -88,6 +88,10 @@ async fn create_api_key(
     Json(request): Json<CreateApiKeyRequest>,
 ) -> AppResult<Response> {
     staff.require(Permission::ApiKeysManage)?;
+    // A leaked key must not be able to outlive its revocation through keys it made.
+    if staff.api_key_id.is_some() {
+        return Err(AppError::forbidden("API keys cannot create API keys; a staff member signs in to do it."));
+    }
     let mut violations = Violations::default();
     let name = request.name.trim();
     if name.is_empty() {

@@ -23,6 +23,9 @@ use crate::platform::http::X_CSRF_TOKEN;
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
 
+/// Browsers cap cookie lifetimes at 400 days.
+const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 3600;
+
 /// A session's `last_used_at` is written at most this often, so reads stay reads.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -344,6 +347,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
     if let Some(hit) = state.credentials.get(&hash) {
         return Ok(hit.expires_at.is_none_or(|at| at > now).then_some(hit));
     }
+    let generation = state.credentials.generation();
     let resolved = match kind {
         TokenKind::CustomerSession | TokenKind::StaffSession => {
             let sql = if kind == TokenKind::CustomerSession {
@@ -419,7 +423,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
         TokenKind::Mailed | TokenKind::Csrf => return Ok(None),
     };
     let resolved = Arc::new(resolved);
-    state.credentials.insert(hash, resolved.clone());
+    state.credentials.insert(hash, resolved.clone(), generation);
     Ok(Some(resolved))
 }
 
@@ -538,7 +542,9 @@ impl FromRequestParts<AppState> for CurrentStaff {
 /// that the page's script reads and echoes.
 pub fn session_cookies(kind: SubjectKind, session: &NewSession, secure: bool) -> [HeaderValue; 2] {
     let secure = if secure { "; Secure" } else { "" };
-    let max_age = session.idle_secs;
+    // The server decides when a session ends (it slides with use); the cookie only has to
+    // outlive it, so it gets the longest lifetime browsers keep.
+    let max_age = COOKIE_MAX_AGE_SECS.max(session.idle_secs);
     [
         format!(
             "{}={}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",

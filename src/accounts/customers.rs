@@ -20,6 +20,7 @@ use super::tokens::{self, TokenKind};
 use crate::app::AppState;
 use crate::db_run;
 use crate::messaging;
+use crate::messaging::jobs::{self, JobError, NewJob};
 use crate::platform::cache::Invalidation;
 use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
@@ -158,8 +159,7 @@ async fn register(
     });
     match inserted {
         Ok(_) => {
-            let token = issue_token(&mut tx, &state, &id, email.as_str(), Purpose::VerifyEmail).await?;
-            messaging::send_email(&mut tx, &emails::welcome(&state, &email, &first_name, &token)).await?;
+            enqueue_account_email(&mut tx, &id, AccountEmail::Welcome).await?;
             tx.commit().await?;
             tracing::info!(customer.id = %id, "customer registered");
         }
@@ -242,12 +242,13 @@ pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Arc<C
     if let Some(hit) = state.customers.get(id) {
         return Ok(Some(hit));
     }
+    let generation = state.customers.generation();
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
     let found =
         db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?;
     let Some(customer) = found else { return Ok(None) };
     let view = Arc::new(CustomerView::new(customer)?);
-    state.customers.insert(view.customer.id.clone(), view.clone());
+    state.customers.insert(view.customer.id.clone(), view.clone(), generation);
     Ok(Some(view))
 }
 
@@ -310,8 +311,10 @@ async fn update_me(
     let phone = phone.flatten().unwrap_or(current.phone);
     let sql = format!(
         "UPDATE customers SET first_name = $1, last_name = $2, phone = $3, updated_at = $4, version = version + 1 \
-         WHERE id = $5 RETURNING {CUSTOMER_COLUMNS}"
+         WHERE id = $5 AND version = $6 RETURNING {CUSTOMER_COLUMNS}"
     );
+    // The version condition makes a concurrent edit (between the read above and this write)
+    // a 412 instead of a lost update; PostgreSQL does not lock the row read above.
     let updated = db_run!(tx.conn(), |conn| {
         sqlx::query_as::<_, Customer>(&sql)
             .bind(&first_name)
@@ -319,9 +322,11 @@ async fn update_me(
             .bind(&phone)
             .bind(Timestamp::now())
             .bind(customer.customer_id())
-            .fetch_one(conn)
+            .bind(current.version)
+            .fetch_optional(conn)
             .await
-    })?;
+    })?
+    .ok_or_else(signin::stale_version)?;
     tx.invalidate(Invalidation::key(CUSTOMERS, customer.customer_id()));
     tx.commit().await?;
     Ok(CustomerView::new(updated)?.response())
@@ -496,11 +501,8 @@ async fn send_verification(
     }
     let key = format!("verify:{}", found.id);
     state.account_requests.take(&key, 5).map_err(AppError::too_many_requests)?;
-    let email =
-        EmailAddress::parse(&found.email).map_err(|_| AppError::internal(anyhow::anyhow!("stored email invalid")))?;
     let mut tx = state.db.begin().await?;
-    let token = issue_token(&mut tx, &state, &found.id, &found.email, Purpose::VerifyEmail).await?;
-    messaging::send_email(&mut tx, &emails::verify(&state, &email, &found.first_name, &token)).await?;
+    enqueue_account_email(&mut tx, &found.id, AccountEmail::Verify).await?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted", message: "We sent a new verification email." })))
 }
@@ -557,7 +559,8 @@ async fn request_password_reset(
     let email = violations.check("email", EmailAddress::parse(&request.email));
     violations.finish()?;
     let email = email.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated email missing")))?;
-    for (key, max) in [(format!("reset:{}", email.as_str()), 5), (format!("reset-ip:{}", client_ip.0), 30)] {
+    // The address first: one over its limit cannot use up anyone's allowance.
+    for (key, max) in [(format!("reset-ip:{}", client_ip.0), 30), (format!("reset:{}", email.as_str()), 5)] {
         state.account_requests.take(&key, max).map_err(AppError::too_many_requests)?;
     }
     // The lookup and the mail happen after the answer, so its timing tells nothing.
@@ -575,19 +578,68 @@ async fn request_password_reset(
 
 async fn send_reset_link(state: &AppState, email: &EmailAddress) -> AppResult<()> {
     let found = db_run!(state.db.read(), |conn| {
-        sqlx::query_as::<_, (String, String)>("SELECT id, first_name FROM customers WHERE email = $1")
+        sqlx::query_scalar::<_, String>("SELECT id FROM customers WHERE email = $1")
             .bind(email.as_str())
             .fetch_optional(conn)
             .await
     })?;
-    let Some((customer_id, first_name)) = found else {
+    let Some(customer_id) = found else {
         return Ok(());
     };
     let mut tx = state.db.begin().await?;
-    let token = issue_token(&mut tx, state, &customer_id, email.as_str(), Purpose::ResetPassword).await?;
-    messaging::send_email(&mut tx, &emails::reset(state, email, &first_name, &token)).await?;
+    enqueue_account_email(&mut tx, &customer_id, AccountEmail::Reset).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// An account email that carries a single-use link.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountEmail {
+    Welcome,
+    Verify,
+    Reset,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountEmailJob {
+    pub customer_id: String,
+    pub email: AccountEmail,
+}
+
+/// Enqueues an account email. Its link's token is made when the job runs, so that the
+/// token exists only as a hash in the database, never in the job's payload.
+async fn enqueue_account_email(tx: &mut Tx, customer_id: &str, email: AccountEmail) -> AppResult<()> {
+    let job = AccountEmailJob { customer_id: customer_id.to_owned(), email };
+    jobs::enqueue(tx, NewJob::new(messaging::ACCOUNT_EMAIL, &job)?.max_attempts(12)).await?;
+    Ok(())
+}
+
+/// Runs an account email job: issues the link's token (ending earlier ones) and sends the
+/// email to the account's current address.
+pub async fn send_account_email(state: &AppState, job: AccountEmailJob) -> Result<(), JobError> {
+    let found = db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, (String, String)>("SELECT email, first_name FROM customers WHERE id = $1")
+            .bind(&job.customer_id)
+            .fetch_optional(conn)
+            .await
+    })
+    .map_err(JobError::retry)?;
+    let Some((address, first_name)) = found else { return Ok(()) };
+    let email = EmailAddress::parse(&address).map_err(|rule| JobError::Permanent(rule.message))?;
+    let purpose = match job.email {
+        AccountEmail::Welcome | AccountEmail::Verify => Purpose::VerifyEmail,
+        AccountEmail::Reset => Purpose::ResetPassword,
+    };
+    let mut tx = state.db.begin().await.map_err(JobError::retry)?;
+    let token = issue_token(&mut tx, state, &job.customer_id, &address, purpose).await.map_err(JobError::retry)?;
+    tx.commit().await.map_err(JobError::retry)?;
+    let message = match job.email {
+        AccountEmail::Welcome => emails::welcome(state, &email, &first_name, &token),
+        AccountEmail::Verify => emails::verify(state, &email, &first_name, &token),
+        AccountEmail::Reset => emails::reset(state, &email, &first_name, &token),
+    };
+    state.mailer.send(message).await.map(drop).map_err(JobError::retry)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -601,11 +653,33 @@ pub struct ResetPassword {
 /// of the account ends, and the address counts as verified.
 #[utoipa::path(post, path = "/api/v1/store/auth/password-reset/confirm", tag = "store: accounts", request_body = ResetPassword,
     responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn reset_password(State(state): State<AppState>, Json(request): Json<ResetPassword>) -> AppResult<StatusCode> {
+async fn reset_password(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    Json(request): Json<ResetPassword>,
+) -> AppResult<StatusCode> {
     let mut violations = Violations::default();
     let new_password = violations.check("new_password", NewPassword::parse(&request.new_password));
     violations.finish()?;
     let new_password = new_password.ok_or_else(|| AppError::internal(anyhow::anyhow!("validated password missing")))?;
+    // Hashing is costly: only a live token earns it, and an address that keeps sending dead
+    // ones is throttled like failed sign-ins.
+    let ip_key = format!("reset-confirm:{}", client_ip.0);
+    state.sign_in_failures.take(&ip_key, state.config.auth.max_failures_per_ip).map_err(AppError::too_many_requests)?;
+    let live = db_run!(state.db.read(), |conn| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM customer_tokens WHERE token_hash = $1 AND purpose = 'reset_password' \
+             AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(tokens::hash(&request.token))
+        .bind(Timestamp::now())
+        .fetch_optional(conn)
+        .await
+    })?;
+    if live.is_none() {
+        return Err(invalid_link());
+    }
+    state.sign_in_failures.give_back(&ip_key);
     let hash = new_password.hash().await?;
     let mut tx = state.db.begin().await?;
     let row = redeem_token(&mut tx, &request.token, Purpose::ResetPassword).await?.ok_or_else(invalid_link)?;

@@ -323,8 +323,10 @@ async fn update_staff_member(
     }
     let sql = format!(
         "UPDATE staff_users SET name = $1, role = $2, disabled_at = $3, updated_at = $4, version = version + 1 \
-         WHERE id = $5 RETURNING {STAFF_COLUMNS}"
+         WHERE id = $5 AND version = $6 RETURNING {STAFF_COLUMNS}"
     );
+    // The version condition turns an edit that raced this one into a 412, never a lost update
+    // (PostgreSQL does not lock the row read above).
     let updated = db_run!(tx.conn(), |conn| {
         sqlx::query_as::<_, StaffUser>(&sql)
             .bind(name.flatten().unwrap_or(current.name))
@@ -332,9 +334,11 @@ async fn update_staff_member(
             .bind(disabled_at)
             .bind(now)
             .bind(&id)
-            .fetch_one(conn)
+            .bind(current.version)
+            .fetch_optional(conn)
             .await
-    })?;
+    })?
+    .ok_or_else(signin::stale_version)?;
     // Roles and disabling apply to sessions and API keys at once.
     tx.invalidate(Invalidation::all(auth::CREDENTIALS));
     if disabled_at.is_some() && current.disabled_at.is_none() {

@@ -11,6 +11,7 @@ use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::db::dialect;
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::has_shape;
@@ -80,6 +81,13 @@ async fn transition(state: &AppState, id: &str, from: &[&str], set: &str) -> App
     let mut tx = state.db.begin().await?;
     let updated = db_run!(tx.conn(), |conn| {
         sqlx::query_as::<_, Job>(&sql).bind(Timestamp::now()).bind(id).fetch_optional(conn).await
+    })
+    .map_err(|err| {
+        if dialect::is_unique_violation(&err, "jobs", "dedupe_key") {
+            AppError::new(ErrorCode::Conflict, "A job with the same de-duplication key is already queued or running.")
+        } else {
+            err.into()
+        }
     })?;
     let Some(job) = updated else {
         let exists = db_run!(tx.conn(), |conn| {

@@ -13,13 +13,15 @@ use jobs::{JobError, NewJob};
 
 /// Sends one email through the configured transport.
 pub const SEND_EMAIL: &str = "email.send";
+/// Sends an account email whose link's token is made when it runs.
+pub const ACCOUNT_EMAIL: &str = "account.email";
 /// Does nothing; measures the queue itself.
 pub const NOOP: &str = "noop";
 /// Deletes what has ended long ago: sessions, mailed tokens, finished jobs.
 pub const CLEANUP: &str = "maintenance.cleanup";
 
 /// The kinds of job this build can run.
-pub const KINDS: [&str; 3] = [SEND_EMAIL, NOOP, CLEANUP];
+pub const KINDS: [&str; 4] = [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP];
 
 /// The static name of a job kind, if it is one this build runs.
 pub fn known_kind(kind: &str) -> Option<&'static str> {
@@ -39,6 +41,10 @@ pub(crate) async fn run_job(state: &AppState, kind: &str, payload: &str) -> Resu
         SEND_EMAIL => {
             let email: Email = serde_json::from_str(payload).map_err(|err| JobError::Permanent(err.to_string()))?;
             state.mailer.send(email).await.map(drop).map_err(JobError::retry)
+        }
+        ACCOUNT_EMAIL => {
+            let job = serde_json::from_str(payload).map_err(|err| JobError::Permanent(err.to_string()))?;
+            crate::accounts::customers::send_account_email(state, job).await
         }
         NOOP => Ok(()),
         CLEANUP => {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,19 @@ pub const CHANNEL: &str = "backroom_cache";
 pub struct TtlCache<V> {
     ttl: Duration,
     entries: RwLock<HashMap<String, (Instant, Arc<V>)>>,
+    /// Bumped by every eviction. A reader notes it before reading the database and inserts
+    /// only if it has not moved, so a value read before a change never lands after it.
+    generation: AtomicU64,
 }
 
 impl<V> TtlCache<V> {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self { ttl, entries: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
+    }
+
+    /// The generation to pass to [`TtlCache::insert`]; take it before reading the source.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<V>> {
@@ -31,8 +40,14 @@ impl<V> TtlCache<V> {
         (stored_at.elapsed() < self.ttl).then(|| value.clone())
     }
 
-    pub fn insert(&self, key: String, value: Arc<V>) {
+    /// Caches `value`, read from the source after [`TtlCache::generation`] returned
+    /// `generation`, unless something was evicted since: then it may already be stale.
+    pub fn insert(&self, key: String, value: Arc<V>, generation: u64) {
         let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Evictions bump the generation under this same lock, so the check cannot race them.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
@@ -48,11 +63,15 @@ pub trait Evict: Send + Sync {
 
 impl<V: Send + Sync> Evict for TtlCache<V> {
     fn evict(&self, key: &str) {
-        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(key);
     }
 
     fn clear(&self) {
-        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 }
 
@@ -97,22 +116,19 @@ impl Caches {
     }
 
     pub fn apply(&self, invalidation: &Invalidation) {
-        let by_name = self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(cache) = by_name.get(invalidation.cache) {
-            match &invalidation.key {
-                Some(key) => cache.evict(key),
-                None => cache.clear(),
-            }
-        }
+        self.evict(invalidation.cache, invalidation.key.as_deref());
     }
 
     /// Applies a payload received from another node.
     pub fn apply_payload(&self, payload: &str) {
+        match payload.split_once(':') {
+            Some((name, key)) => self.evict(name, Some(key)),
+            None => self.evict(payload, None),
+        }
+    }
+
+    fn evict(&self, name: &str, key: Option<&str>) {
         let by_name = self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (name, key) = match payload.split_once(':') {
-            Some((name, key)) => (name, Some(key)),
-            None => (payload, None),
-        };
         if let Some(cache) = by_name.get(name) {
             match key {
                 Some(key) => cache.evict(key),
@@ -139,9 +155,9 @@ mod tests {
         let caches = Caches::default();
         let users = caches.register::<u32>("users", Duration::from_secs(60));
         let short = caches.register::<u32>("short", Duration::from_millis(10));
-        users.insert("a".into(), Arc::new(1));
-        users.insert("b".into(), Arc::new(2));
-        short.insert("a".into(), Arc::new(3));
+        users.insert("a".into(), Arc::new(1), users.generation());
+        users.insert("b".into(), Arc::new(2), users.generation());
+        short.insert("a".into(), Arc::new(3), short.generation());
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(short.get("a"), None);
         caches.apply(&Invalidation::key("users", "a"));
@@ -149,9 +165,14 @@ mod tests {
         assert_eq!(users.get("b"), Some(Arc::new(2)));
         caches.apply_payload("users");
         assert_eq!(users.get("b"), None);
-        users.insert("c".into(), Arc::new(3));
+        users.insert("c".into(), Arc::new(3), users.generation());
         caches.apply_payload("users:c");
         assert_eq!(users.get("c"), None);
+        // A value read before an eviction is not cached after it.
+        let before = users.generation();
+        caches.apply(&Invalidation::key("users", "d"));
+        users.insert("d".into(), Arc::new(4), before);
+        assert_eq!(users.get("d"), None);
         assert_eq!(Invalidation::key("users", "x:y").payload(), "users:x:y");
     }
 }

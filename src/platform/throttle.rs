@@ -7,15 +7,21 @@ use std::time::{Duration, Instant};
 
 pub struct SlidingWindow {
     window: Duration,
-    events: Mutex<HashMap<String, VecDeque<Instant>>>,
+    events: Mutex<Events>,
 }
 
-/// Keys kept before stale ones are swept out.
+struct Events {
+    by_key: HashMap<String, VecDeque<Instant>>,
+    last_sweep: Instant,
+}
+
+/// Keys kept before stale ones are swept out, at most once per [`SWEEP_EVERY`].
 const SWEEP_ABOVE: usize = 10_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl SlidingWindow {
     pub fn new(window: Duration) -> Self {
-        Self { window, events: Mutex::new(HashMap::new()) }
+        Self { window, events: Mutex::new(Events { by_key: HashMap::new(), last_sweep: Instant::now() }) }
     }
 
     /// Records an event for `key` unless it already has `max` in the window, in which case
@@ -24,11 +30,12 @@ impl SlidingWindow {
     pub fn take(&self, key: &str, max: u32) -> Result<(), u64> {
         let now = Instant::now();
         let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if events.len() > SWEEP_ABOVE {
+        if events.by_key.len() > SWEEP_ABOVE && now.duration_since(events.last_sweep) >= SWEEP_EVERY {
             let window = self.window;
-            events.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
+            events.by_key.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
+            events.last_sweep = now;
         }
-        let times = events.entry(key.to_owned()).or_default();
+        let times = events.by_key.entry(key.to_owned()).or_default();
         while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
             times.pop_front();
         }
@@ -43,13 +50,13 @@ impl SlidingWindow {
     /// Takes back the latest event of `key`: the attempt it stood for did not count.
     pub fn give_back(&self, key: &str) {
         let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(times) = events.get_mut(key) {
+        if let Some(times) = events.by_key.get_mut(key) {
             times.pop_back();
         }
     }
 
     pub fn clear(&self, key: &str) {
-        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).by_key.remove(key);
     }
 }
 
