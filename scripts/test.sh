@@ -63,9 +63,11 @@ find_or_start_postgres() {
 
 if find_or_start_postgres; then
   log "PostgreSQL: $BACKROOM_TEST_POSTGRES_URL"
-  # Databases left by an interrupted run.
+  # Databases left by an interrupted run; one still in use (another suite's) is left alone.
   psql "$BACKROOM_TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'br_test_%'" |
-    while read -r name; do psql "$BACKROOM_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null; done
+    while read -r name; do
+      psql "$BACKROOM_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$name\"" >/dev/null 2>&1 || true
+    done
 elif [ "${CI:-}" = "true" ]; then
   log "PostgreSQL is required under CI=true and none could be found or started"
   exit 1

@@ -24,7 +24,7 @@ use crate::messaging::jobs::{self, JobError, NewJob};
 use crate::platform::cache::Invalidation;
 use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
-use crate::platform::http::{ClientIp, Json};
+use crate::platform::http::{self, ClientIp, Json};
 use crate::platform::ids::{has_shape, new_id};
 use crate::platform::time::Timestamp;
 
@@ -80,7 +80,8 @@ pub struct Accepted {
     pub message: &'static str,
 }
 
-fn name_rule(raw: &str) -> Result<String, FieldRule> {
+/// A person's name: trimmed, at most 100 characters, no control characters.
+pub(crate) fn name_rule(raw: &str) -> Result<String, FieldRule> {
     let name = raw.trim();
     if name.chars().count() > 100 {
         return Err(FieldRule::new("too_long", "must be at most 100 characters"));
@@ -221,7 +222,7 @@ pub struct CustomerView {
 impl CustomerView {
     pub fn new(customer: Customer) -> AppResult<Self> {
         let json = serde_json::to_vec(&customer).map_err(AppError::internal)?.into();
-        Ok(Self { etag: signin::etag(customer.version), customer, json })
+        Ok(Self { etag: http::etag(customer.version), customer, json })
     }
 
     /// The customer as a 200 answer with its `ETag`.
@@ -295,7 +296,7 @@ async fn update_me(
     let last_name = request.last_name.as_deref().map(|v| violations.check("last_name", name_rule(v)));
     let phone = request.phone.as_deref().map(|v| violations.check("phone", phone_rule(v)));
     violations.finish()?;
-    let expected = signin::if_match_version(&headers)?;
+    let expected = http::if_match_version(&headers)?;
 
     let mut tx = state.db.begin().await?;
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
@@ -304,7 +305,7 @@ async fn update_me(
     })?
     .ok_or_else(AppError::unauthenticated)?;
     if expected.is_some_and(|version| version != current.version) {
-        return Err(signin::stale_version());
+        return Err(http::stale_version());
     }
     let first_name = first_name.flatten().unwrap_or(current.first_name);
     let last_name = last_name.flatten().unwrap_or(current.last_name);
@@ -326,7 +327,7 @@ async fn update_me(
             .fetch_optional(conn)
             .await
     })?
-    .ok_or_else(signin::stale_version)?;
+    .ok_or_else(http::stale_version)?;
     tx.invalidate(Invalidation::key(CUSTOMERS, customer.customer_id()));
     tx.commit().await?;
     Ok(CustomerView::new(updated)?.response())

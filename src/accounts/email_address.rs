@@ -42,10 +42,6 @@ impl EmailAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the same answer and about the same time whether or not the account exists, and a new
 //! session on every sign-in.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -148,36 +148,4 @@ pub async fn sign_out(state: &AppState, kind: SubjectKind, subject_id: &str, ses
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
-}
-
-/// `ETag` for a row at `version`.
-pub fn etag(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"v0\""))
-}
-
-/// The version an `If-Match` header asks for: `None` when absent or `*`.
-pub fn if_match_version(headers: &HeaderMap) -> AppResult<Option<i64>> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let value = value.to_str().unwrap_or("").trim();
-    if value == "*" {
-        return Ok(None);
-    }
-    value
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .strip_prefix('v')
-        .and_then(|v| v.parse().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            AppError::new(ErrorCode::PreconditionFailed, "`If-Match` does not name a version of this resource.")
-        })
-}
-
-pub fn stale_version() -> AppError {
-    AppError::new(
-        ErrorCode::PreconditionFailed,
-        "The resource changed since you read it; read it again and reapply your change.",
-    )
 }

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 
 use super::audit;
 use super::auth::{self, CurrentStaff, SubjectKind};
+use super::customers::name_rule;
 use super::email_address::EmailAddress;
 use super::password::NewPassword;
 use super::roles::{Permission, Role};
@@ -18,8 +19,8 @@ use crate::app::AppState;
 use crate::db_run;
 use crate::platform::cache::Invalidation;
 use crate::platform::db::{Db, dialect};
-use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
-use crate::platform::http::{ClientIp, Json, Query};
+use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
+use crate::platform::http::{self, ClientIp, Json, Query};
 use crate::platform::ids::{has_shape, new_id};
 use crate::platform::pagination::{Page, PageParams};
 use crate::platform::time::Timestamp;
@@ -72,23 +73,12 @@ pub struct NewStaff<'a> {
     pub role: Role,
 }
 
-fn staff_name_rule(raw: &str) -> Result<String, FieldRule> {
-    let name = raw.trim();
-    if name.chars().count() > 100 {
-        return Err(FieldRule::new("too_long", "must be at most 100 characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(FieldRule::new("invalid_format", "must not contain control characters"));
-    }
-    Ok(name.to_owned())
-}
-
 /// Creates a staff member; used by the admin API and by `backroom admin create`.
 pub async fn create_staff(db: &Db, new: NewStaff<'_>, actor: Option<(&str, &str)>) -> AppResult<StaffUser> {
     let mut violations = Violations::default();
     let email = violations.check("email", EmailAddress::parse(new.email));
     let password = violations.check("password", NewPassword::parse(new.password));
-    let name = violations.check("name", staff_name_rule(new.name));
+    let name = violations.check("name", name_rule(new.name));
     violations.finish()?;
     let (Some(email), Some(password), Some(name)) = (email, password, name) else {
         return Err(AppError::internal(anyhow::anyhow!("validated fields missing")));
@@ -230,7 +220,7 @@ async fn create_staff_member(
 }
 
 fn with_etag(user: StaffUser) -> Response {
-    ([(header::ETAG, signin::etag(user.version))], Json(user)).into_response()
+    ([(header::ETAG, http::etag(user.version))], Json(user)).into_response()
 }
 
 /// One staff member.
@@ -282,9 +272,9 @@ async fn update_staff_member(
 ) -> AppResult<Response> {
     staff.require(Permission::StaffManage)?;
     let mut violations = Violations::default();
-    let name = request.name.as_deref().map(|n| violations.check("name", staff_name_rule(n)));
+    let name = request.name.as_deref().map(|n| violations.check("name", name_rule(n)));
     violations.finish()?;
-    let expected = signin::if_match_version(&headers)?;
+    let expected = http::if_match_version(&headers)?;
     let not_found = || AppError::not_found("No staff member has this id.");
     if !has_shape(&id, "stf") {
         return Err(not_found());
@@ -295,7 +285,7 @@ async fn update_staff_member(
     let current = db_run!(tx.conn(), |conn| sqlx::query_as::<_, StaffUser>(&sql).bind(&id).fetch_optional(conn).await)?
         .ok_or_else(not_found)?;
     if expected.is_some_and(|version| version != current.version) {
-        return Err(signin::stale_version());
+        return Err(http::stale_version());
     }
     let role = request.role.unwrap_or(current.role.0);
     let now = Timestamp::now();
@@ -338,7 +328,7 @@ async fn update_staff_member(
             .fetch_optional(conn)
             .await
     })?
-    .ok_or_else(signin::stale_version)?;
+    .ok_or_else(http::stale_version)?;
     // Roles and disabling apply to sessions and API keys at once.
     tx.invalidate(Invalidation::all(auth::CREDENTIALS));
     if disabled_at.is_some() && current.disabled_at.is_none() {

@@ -50,6 +50,9 @@ async fn list_jobs(
     if !(1..=MAX_LIMIT).contains(&limit) {
         violations.add("limit", "out_of_range", format!("must be between 1 and {MAX_LIMIT}"));
     }
+    if filter.after.as_ref().is_some_and(|after| after.len() > 64) {
+        violations.add("after", "invalid", "is not a cursor this API gave out");
+    }
     if filter.status.as_deref().is_some_and(|status| !STATUSES.contains(&status)) {
         violations.add("status", "invalid", format!("must be one of {}", STATUSES.join(", ")));
     }

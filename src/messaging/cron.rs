@@ -1,7 +1,8 @@
 //! Cron expressions, the five-field kind (`minute hour day-of-month month day-of-week`), in
 //! UTC. Each field takes `*`, numbers, ranges `a-b`, lists `a,b` and steps `*/n` or `a-b/n`;
-//! months and weekdays also take names (`jan`, `mon`). As in Vixie cron, when both day
-//! fields are restricted a day matches if either does; weekday 7 is Sunday, like 0.
+//! months and weekdays also take names (`jan`, `mon`). When both day fields are other than
+//! `*`, a day matches if either does (as in Vixie cron, except that a field such as `*/2`
+//! counts as restricted here); weekday 7 is Sunday, like 0.
 
 use std::str::FromStr;
 

@@ -218,10 +218,6 @@ impl AppError {
         self.headers.push((name, value));
         self
     }
-
-    pub fn code(&self) -> ErrorCode {
-        self.code
-    }
 }
 
 impl std::fmt::Display for AppError {
@@ -307,10 +303,6 @@ impl Violations {
                 None
             }
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// `Ok` when nothing failed, otherwise the 422 naming every field.

@@ -11,7 +11,7 @@ use std::sync::{LazyLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
-use super::error::{AppError, ErrorCode, PROBLEM_JSON};
+use super::error::{AppError, AppResult, ErrorCode, PROBLEM_JSON};
 use crate::app::AppState;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -373,7 +373,34 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// A response with no body and the given status.
-pub fn empty(status: StatusCode) -> Response {
-    (status, Body::empty()).into_response()
+/// `ETag` for a row at `version`.
+pub fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"v0\""))
+}
+
+/// The version an `If-Match` header asks for: `None` when absent or `*`.
+pub fn if_match_version(headers: &HeaderMap) -> AppResult<Option<i64>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or("").trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    value
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .strip_prefix('v')
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            AppError::new(ErrorCode::PreconditionFailed, "`If-Match` does not name a version of this resource.")
+        })
+}
+
+pub fn stale_version() -> AppError {
+    AppError::new(
+        ErrorCode::PreconditionFailed,
+        "The resource changed since you read it; read it again and reapply your change.",
+    )
 }
