@@ -197,3 +197,63 @@ fn serve_logs_json_with_request_ids_and_finishes_in_flight_requests_on_sigterm()
     assert!(request_line["latency_ms"].is_number());
     assert!(!logs.contains("correct horse battery"), "no secrets in logs");
 }
+
+/// The process killed in the middle of a burst of registrations and their email jobs: after
+/// a restart every customer that exists has their email, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_cut_short_by_a_kill_complete_after_restart_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let client = reqwest::Client::new();
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..18 {
+        let (client, url) = (client.clone(), format!("http://{}/api/v1/store/customers", server.address));
+        burst.spawn(async move {
+            let body = serde_json::json!({"email": format!("c{n}@example.com"), "password": "correct horse battery"});
+            client.post(url).json(&body).send().await.map(|r| r.status().as_u16()).ok()
+        });
+    }
+    // No grace: SIGKILL while requests, transactions and email jobs are in flight.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(server);
+    let answered = burst.join_all().await;
+    assert!(answered.iter().any(Option::is_none) || answered.iter().all(|s| *s == Some(202)));
+
+    let server = serve(dir.path());
+    let database = format!("sqlite://{}", dir.path().join("backroom.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&database).await.unwrap();
+    let customers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(&mut db).await.unwrap();
+    let mail_dir = dir.path().join("mail");
+    let eml = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&mail_dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|ext| ext == "eml"))
+            .collect()
+    };
+    for _ in 0..200 {
+        if eml().len() as i64 >= customers {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut recipients: Vec<String> = eml()
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines().find_map(|l| l.strip_prefix("To: ")).unwrap().to_owned()
+        })
+        .collect();
+    let files = recipients.len();
+    recipients.sort();
+    recipients.dedup();
+    assert!(customers > 0);
+    assert_eq!(recipients.len() as i64, customers, "every customer got their email");
+    assert_eq!(files, recipients.len(), "no email twice");
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status <> 'succeeded'").fetch_one(&mut db).await.unwrap();
+    assert_eq!(unfinished, 0);
+    drop(server);
+}

@@ -40,6 +40,24 @@ conformance! {
         let verified = app.post("/api/v1/store/auth/email-verification", json!({"token": received[0].token()}), &[]).await;
         assert_eq!(verified.status, 204);
         assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded' AND kind = 'account.email'").await, 1);
+
+        // Staff find it in the delivery log, under the Message-ID the server received.
+        let owner = backroom::accounts::staff::NewStaff {
+            email: "owner@example.com",
+            password: "a long owner passphrase",
+            name: "",
+            role: backroom::accounts::roles::Role::Owner,
+        };
+        backroom::accounts::staff::create_staff(&app.state.db, owner, None).await.unwrap();
+        let signed = app
+            .post("/api/v1/admin/auth/sessions", json!({"email": "owner@example.com", "password": "a long owner passphrase"}), &[])
+            .await;
+        let auth = format!("Bearer {}", signed.body["token"].as_str().unwrap());
+        let log = app.get("/api/v1/admin/emails?recipient=ana@example.com", &[("authorization", &auth)]).await;
+        assert_eq!(log.status, 200, "{}", log.text);
+        let message_id = raw.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap().trim();
+        assert_eq!(log.body["data"][0]["message_id"], message_id);
+        assert!(log.body["data"][0]["subject"].as_str().unwrap().contains("Welcome"));
     }
 
     async fn mail_sent_while_the_server_is_down_arrives_once_it_is_back(backend) {

@@ -26,6 +26,7 @@ use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
 use crate::platform::http::{self, ClientIp, Json};
 use crate::platform::ids::{has_shape, new_id};
+use crate::platform::mail::Email;
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -616,9 +617,9 @@ async fn enqueue_account_email(tx: &mut Tx, customer_id: &str, email: AccountEma
     Ok(())
 }
 
-/// Runs an account email job: issues the link's token (ending earlier ones) and sends the
-/// email to the account's current address.
-pub async fn send_account_email(state: &AppState, job: AccountEmailJob) -> Result<(), JobError> {
+/// Prepares an account email job's message: issues the link's token (ending earlier ones)
+/// for the account's current address. `None` when the account is gone.
+pub async fn account_email(state: &AppState, job: AccountEmailJob) -> Result<Option<Email>, JobError> {
     let found = db_run!(state.db.read(), |conn| {
         sqlx::query_as::<_, (String, String)>("SELECT email, first_name FROM customers WHERE id = $1")
             .bind(&job.customer_id)
@@ -626,7 +627,7 @@ pub async fn send_account_email(state: &AppState, job: AccountEmailJob) -> Resul
             .await
     })
     .map_err(JobError::retry)?;
-    let Some((address, first_name)) = found else { return Ok(()) };
+    let Some((address, first_name)) = found else { return Ok(None) };
     let email = EmailAddress::parse(&address).map_err(|rule| JobError::Permanent(rule.message))?;
     let purpose = match job.email {
         AccountEmail::Welcome | AccountEmail::Verify => Purpose::VerifyEmail,
@@ -635,12 +636,11 @@ pub async fn send_account_email(state: &AppState, job: AccountEmailJob) -> Resul
     let mut tx = state.db.begin().await.map_err(JobError::retry)?;
     let token = issue_token(&mut tx, state, &job.customer_id, &address, purpose).await.map_err(JobError::retry)?;
     tx.commit().await.map_err(JobError::retry)?;
-    let message = match job.email {
+    Ok(Some(match job.email {
         AccountEmail::Welcome => emails::welcome(state, &email, &first_name, &token),
         AccountEmail::Verify => emails::verify(state, &email, &first_name, &token),
         AccountEmail::Reset => emails::reset(state, &email, &first_name, &token),
-    };
-    state.mailer.send(message).await.map(drop).map_err(JobError::retry)
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,8 +1,8 @@
 //! Jobs as staff see them: listed by state, retried when dead, cancelled while queued.
 
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -15,11 +15,90 @@ use crate::platform::db::dialect;
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::has_shape;
-use crate::platform::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page};
+use crate::platform::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageParams};
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_jobs)).routes(routes!(retry_job)).routes(routes!(cancel_job))
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(retry_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(list_deliveries))
+}
+
+/// Records that the email of job `job_id` was accepted. A retried job records once.
+pub async fn record_delivery(
+    state: &AppState,
+    job_id: &str,
+    recipient: &str,
+    subject: &str,
+    message_id: &str,
+) -> AppResult<()> {
+    db_run!(state.db.write(), |conn| {
+        sqlx::query(
+            "INSERT INTO email_deliveries (job_id, recipient, subject, message_id, delivered_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET delivered_at = excluded.delivered_at",
+        )
+        .bind(job_id)
+        .bind(recipient)
+        .bind(subject)
+        .bind(message_id)
+        .bind(Timestamp::now())
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// An email the mail server accepted.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Delivery {
+    /// The job that sent it.
+    pub job_id: String,
+    pub recipient: String,
+    pub subject: String,
+    /// The `Message-ID` header, to find the message in the mail server's logs.
+    pub message_id: String,
+    pub delivered_at: Timestamp,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    /// Only emails to this address.
+    pub recipient: Option<String>,
+    /// How many to return, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+/// The delivery log: emails accepted by the mail server, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/emails", tag = "admin: jobs", params(DeliveryFilter),
+    security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
+    responses((status = 200, body = Page<Delivery>), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    staff: CurrentStaff,
+    Query(filter): Query<DeliveryFilter>,
+) -> AppResult<Json<Page<Delivery>>> {
+    staff.require(Permission::JobsRead)?;
+    let page = PageParams { limit: filter.limit, after: filter.after };
+    let limit = page.limit()?;
+    let recipient = filter.recipient.as_deref().map(|r| r.trim().to_lowercase()).unwrap_or_default();
+    let rows = db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, Delivery>(
+            "SELECT job_id, recipient, subject, message_id, delivered_at FROM email_deliveries \
+             WHERE ($1 = '' OR recipient = $1) AND ($2 = '' OR job_id < $2) ORDER BY job_id DESC LIMIT $3",
+        )
+        .bind(&recipient)
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(conn)
+        .await
+    })?;
+    Ok(Json(Page::from_rows(rows, limit, |row| row.job_id.clone())))
 }
 
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "dead", "cancelled"];

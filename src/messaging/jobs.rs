@@ -192,7 +192,7 @@ async fn run(state: &AppState, worker: &str, job: ClaimedJob) -> AppResult<()> {
     let outcome = if job.attempts > job.max_attempts {
         Err(JobError::Permanent("the lease expired after the last attempt: the worker died running it".into()))
     } else {
-        let work = super::run_job(state, &job.kind, &job.payload);
+        let work = super::run_job(state, &job.id, &job.kind, &job.payload);
         match tokio::time::timeout(Duration::from_secs(job.timeout_secs.max(1) as u64), work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(JobError::Retry(format!("timed out after {} s", job.timeout_secs))),
@@ -227,9 +227,29 @@ pub async fn purge_finished(state: &AppState) -> AppResult<u64> {
     })?)
 }
 
+/// On SQLite, where one process runs the workers, jobs left `running` when this process
+/// starts belong to a process that died: they are queued again at once rather than after
+/// their lease. (On PostgreSQL other nodes may be running them; their leases decide.)
+async fn release_orphans(state: &AppState) -> AppResult<u64> {
+    if state.db.backend_name() != "sqlite" {
+        return Ok(0);
+    }
+    Ok(db_run!(state.db.write(), |conn| {
+        sqlx::query("UPDATE jobs SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE status = 'running'")
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?)
+}
+
 /// Runs `count` workers and the scheduler until `shutdown` turns true; jobs already running
 /// are finished.
 pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receiver<bool>) {
+    match release_orphans(&state).await {
+        Ok(0) => {}
+        Ok(released) => tracing::warn!(jobs = released, "queued again the jobs a stopped process left running"),
+        Err(err) => tracing::error!(error = %err, "jobs left running could not be released"),
+    }
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(super::scheduler::run_scheduler(state.clone(), shutdown.clone()));
     for n in 0..count.max(1) {

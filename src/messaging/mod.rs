@@ -35,16 +35,27 @@ pub async fn send_email(tx: &mut Tx, email: &Email) -> AppResult<()> {
     Ok(())
 }
 
+/// Sends `email` as the job `id`, and records the delivery for staff.
+async fn deliver(state: &AppState, id: &str, email: Email) -> Result<(), JobError> {
+    let (to, subject) = (email.to.clone(), email.subject.clone());
+    let message_id = state.mailer.send(email, id).await.map_err(JobError::retry)?;
+    admin::record_delivery(state, id, &to, &subject, &message_id).await.map_err(JobError::retry)
+}
+
 /// Runs the job of `kind`.
-pub(crate) async fn run_job(state: &AppState, kind: &str, payload: &str) -> Result<(), JobError> {
+pub(crate) async fn run_job(state: &AppState, id: &str, kind: &str, payload: &str) -> Result<(), JobError> {
     match kind {
         SEND_EMAIL => {
             let email: Email = serde_json::from_str(payload).map_err(|err| JobError::Permanent(err.to_string()))?;
-            state.mailer.send(email).await.map(drop).map_err(JobError::retry)
+            deliver(state, id, email).await
         }
         ACCOUNT_EMAIL => {
             let job = serde_json::from_str(payload).map_err(|err| JobError::Permanent(err.to_string()))?;
-            crate::accounts::customers::send_account_email(state, job).await
+            let email = crate::accounts::customers::account_email(state, job).await?;
+            match email {
+                Some(email) => deliver(state, id, email).await,
+                None => Ok(()),
+            }
         }
         NOOP => Ok(()),
         CLEANUP => {

@@ -74,20 +74,26 @@ impl Mailer {
         Ok(Self { from, transport })
     }
 
-    /// Builds and delivers `email`, returning its `Message-ID`.
-    pub async fn send(&self, email: Email) -> anyhow::Result<String> {
+    /// Builds and delivers `email` under the unique `key` (a job's id), returning its
+    /// `Message-ID`. The same key always gives the same `Message-ID` and, with the file
+    /// transport, the same file, so a delivery retried after a crash is recognisable as one
+    /// message (and is one file).
+    pub async fn send(&self, email: Email, key: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "a message key is letters, digits, `_` and `-`"
+        );
+        let message_id = format!("<{key}@{}>", self.from.email.domain());
         let message = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse::<Mailbox>()?)
             .subject(&email.subject)
-            .message_id(None)
+            .message_id(Some(message_id.clone()))
             .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
-        let message_id = message.headers().get_raw("Message-ID").map(str::to_owned).unwrap_or_default();
         match &self.transport {
             MailTransport::File { dir } => {
-                let name = ulid::Ulid::new().to_string().to_lowercase();
-                let partial = dir.join(format!(".{name}.eml.partial"));
-                let path = dir.join(format!("{name}.eml"));
+                let partial = dir.join(format!(".{key}.eml.partial"));
+                let path = dir.join(format!("{key}.eml"));
                 tokio::fs::write(&partial, message.formatted()).await?;
                 tokio::fs::rename(&partial, &path).await?;
                 tracing::info!(mail.path = %path.display(), mail.subject = %email.subject, "email written");
