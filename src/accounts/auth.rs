@@ -161,22 +161,17 @@ const KEEP_ENDED_MS: i64 = 7 * 24 * 3600 * 1000;
 pub async fn purge_ended(state: &AppState) -> AppResult<u64> {
     let before = Timestamp(Timestamp::now().0 - KEEP_ENDED_MS);
     let mut tx = state.db.begin().await?;
-    let sessions = db_run!(tx.conn(), |conn| {
-        sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")
-            .bind(before)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    let tokens = db_run!(tx.conn(), |conn| {
-        sqlx::query("DELETE FROM customer_tokens WHERE expires_at < $1 OR used_at < $1")
-            .bind(before)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
+    let mut deleted = 0;
+    for sql in [
+        "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
+        "DELETE FROM customer_tokens WHERE expires_at < $1 OR used_at < $1",
+    ] {
+        deleted += db_run!(tx.conn(), |conn| {
+            sqlx::query(sql).bind(before).execute(conn).await.map(|done| done.rows_affected())
+        })?;
+    }
     tx.commit().await?;
-    Ok(sessions + tokens)
+    Ok(deleted)
 }
 
 /// One of a subject's live sessions, as the subject may see it.
