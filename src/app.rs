@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::accounts;
 use crate::accounts::auth::{CREDENTIALS, Resolved};
 use crate::accounts::customers::{CUSTOMERS, CustomerView};
+use crate::messaging::templates::EmailTemplates;
 use crate::platform::cache::TtlCache;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
@@ -46,6 +47,8 @@ pub struct Shared {
     pub config: Config,
     pub db: Db,
     pub mailer: Mailer,
+    /// The email templates, built in or the shop's own.
+    pub templates: EmailTemplates,
     /// Failed sign-ins and password checks, per account and per address.
     pub sign_in_failures: SlidingWindow,
     /// Registrations, reset requests and verification emails, per address and account, per hour.
@@ -66,9 +69,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     db.migrate().await?;
     db.listen_for_changes().await?;
     let mailer = Mailer::from_config(&config)?;
+    let templates = EmailTemplates::load(&config)?;
     let window = Duration::from_secs(config.auth.failure_window_secs);
     Ok(AppState(Arc::new(Shared {
         mailer,
+        templates,
         sign_in_failures: SlidingWindow::new(window),
         account_requests: SlidingWindow::new(Duration::from_secs(3600)),
         credentials: db.caches().register(CREDENTIALS, CACHE_TTL),

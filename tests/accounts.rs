@@ -64,6 +64,30 @@ conformance! {
         forged.problem(422, "invalid_token");
     }
 
+    async fn a_shop_s_own_templates_and_locale_replace_the_built_in_ones(backend) {
+        let app = TestApp::spawn_with(backend, |config| {
+            config.mail.locale = "fr".into();
+            config.mail.brand_color = "#aa0000".into();
+            let folder = config.data_dir.join("templates/email");
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("welcome.fr.subject.txt"), "Bienvenue chez {{ shop.name }}").unwrap();
+            std::fs::write(folder.join("welcome.fr.txt"), "Bonjour {{ first_name }} : {{ link }}").unwrap();
+        })
+        .await;
+        let resp = app
+            .post("/api/v1/store/customers", json!({"email": "ana@example.com", "password": PASSWORD, "first_name": "Ana"}), &[])
+            .await;
+        assert_eq!(resp.status, 202);
+        let mail = &app.wait_for_emails(1).await[0];
+        assert_eq!(mail.subject, "Bienvenue chez Test Shop");
+        assert!(mail.text.starts_with("Bonjour Ana : http"), "{}", mail.text);
+        // The HTML part falls back to the built-in template, in the shop's colour.
+        let raw = std::fs::read_to_string(std::fs::read_dir(app.data_dir.path().join("mail")).unwrap().next().unwrap().unwrap().path()).unwrap();
+        assert!(raw.contains("#aa0000"));
+        let verified = app.post("/api/v1/store/auth/email-verification", json!({"token": mail.token()}), &[]).await;
+        assert_eq!(verified.status, 204);
+    }
+
     async fn registering_an_existing_email_answers_the_same_and_creates_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let first = app.post("/api/v1/store/customers", json!({"email": "ana@example.com", "password": PASSWORD}), &[]).await;

@@ -169,7 +169,7 @@ async fn register(
             // The failed insert ended that transaction on PostgreSQL; the note needs its own.
             drop(tx);
             let mut tx = state.db.begin().await?;
-            messaging::send_email(&mut tx, &emails::already_registered(&state, &email)).await?;
+            messaging::send_email(&mut tx, &emails::already_registered(&state, &email)?).await?;
             tx.commit().await?;
         }
         Err(err) => return Err(err.into()),
@@ -636,11 +636,12 @@ pub async fn account_email(state: &AppState, job: AccountEmailJob) -> Result<Opt
     let mut tx = state.db.begin().await.map_err(JobError::retry)?;
     let token = issue_token(&mut tx, state, &job.customer_id, &address, purpose).await.map_err(JobError::retry)?;
     tx.commit().await.map_err(JobError::retry)?;
-    Ok(Some(match job.email {
+    let message = match job.email {
         AccountEmail::Welcome => emails::welcome(state, &email, &first_name, &token),
         AccountEmail::Verify => emails::verify(state, &email, &first_name, &token),
         AccountEmail::Reset => emails::reset(state, &email, &first_name, &token),
-    }))
+    };
+    message.map(Some).map_err(|err| JobError::Permanent(format!("{err:#}")))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cron;
 pub mod jobs;
 pub mod scheduler;
+pub mod templates;
 
 use crate::app::AppState;
 use crate::platform::db::Tx;

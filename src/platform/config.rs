@@ -152,6 +152,14 @@ pub struct MailConfig {
     /// The sender of every email, `Name <address>` or a bare address.
     pub from: String,
     pub smtp: SmtpConfig,
+    /// A folder of templates that replace the built-in ones; default `data_dir/templates/email`.
+    pub templates_dir: Option<PathBuf>,
+    /// The shop's logo in emails (an `https://` address); without it, the shop's name.
+    pub logo_url: Option<String>,
+    /// The colour of buttons and the name in emails, `#rrggbb`.
+    pub brand_color: String,
+    /// The locale whose templates (`name.{locale}.txt`) are preferred.
+    pub locale: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -229,6 +237,10 @@ impl Default for MailConfig {
             transport: MailTransportKind::File,
             from: "Backroom <shop@localhost>".into(),
             smtp: SmtpConfig::default(),
+            templates_dir: None,
+            logo_url: None,
+            brand_color: "#1f6feb".into(),
+            locale: "en".into(),
         }
     }
 }
@@ -330,6 +342,18 @@ impl Config {
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(ConfigError::new("mail.from", "must be an address such as `Shop <shop@example.com>`"));
+        }
+        let color = &self.mail.brand_color;
+        if !(color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(ConfigError::new("mail.brand_color", "must be a colour such as #1f6feb"));
+        }
+        if self.mail.logo_url.as_ref().is_some_and(|url| !url.starts_with("https://") || url.contains(['"', '<', '>']))
+        {
+            return Err(ConfigError::new("mail.logo_url", "must be an https:// address"));
+        }
+        let locale = &self.mail.locale;
+        if locale.is_empty() || locale.len() > 16 || !locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ConfigError::new("mail.locale", "must be a locale such as en or pt-BR"));
         }
         let smtp = &self.mail.smtp;
         if self.mail.transport == MailTransportKind::Smtp {
