@@ -16,6 +16,7 @@ fn smtp_to(port: u16) -> impl FnOnce(&mut backroom::platform::config::Config) {
         config.mail.smtp.port = Some(port);
         config.mail.smtp.security = SmtpSecurity::None;
         config.mail.smtp.timeout_secs = 2;
+        config.mail.smtp.circuit_cooldown_secs = 1;
         config.public_url = Some("https://shop.example".into());
     }
 }
@@ -84,5 +85,35 @@ conformance! {
         recipients.sort();
         assert_eq!(recipients, ["c0@example.com", "c1@example.com", "c2@example.com"], "each once: {received:?}");
         assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'").await, 3);
+    }
+
+    async fn an_open_circuit_leaves_a_failing_server_alone(backend) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let app = TestApp::spawn_with(backend, |config| {
+            smtp_to(port)(config);
+            config.mail.smtp.circuit_failures = 1;
+            config.mail.smtp.circuit_cooldown_secs = 600;
+        })
+        .await;
+        let body = json!({"email": "ana@example.com", "password": "correct horse battery"});
+        assert_eq!(app.post("/api/v1/store/customers", body, &[]).await.status, 202);
+        for _ in 0..200 {
+            if app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND attempts = 1").await == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        // The server is back, but the circuit opened on the first failure: the next attempt
+        // is refused without a connection, and the email waits in the queue.
+        let smtp = SmtpServer::start_on(port, tempfile::tempdir().unwrap()).await;
+        app.execute("UPDATE jobs SET run_at = 0").await;
+        for _ in 0..200 {
+            if app.count("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND attempts = 2").await == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE last_error LIKE '%failed repeatedly%'").await, 1);
+        assert!(smtp.messages().is_empty());
     }
 }

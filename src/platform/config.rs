@@ -119,6 +119,10 @@ pub struct SmtpConfig {
     pub timeout_secs: u64,
     /// Connections kept open to the server.
     pub pool_size: u32,
+    /// Failed deliveries in a row after which the server is left alone for a while.
+    pub circuit_failures: u32,
+    /// Seconds the server is left alone after that.
+    pub circuit_cooldown_secs: u64,
 }
 
 impl Default for SmtpConfig {
@@ -131,6 +135,8 @@ impl Default for SmtpConfig {
             password: None,
             timeout_secs: 10,
             pool_size: 4,
+            circuit_failures: 5,
+            circuit_cooldown_secs: 30,
         }
     }
 }
@@ -364,8 +370,11 @@ impl Config {
                 return Err(ConfigError::new("mail.smtp.password", "username and password go together"));
             }
         }
-        if smtp.timeout_secs == 0 || smtp.pool_size == 0 {
-            return Err(ConfigError::new("mail.smtp.timeout_secs", "timeout and pool size must be at least 1"));
+        if smtp.timeout_secs == 0 || smtp.pool_size == 0 || smtp.circuit_failures == 0 {
+            return Err(ConfigError::new(
+                "mail.smtp.timeout_secs",
+                "timeout, pool size and circuit failures must be at least 1",
+            ));
         }
         if self.shop_name.trim().is_empty() {
             return Err(ConfigError::new("shop_name", "must not be empty"));

@@ -2,6 +2,7 @@
 //! SMTP joins as one more transport without changing any sender.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
@@ -10,6 +11,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
+use super::breaker::CircuitBreaker;
 use super::config::{Config, MailTransportKind, SmtpConfig, SmtpSecurity};
 
 /// An email to one recipient, in plain text and HTML.
@@ -30,8 +32,8 @@ pub enum MailTransport {
     File { dir: PathBuf },
     /// Each message only as a log line.
     Log,
-    /// An SMTP server, over a pool of connections.
-    Smtp { host: String, transport: AsyncSmtpTransport<Tokio1Executor> },
+    /// An SMTP server, over a pool of connections, behind a circuit breaker.
+    Smtp { host: String, transport: AsyncSmtpTransport<Tokio1Executor>, breaker: Arc<CircuitBreaker> },
 }
 
 fn smtp_transport(smtp: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
@@ -69,6 +71,10 @@ impl Mailer {
             MailTransportKind::Smtp => MailTransport::Smtp {
                 host: format!("{}:{}", config.mail.smtp.host, config.mail.smtp.port()),
                 transport: smtp_transport(&config.mail.smtp)?,
+                breaker: Arc::new(CircuitBreaker::new(
+                    config.mail.smtp.circuit_failures,
+                    Duration::from_secs(config.mail.smtp.circuit_cooldown_secs),
+                )),
             },
         };
         Ok(Self { from, transport })
@@ -101,8 +107,20 @@ impl Mailer {
             MailTransport::Log => {
                 tracing::info!(mail.subject = %email.subject, "email not sent: the log transport is configured");
             }
-            MailTransport::Smtp { host, transport } => {
-                let response = transport.send(message).await?;
+            MailTransport::Smtp { host, transport, breaker } => {
+                if let Err(wait) = breaker.check() {
+                    anyhow::bail!("{host} failed repeatedly; not trying again for {} s", wait.as_secs() + 1);
+                }
+                let response = match transport.send(message).await {
+                    Ok(response) => {
+                        breaker.record_success();
+                        response
+                    }
+                    Err(err) => {
+                        breaker.record_failure();
+                        return Err(err.into());
+                    }
+                };
                 tracing::info!(mail.server = %host, mail.message_id = %message_id, smtp.code = %response.code(), "email accepted");
             }
         }
