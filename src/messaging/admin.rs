@@ -15,7 +15,7 @@ use crate::platform::db::dialect;
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::has_shape;
-use crate::platform::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageParams};
+use crate::platform::pagination::{Page, check_page};
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -84,8 +84,9 @@ async fn list_deliveries(
     Query(filter): Query<DeliveryFilter>,
 ) -> AppResult<Json<Page<Delivery>>> {
     staff.require(Permission::JobsRead)?;
-    let page = PageParams { limit: filter.limit, after: filter.after };
-    let limit = page.limit()?;
+    let mut violations = Violations::default();
+    let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
+    violations.finish()?;
     let recipient = filter.recipient.as_deref().map(|r| r.trim().to_lowercase()).unwrap_or_default();
     let rows = db_run!(state.db.read(), |conn| {
         sqlx::query_as::<_, Delivery>(
@@ -93,7 +94,7 @@ async fn list_deliveries(
              WHERE ($1 = '' OR recipient = $1) AND ($2 = '' OR job_id < $2) ORDER BY job_id DESC LIMIT $3",
         )
         .bind(&recipient)
-        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(filter.after.as_deref().unwrap_or(""))
         .bind(i64::from(limit) + 1)
         .fetch_all(conn)
         .await
@@ -125,13 +126,7 @@ async fn list_jobs(
 ) -> AppResult<Json<Page<Job>>> {
     staff.require(Permission::JobsRead)?;
     let mut violations = Violations::default();
-    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        violations.add("limit", "out_of_range", format!("must be between 1 and {MAX_LIMIT}"));
-    }
-    if filter.after.as_ref().is_some_and(|after| after.len() > 64) {
-        violations.add("after", "invalid", "is not a cursor this API gave out");
-    }
+    let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
     if filter.status.as_deref().is_some_and(|status| !STATUSES.contains(&status)) {
         violations.add("status", "invalid", format!("must be one of {}", STATUSES.join(", ")));
     }

@@ -20,17 +20,24 @@ pub struct PageParams {
 impl PageParams {
     /// The limit, checked against the hard maximum.
     pub fn limit(&self) -> AppResult<u32> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         let mut violations = Violations::default();
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            violations.add("limit", "out_of_range", format!("must be between 1 and {MAX_LIMIT}"));
-        }
-        if self.after.as_ref().is_some_and(|after| after.len() > 64) {
-            violations.add("after", "invalid", "is not a cursor this API gave out");
-        }
+        let limit = check_page(self.limit, self.after.as_deref(), &mut violations);
         violations.finish()?;
         Ok(limit)
     }
+}
+
+/// Checks a page's `limit` and `after` alongside a list's own parameters, so that every
+/// failing one is reported together; returns the limit to use.
+pub fn check_page(limit: Option<u32>, after: Option<&str>, violations: &mut Violations) -> u32 {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        violations.add("limit", "out_of_range", format!("must be between 1 and {MAX_LIMIT}"));
+    }
+    if after.is_some_and(|after| after.len() > 64) {
+        violations.add("after", "invalid", "is not a cursor this API gave out");
+    }
+    limit
 }
 
 #[derive(Debug, Serialize, ToSchema)]
