@@ -57,6 +57,10 @@ pub struct Shared {
     pub credentials: Arc<TtlCache<Resolved>>,
     /// Customers by id.
     pub customers: Arc<TtlCache<CustomerView>>,
+    /// Form submissions and newsletter sign-ups, per address.
+    pub form_submissions: SlidingWindow,
+    /// The webhook client, behind the address guard, with a circuit breaker per destination.
+    pub webhooks: crate::messaging::webhooks::Sender,
     openapi_json: Arc<String>,
     /// Whether responses carry `Strict-Transport-Security` (the shop is served over HTTPS).
     pub hsts: bool,
@@ -78,6 +82,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         account_requests: SlidingWindow::new(Duration::from_secs(3600)),
         credentials: db.caches().register(CREDENTIALS, CACHE_TTL),
         customers: db.caches().register(CUSTOMERS, CACHE_TTL),
+        webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
+        form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
         openapi_json: Arc::new(openapi_json()),
         hsts: config.secure_cookies(),
         config,
@@ -90,6 +96,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(accounts::router())
         .merge(crate::messaging::admin::router())
+        .merge(crate::messaging::webhooks_admin::router())
 }
 
 /// The OpenAPI document of every endpoint, as pretty JSON.

@@ -46,7 +46,14 @@ async fn wait_for_status(app: &TestApp, id: &str, wanted: &str) {
 }
 
 fn email(to: &str) -> Email {
-    Email { to: to.into(), subject: "Hello".into(), text: "Plain".into(), html: "<p>Rich</p>".into() }
+    Email {
+        to: to.into(),
+        subject: "Hello".into(),
+        text: "Plain".into(),
+        html: "<p>Rich</p>".into(),
+        reply_to: None,
+        unsubscribe_url: None,
+    }
 }
 
 conformance! {

@@ -21,6 +21,7 @@ use crate::app::AppState;
 use crate::db_run;
 use crate::messaging;
 use crate::messaging::jobs::{self, JobError, NewJob};
+use crate::messaging::webhooks;
 use crate::platform::cache::Invalidation;
 use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, FieldRule, Problem, Violations};
@@ -93,7 +94,7 @@ pub(crate) fn name_rule(raw: &str) -> Result<String, FieldRule> {
     Ok(name.to_owned())
 }
 
-fn phone_rule(raw: &str) -> Result<Option<String>, FieldRule> {
+pub(crate) fn phone_rule(raw: &str) -> Result<Option<String>, FieldRule> {
     let phone = raw.trim();
     if phone.is_empty() {
         return Ok(None);
@@ -162,6 +163,18 @@ async fn register(
     match inserted {
         Ok(_) => {
             enqueue_account_email(&mut tx, &id, AccountEmail::Welcome).await?;
+            let created = Customer {
+                id: id.clone(),
+                email: email.as_str().to_owned(),
+                first_name,
+                last_name,
+                phone,
+                email_verified_at: None,
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            };
+            webhooks::emit(&state, &mut tx, "customer.created", &created).await?;
             tx.commit().await?;
             tracing::info!(customer.id = %id, "customer registered");
         }
@@ -330,6 +343,7 @@ async fn update_me(
     })?
     .ok_or_else(http::stale_version)?;
     tx.invalidate(Invalidation::key(CUSTOMERS, customer.customer_id()));
+    webhooks::emit(&state, &mut tx, "customer.updated", &updated).await?;
     tx.commit().await?;
     Ok(CustomerView::new(updated)?.response())
 }

@@ -22,10 +22,22 @@ pub enum Permission {
     JobsRead,
     #[serde(rename = "jobs:manage")]
     JobsManage,
+    #[serde(rename = "webhooks:read")]
+    WebhooksRead,
+    #[serde(rename = "webhooks:manage")]
+    WebhooksManage,
+    #[serde(rename = "forms:read")]
+    FormsRead,
+    #[serde(rename = "forms:manage")]
+    FormsManage,
+    #[serde(rename = "newsletter:read")]
+    NewsletterRead,
+    #[serde(rename = "newsletter:manage")]
+    NewsletterManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 14] = [
         Self::StaffRead,
         Self::StaffManage,
         Self::CustomersRead,
@@ -34,6 +46,12 @@ impl Permission {
         Self::AuditRead,
         Self::JobsRead,
         Self::JobsManage,
+        Self::WebhooksRead,
+        Self::WebhooksManage,
+        Self::FormsRead,
+        Self::FormsManage,
+        Self::NewsletterRead,
+        Self::NewsletterManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +64,12 @@ impl Permission {
             Self::AuditRead => "audit:read",
             Self::JobsRead => "jobs:read",
             Self::JobsManage => "jobs:manage",
+            Self::WebhooksRead => "webhooks:read",
+            Self::WebhooksManage => "webhooks:manage",
+            Self::FormsRead => "forms:read",
+            Self::FormsManage => "forms:manage",
+            Self::NewsletterRead => "newsletter:read",
+            Self::NewsletterManage => "newsletter:manage",
         }
     }
 
@@ -80,8 +104,22 @@ impl Role {
         use Permission::*;
         match self {
             Self::Owner => &Permission::ALL,
-            Self::Admin => &[StaffRead, CustomersRead, CustomersWrite, ApiKeysManage, AuditRead, JobsRead, JobsManage],
-            Self::Staff => &[StaffRead, CustomersRead],
+            Self::Admin => &[
+                StaffRead,
+                CustomersRead,
+                CustomersWrite,
+                ApiKeysManage,
+                AuditRead,
+                JobsRead,
+                JobsManage,
+                WebhooksRead,
+                WebhooksManage,
+                FormsRead,
+                FormsManage,
+                NewsletterRead,
+                NewsletterManage,
+            ],
+            Self::Staff => &[StaffRead, CustomersRead, FormsRead],
         }
     }
 

@@ -111,6 +111,12 @@ pub struct ClaimedJob {
 pub enum JobError {
     /// Worth another attempt (a server down, a timeout).
     Retry(String),
+    /// Worth another attempt after the given wait rather than the queue's backoff (a
+    /// webhook's own retry schedule).
+    RetryIn(String, Duration),
+    /// Not attempted (its destination's circuit is open): run again after the wait, and the
+    /// attempt does not count.
+    Defer(Duration),
     /// Will never succeed (a payload that cannot be read): dead at once.
     Permanent(String),
 }
@@ -156,26 +162,37 @@ async fn finish(
     outcome: Result<(), JobError>,
 ) -> AppResult<&'static str> {
     let now = Timestamp::now();
-    let (status, run_at, error) = match outcome {
-        Ok(()) => ("succeeded", None, None),
-        Err(JobError::Retry(error)) if job.attempts < job.max_attempts => {
-            ("queued", Some(now.plus_millis(backoff(job.attempts as u32).as_millis() as i64)), Some(error))
+    let after = |wait: Duration| Some(now.plus_millis(wait.as_millis() as i64));
+    let (status, run_at, error, uncount) = match outcome {
+        Ok(()) => ("succeeded", None, None, 0),
+        Err(JobError::Defer(wait)) => {
+            ("queued", after(wait), Some("deferred: the destination's circuit is open".into()), 1)
         }
-        Err(JobError::Retry(error) | JobError::Permanent(error)) => ("dead", None, Some(error)),
+        Err(JobError::Retry(error)) if job.attempts < job.max_attempts => {
+            ("queued", after(backoff(job.attempts as u32)), Some(error), 0)
+        }
+        Err(JobError::RetryIn(error, wait)) if job.attempts < job.max_attempts => {
+            ("queued", after(wait), Some(error), 0)
+        }
+        Err(JobError::Retry(error) | JobError::RetryIn(error, _) | JobError::Permanent(error)) => {
+            ("dead", None, Some(error), 0)
+        }
     };
     let finished_at = (status != "queued").then_some(now);
     db_run!(state.db.write(), |conn| {
         sqlx::query(
             "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = $3, finished_at = $4, \
-             locked_by = NULL, locked_until = NULL, updated_at = $5 WHERE id = $6 AND locked_by = $7",
+             locked_by = NULL, locked_until = NULL, updated_at = $5, attempts = attempts - $8 \
+             WHERE id = $6 AND locked_by = $7",
         )
         .bind(status)
         .bind(run_at)
-        .bind(error.map(|e| e.chars().take(2000).collect::<String>()))
+        .bind(error.map(|e: String| e.chars().take(2000).collect::<String>()))
         .bind(finished_at)
         .bind(now)
         .bind(&job.id)
         .bind(worker)
+        .bind(i64::from(uncount))
         .execute(conn)
         .await
         .map(|done| done.rows_affected())
@@ -192,13 +209,13 @@ async fn run(state: &AppState, worker: &str, job: ClaimedJob) -> AppResult<()> {
     let outcome = if job.attempts > job.max_attempts {
         Err(JobError::Permanent("the lease expired after the last attempt: the worker died running it".into()))
     } else {
-        let work = super::run_job(state, &job.id, &job.kind, &job.payload);
+        let work = super::run_job(state, &job);
         match tokio::time::timeout(Duration::from_secs(job.timeout_secs.max(1) as u64), work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(JobError::Retry(format!("timed out after {} s", job.timeout_secs))),
         }
     };
-    if let Err(JobError::Retry(error) | JobError::Permanent(error)) = &outcome {
+    if let Err(JobError::Retry(error) | JobError::RetryIn(error, _) | JobError::Permanent(error)) = &outcome {
         span.in_scope(|| tracing::warn!(error = %error, "job failed"));
     }
     let kind = job.kind.clone();

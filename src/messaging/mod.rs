@@ -1,16 +1,19 @@
-//! Messages that must not be lost: the durable job queue, and the jobs it runs (email today).
+//! Messages that must not be lost: the durable job queue and the jobs it runs: email and
+//! webhooks.
 
 pub mod admin;
 pub mod cron;
 pub mod jobs;
 pub mod scheduler;
 pub mod templates;
+pub mod webhooks;
+pub mod webhooks_admin;
 
 use crate::app::AppState;
 use crate::platform::db::Tx;
 use crate::platform::error::AppResult;
 use crate::platform::mail::Email;
-use jobs::{JobError, NewJob};
+use jobs::{ClaimedJob, JobError, NewJob};
 
 /// Sends one email through the configured transport.
 pub const SEND_EMAIL: &str = "email.send";
@@ -22,7 +25,7 @@ pub const NOOP: &str = "noop";
 pub const CLEANUP: &str = "maintenance.cleanup";
 
 /// The kinds of job this build can run.
-pub const KINDS: [&str; 4] = [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP];
+pub const KINDS: [&str; 5] = [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP, webhooks::DELIVER];
 
 /// The static name of a job kind, if it is one this build runs.
 pub fn known_kind(kind: &str) -> Option<&'static str> {
@@ -44,8 +47,9 @@ async fn deliver(state: &AppState, id: &str, email: Email) -> Result<(), JobErro
 }
 
 /// Runs the job of `kind`.
-pub(crate) async fn run_job(state: &AppState, id: &str, kind: &str, payload: &str) -> Result<(), JobError> {
-    match kind {
+pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
+    let (id, payload) = (job.id.as_str(), job.payload.as_str());
+    match job.kind.as_str() {
         SEND_EMAIL => {
             let email: Email = serde_json::from_str(payload).map_err(|err| JobError::Permanent(err.to_string()))?;
             deliver(state, id, email).await
@@ -58,6 +62,7 @@ pub(crate) async fn run_job(state: &AppState, id: &str, kind: &str, payload: &st
                 None => Ok(()),
             }
         }
+        webhooks::DELIVER => webhooks::run(state, job).await,
         NOOP => Ok(()),
         CLEANUP => {
             let accounts = crate::accounts::auth::purge_ended(state).await.map_err(JobError::retry)?;

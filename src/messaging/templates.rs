@@ -27,10 +27,31 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("already_registered.subject.txt", include_str!("../../templates/email/already_registered.subject.txt")),
     ("already_registered.txt", include_str!("../../templates/email/already_registered.txt")),
     ("already_registered.html", include_str!("../../templates/email/already_registered.html")),
+    ("webhook_disabled.subject.txt", include_str!("../../templates/email/webhook_disabled.subject.txt")),
+    ("webhook_disabled.txt", include_str!("../../templates/email/webhook_disabled.txt")),
+    ("webhook_disabled.html", include_str!("../../templates/email/webhook_disabled.html")),
+    ("form_submission.subject.txt", include_str!("../../templates/email/form_submission.subject.txt")),
+    ("form_submission.txt", include_str!("../../templates/email/form_submission.txt")),
+    ("form_submission.html", include_str!("../../templates/email/form_submission.html")),
+    ("newsletter_confirm.subject.txt", include_str!("../../templates/email/newsletter_confirm.subject.txt")),
+    ("newsletter_confirm.txt", include_str!("../../templates/email/newsletter_confirm.txt")),
+    ("newsletter_confirm.html", include_str!("../../templates/email/newsletter_confirm.html")),
+    ("newsletter_welcome.subject.txt", include_str!("../../templates/email/newsletter_welcome.subject.txt")),
+    ("newsletter_welcome.txt", include_str!("../../templates/email/newsletter_welcome.txt")),
+    ("newsletter_welcome.html", include_str!("../../templates/email/newsletter_welcome.html")),
 ];
 
 /// The emails every template set must be able to render.
-const EMAILS: [&str; 4] = ["welcome", "verify", "reset", "already_registered"];
+const EMAILS: [&str; 8] = [
+    "welcome",
+    "verify",
+    "reset",
+    "already_registered",
+    "webhook_disabled",
+    "form_submission",
+    "newsletter_confirm",
+    "newsletter_welcome",
+];
 
 /// What templates know of the shop.
 #[derive(Debug, Clone, Serialize)]
@@ -65,7 +86,19 @@ impl EmailTemplates {
         };
         let templates = Self { env, brand, locale: config.mail.locale.clone() };
         for name in EMAILS {
-            let sample = context! { first_name => "Ana", link => "https://shop.example/link", hours => 1 };
+            let sample = context! {
+                first_name => "Ana",
+                link => "https://shop.example/link",
+                unsubscribe_link => "https://shop.example/unsubscribe",
+                hours => 1,
+                url => "https://crm.example/hooks",
+                endpoint_id => "whe_01",
+                reason => "Every delivery failed for 1 day.",
+                form_name => "Contact",
+                sender => "ana@example.com",
+                submitted_at => "2026-01-01T00:00:00Z",
+                fields => vec![context! { label => "Message", value => "Hello" }],
+            };
             templates
                 .render(name, "sample@example.com", sample)
                 .map_err(|err| anyhow::anyhow!("email template `{name}` in {}: {err:#}", folder.display()))?;
@@ -85,7 +118,14 @@ impl EmailTemplates {
             Ok(template.render(&context)?)
         };
         let subject = render("subject.txt")?.trim().replace(['\r', '\n'], " ");
-        Ok(Email { to: to.to_owned(), subject, text: render("txt")?, html: render("html")? })
+        Ok(Email {
+            to: to.to_owned(),
+            subject,
+            text: render("txt")?,
+            html: render("html")?,
+            reply_to: None,
+            unsubscribe_url: None,
+        })
     }
 }
 

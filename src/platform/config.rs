@@ -30,6 +30,8 @@ pub struct Config {
     pub mail: MailConfig,
     pub database: DatabaseConfig,
     pub jobs: JobsConfig,
+    pub webhooks: WebhooksConfig,
+    pub forms: FormsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -179,6 +181,60 @@ pub struct JobsConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Waits, in seconds, before each retry of a failed delivery. The default retries for
+    /// about 27 hours: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    pub retry_schedule_secs: Vec<u64>,
+    /// An endpoint whose deliveries have all failed for this long is disabled and its owner told.
+    pub disable_after_secs: u64,
+    /// Seconds to wait for a connection to a receiver.
+    pub connect_timeout_secs: u64,
+    /// Seconds a receiver has to answer, connection included.
+    pub timeout_secs: u64,
+    /// Failures in a row after which a destination is left alone for `circuit_cooldown_secs`.
+    pub circuit_failures: u32,
+    pub circuit_cooldown_secs: u64,
+    /// Allow endpoints on loopback addresses (127.0.0.0/8, ::1), for local development and tests.
+    pub allow_loopback: bool,
+    /// Allow endpoints on private, link-local and other non-public addresses.
+    pub allow_private: bool,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule_secs: vec![5, 300, 1800, 7200, 18_000, 36_000, 36_000],
+            disable_after_secs: 86_400,
+            connect_timeout_secs: 5,
+            timeout_secs: 15,
+            circuit_failures: 5,
+            circuit_cooldown_secs: 60,
+            allow_loopback: false,
+            allow_private: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FormsConfig {
+    /// Form submissions and newsletter sign-ups one address may send per window.
+    pub max_per_ip: u32,
+    pub window_secs: u64,
+    /// Where form submissions are emailed when a form names no address; defaults to `mail.from`.
+    pub notify_email: Option<String>,
+    /// Hours a newsletter confirmation link works.
+    pub confirm_token_hours: u64,
+}
+
+impl Default for FormsConfig {
+    fn default() -> Self {
+        Self { max_per_ip: 5, window_secs: 600, notify_email: None, confirm_token_hours: 72 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// Connections for readers (SQLite) or for everything (PostgreSQL).
     pub max_connections: u32,
@@ -200,6 +256,8 @@ impl Default for Config {
             mail: MailConfig::default(),
             database: DatabaseConfig::default(),
             jobs: JobsConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            forms: FormsConfig::default(),
         }
     }
 }
@@ -375,6 +433,26 @@ impl Config {
                 "mail.smtp.timeout_secs",
                 "timeout, pool size and circuit failures must be at least 1",
             ));
+        }
+        let hooks = &self.webhooks;
+        if hooks.retry_schedule_secs.is_empty() || hooks.retry_schedule_secs.len() > 50 {
+            return Err(ConfigError::new("webhooks.retry_schedule_secs", "must list between 1 and 50 waits"));
+        }
+        for (setting, value) in [
+            ("webhooks.disable_after_secs", hooks.disable_after_secs),
+            ("webhooks.connect_timeout_secs", hooks.connect_timeout_secs),
+            ("webhooks.timeout_secs", hooks.timeout_secs),
+            ("webhooks.circuit_failures", hooks.circuit_failures.into()),
+            ("forms.max_per_ip", self.forms.max_per_ip.into()),
+            ("forms.window_secs", self.forms.window_secs),
+            ("forms.confirm_token_hours", self.forms.confirm_token_hours),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        if self.forms.notify_email.as_ref().is_some_and(|to| to.parse::<lettre::message::Mailbox>().is_err()) {
+            return Err(ConfigError::new("forms.notify_email", "must be an address such as `Shop <shop@example.com>`"));
         }
         if self.shop_name.trim().is_empty() {
             return Err(ConfigError::new("shop_name", "must not be empty"));

@@ -37,6 +37,15 @@ macro_rules! db_run {
     };
 }
 
+/// [`db_run!`] for a statement whose body ends in `.execute(conn).await`: the number of rows
+/// it changed.
+#[macro_export]
+macro_rules! db_execute {
+    ($backend:expr, |$conn:ident| $body:expr) => {
+        $crate::db_run!($backend, |$conn| ($body).map(|done| done.rows_affected()))
+    };
+}
+
 /// Connection pools. On SQLite one connection writes and a pool reads, so writers never
 /// fight over the lock; on PostgreSQL one pool does both.
 #[derive(Clone)]

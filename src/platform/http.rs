@@ -264,6 +264,46 @@ where
     }
 }
 
+/// A flat object sent as JSON or as a classic HTML form post
+/// (`application/x-www-form-urlencoded`), for endpoints browsers post to without scripts.
+/// Form values are strings; a name given twice keeps its last value.
+pub struct FormOrJson {
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Whether it came as a form post, whose sender is a browser expecting a page.
+    pub form_encoded: bool,
+}
+
+impl<S: Send + Sync> FromRequest<S> for FormOrJson {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let form_encoded = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+        if form_encoded {
+            let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::new(ErrorCode::PayloadTooLarge, "The request body is larger than this server accepts.")
+                } else {
+                    AppError::new(ErrorCode::BadRequest, "The request body could not be read.")
+                }
+            })?;
+            let fields = form_urlencoded::parse(&bytes)
+                .map(|(name, value)| (name.into_owned(), serde_json::Value::String(value.into_owned())))
+                .collect();
+            return Ok(Self { fields, form_encoded });
+        }
+        if !has_json_content_type(request.headers()) {
+            return Err(AppError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Send the body as JSON or as application/x-www-form-urlencoded.",
+            ));
+        }
+        let Json(fields) = Json::<serde_json::Map<String, serde_json::Value>>::from_request(request, state).await?;
+        Ok(Self { fields, form_encoded })
+    }
+}
+
 /// Parses a JSON document, telling a syntax error (400) from a shape error (422 on the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     // Syntax first, without building anything, so that a malformed body is a 400 even when

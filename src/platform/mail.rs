@@ -22,7 +22,38 @@ pub struct Email {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// Where replies go, when not to the shop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// A one-click unsubscribe address (RFC 8058), for mail to a list's subscribers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_url: Option<String>,
 }
+
+// `List-Unsubscribe` and `List-Unsubscribe-Post`, which lettre has no types for.
+macro_rules! list_header {
+    ($type:ident, $name:literal) => {
+        #[derive(Clone)]
+        struct $type(String);
+
+        impl lettre::message::header::Header for $type {
+            fn name() -> lettre::message::header::HeaderName {
+                lettre::message::header::HeaderName::new_from_ascii_str($name)
+            }
+
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(Self(s.to_owned()))
+            }
+
+            fn display(&self) -> lettre::message::header::HeaderValue {
+                lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
+}
+
+list_header!(ListUnsubscribe, "List-Unsubscribe");
+list_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 
 /// Where mail goes.
 #[derive(Clone)]
@@ -90,12 +121,20 @@ impl Mailer {
             "a message key is letters, digits, `_` and `-`"
         );
         let message_id = format!("<{key}@{}>", self.from.email.domain());
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(email.to.parse::<Mailbox>()?)
             .subject(&email.subject)
-            .message_id(Some(message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
+            .message_id(Some(message_id.clone()));
+        if let Some(reply_to) = &email.reply_to {
+            builder = builder.reply_to(reply_to.parse::<Mailbox>()?);
+        }
+        if let Some(url) = &email.unsubscribe_url {
+            builder = builder
+                .header(ListUnsubscribe(format!("<{url}>")))
+                .header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
+        }
+        let message = builder.multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
         match &self.transport {
             MailTransport::File { dir } => {
                 let partial = dir.join(format!(".{key}.eml.partial"));

@@ -220,6 +220,18 @@ impl TestApp {
             .expect("the statement runs");
     }
 
+    /// Creates a staff member with `role` and signs them in: the `Authorization` value.
+    pub async fn staff(&self, email: &str, role: backroom::accounts::roles::Role) -> String {
+        let password = "a long staff passphrase";
+        let new = backroom::accounts::staff::NewStaff { email, password, name: "Sam Staff", role };
+        backroom::accounts::staff::create_staff(&self.state.db, new, None).await.expect("created");
+        let resp = self
+            .post("/api/v1/admin/auth/sessions", serde_json::json!({"email": email, "password": password}), &[])
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        format!("Bearer {}", resp.body["token"].as_str().expect("a token"))
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         use backroom::db_run;
         db_run!(self.state.db.read(), |conn| sqlx::query_scalar::<_, i64>(sql).fetch_one(conn).await)
@@ -504,6 +516,91 @@ impl SmtpServer {
 }
 
 impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver on loopback that verifies every delivery with the official
+/// `standardwebhooks` library (tests/support/webhook_receiver.py).
+pub struct WebhookReceiver {
+    child: std::process::Child,
+    pub port: u16,
+    folder: tempfile::TempDir,
+}
+
+/// One request the receiver logged.
+#[derive(Debug, serde::Deserialize)]
+pub struct Received {
+    /// Seconds since the epoch.
+    pub at: f64,
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub content_type: String,
+    pub body: Value,
+    /// For each secret the receiver knew, whether the signature verified with it.
+    pub verified: Vec<bool>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> Self {
+        let python = python_with("standardwebhooks==1.0.1");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let folder = tempfile::tempdir().unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(folder.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the receiver starts");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self { child, port, folder };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the webhook receiver did not listen on {port}");
+    }
+
+    /// The address of the receiver `name`, answering `status`.
+    pub fn url(&self, name: &str, status: u16) -> String {
+        format!("http://127.0.0.1:{}/{name}/{status}", self.port)
+    }
+
+    /// The secrets `name` verifies with, in order.
+    pub fn set_secrets(&self, name: &str, secrets: &[&str]) {
+        std::fs::write(self.folder.path().join(format!("{name}.secrets")), secrets.join("\n")).unwrap();
+    }
+
+    pub fn received(&self, name: &str) -> Vec<Received> {
+        std::fs::read_to_string(self.folder.path().join(format!("{name}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a logged request"))
+            .collect()
+    }
+
+    /// Waits until `name` has received at least `count` requests.
+    pub async fn wait_for(&self, name: &str, count: usize, within: Duration) -> Vec<Received> {
+        let started = std::time::Instant::now();
+        loop {
+            let received = self.received(name);
+            if received.len() >= count {
+                return received;
+            }
+            assert!(started.elapsed() < within, "{name} received {} requests of {count} in {within:?}", received.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for WebhookReceiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
