@@ -97,6 +97,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(crate::messaging::admin::router())
         .merge(crate::messaging::webhooks_admin::router())
+        .merge(crate::messaging::forms::router())
+        .merge(crate::messaging::newsletter::router())
 }
 
 /// The OpenAPI document of every endpoint, as pretty JSON.

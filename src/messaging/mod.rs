@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod cron;
+pub mod forms;
 pub mod jobs;
+pub mod newsletter;
 pub mod scheduler;
 pub mod templates;
 pub mod webhooks;
@@ -25,7 +27,7 @@ pub const NOOP: &str = "noop";
 pub const CLEANUP: &str = "maintenance.cleanup";
 
 /// The kinds of job this build can run.
-pub const KINDS: [&str; 5] = [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP, webhooks::DELIVER];
+pub const KINDS: [&str; 6] = [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP, webhooks::DELIVER, newsletter::CONFIRM_EMAIL];
 
 /// The static name of a job kind, if it is one this build runs.
 pub fn known_kind(kind: &str) -> Option<&'static str> {
@@ -63,11 +65,13 @@ pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), Jo
             }
         }
         webhooks::DELIVER => webhooks::run(state, job).await,
+        newsletter::CONFIRM_EMAIL => newsletter::confirmation_email(state, id, payload).await,
         NOOP => Ok(()),
         CLEANUP => {
             let accounts = crate::accounts::auth::purge_ended(state).await.map_err(JobError::retry)?;
             let jobs = jobs::purge_finished(state).await.map_err(JobError::retry)?;
-            tracing::info!(deleted.accounts = accounts, deleted.jobs = jobs, "cleaned up");
+            let signups = newsletter::purge_unconfirmed(state).await.map_err(JobError::retry)?;
+            tracing::info!(deleted.accounts = accounts, deleted.jobs = jobs, deleted.signups = signups, "cleaned up");
             Ok(())
         }
         unknown => Err(JobError::Permanent(format!("no handler for jobs of kind `{unknown}`"))),

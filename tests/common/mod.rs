@@ -178,6 +178,18 @@ impl TestApp {
         self.request(Method::POST, path, Some(body), headers).await
     }
 
+    /// Posts `fields` as a classic HTML form (`application/x-www-form-urlencoded`).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body = serde_urlencoded::to_string(fields).expect("encodable");
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "text/html")
+            .body(body);
+        Resp::from(request.send().await.expect("the server answers")).await
+    }
+
     pub async fn patch(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
         self.request(Method::PATCH, path, Some(body), headers).await
     }
@@ -365,6 +377,8 @@ pub struct Mail {
     pub to: String,
     pub subject: String,
     pub text: String,
+    /// The message's headers, unfolded, in order.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Mail {
@@ -377,7 +391,23 @@ impl Mail {
                 .unwrap_or("")
                 .to_owned()
         };
-        Self { to: header("To"), subject: header("Subject"), text: text_part(&raw) }
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in raw.lines().take_while(|line| !line.is_empty()) {
+            match (line.starts_with([' ', '\t']), headers.last_mut()) {
+                (true, Some((_, value))) => value.push_str(line.trim_start()),
+                _ => {
+                    if let Some((name, value)) = line.split_once(':') {
+                        headers.push((name.to_owned(), value.trim().to_owned()));
+                    }
+                }
+            }
+        }
+        Self { to: header("To"), subject: header("Subject"), text: text_part(&raw), headers }
+    }
+
+    /// The first header called `name` (any case), unfolded.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The first link in the text containing `token=`, and its token.
