@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::db_run;
-use crate::platform::db::{Tx, dialect};
+use crate::platform::db::{Backend, Tx};
 use crate::platform::error::{AppError, AppResult};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -136,93 +136,169 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(half + rand::rng().random_range(0..=half))
 }
 
-/// Claims the next due job for `worker`: a queued job whose time has come, or a running one
-/// whose lease expired (its worker died).
-async fn claim(state: &AppState, worker: &str) -> AppResult<Option<ClaimedJob>> {
-    let now = Timestamp::now();
-    let sql = format!(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
-         locked_until = $2 + timeout_secs * 1000 + 30000, updated_at = $2 \
-         WHERE id = (SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= $2) \
-                     OR (status = 'running' AND locked_until < $2) ORDER BY run_at, id LIMIT 1{}) \
-         RETURNING id, kind, payload, attempts, max_attempts, timeout_secs, run_at",
-        dialect::skip_locked(&state.db)
-    );
-    Ok(db_run!(state.db.write(), |conn| {
-        sqlx::query_as::<_, ClaimedJob>(&sql).bind(worker).bind(now).fetch_optional(conn).await
-    })?)
-}
-
-/// Records how a job ended. The `locked_by` guard keeps a worker whose lease expired from
-/// overwriting the outcome of the worker that took the job over.
-async fn finish(
-    state: &AppState,
-    worker: &str,
-    job: &ClaimedJob,
-    outcome: Result<(), JobError>,
-) -> AppResult<&'static str> {
-    let now = Timestamp::now();
-    let after = |wait: Duration| Some(now.plus_millis(wait.as_millis() as i64));
-    let (status, run_at, error, uncount) = match outcome {
-        Ok(()) => ("succeeded", None, None, 0),
-        Err(JobError::Defer(wait)) => {
-            ("queued", after(wait), Some("deferred: the destination's circuit is open".into()), 1)
-        }
-        Err(JobError::Retry(error)) if job.attempts < job.max_attempts => {
-            ("queued", after(backoff(job.attempts as u32)), Some(error), 0)
-        }
-        Err(JobError::RetryIn(error, wait)) if job.attempts < job.max_attempts => {
-            ("queued", after(wait), Some(error), 0)
-        }
-        Err(JobError::Retry(error) | JobError::RetryIn(error, _) | JobError::Permanent(error)) => {
-            ("dead", None, Some(error), 0)
-        }
-    };
-    let finished_at = (status != "queued").then_some(now);
-    db_run!(state.db.write(), |conn| {
-        sqlx::query(
-            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), last_error = $3, finished_at = $4, \
-             locked_by = NULL, locked_until = NULL, updated_at = $5, attempts = attempts - $8 \
-             WHERE id = $6 AND locked_by = $7",
+/// The claim: a job whose lease expired comes first (there are at most as many running jobs
+/// as workers, so that lookup is short), then the queued job due longest, found on the
+/// `(status, run_at)` index in order whatever the length of the queue.
+macro_rules! claim_sql {
+    ($lease_from:literal, $queue_from:literal, $lock:literal) => {
+        concat!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+             locked_until = $2 + timeout_secs * 1000 + 30000, updated_at = $2 \
+             WHERE id = COALESCE((SELECT id FROM ",
+            $lease_from,
+            " WHERE status = 'running' AND locked_until < $2 ORDER BY locked_until LIMIT 1",
+            $lock,
+            "), (SELECT id FROM ",
+            $queue_from,
+            " WHERE status = 'queued' AND run_at <= $2 ORDER BY run_at LIMIT 1",
+            $lock,
+            ")) RETURNING id, kind, payload, attempts, max_attempts, timeout_secs, run_at"
         )
-        .bind(status)
-        .bind(run_at)
-        .bind(error.map(|e: String| e.chars().take(2000).collect::<String>()))
-        .bind(finished_at)
-        .bind(now)
-        .bind(&job.id)
-        .bind(worker)
-        .bind(i64::from(uncount))
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected())
-    })?;
-    Ok(status)
+    };
 }
 
-/// Runs one claimed job to its end.
-async fn run(state: &AppState, worker: &str, job: ClaimedJob) -> AppResult<()> {
+/// The claim on SQLite, which has no statistics to choose indexes by: each lookup is told
+/// its index.
+const SQLITE_CLAIM_SQL: &str = claim_sql!("jobs INDEXED BY jobs_lease_idx", "jobs INDEXED BY jobs_due_idx", "");
+
+/// The claim on PostgreSQL, where concurrent workers skip the rows others are claiming.
+const POSTGRES_CLAIM_SQL: &str = claim_sql!("jobs", "jobs", " FOR UPDATE SKIP LOCKED");
+
+/// Recording an outcome. The `locked_by` guard keeps a worker whose lease expired from
+/// overwriting the outcome of the worker that took the job over.
+const FINISH_SQL: &str = "UPDATE jobs SET status = $3, run_at = COALESCE($4, run_at), last_error = $5, \
+     finished_at = $6, locked_by = NULL, locked_until = NULL, updated_at = $2, attempts = attempts - $7 \
+     WHERE id = $8 AND locked_by = $1";
+
+/// How a job ended, as it is written back.
+#[derive(Debug)]
+struct Outcome {
+    job_id: String,
+    status: &'static str,
+    run_at: Option<Timestamp>,
+    error: Option<String>,
+    finished_at: Option<Timestamp>,
+    /// 1 when the attempt does not count (deferred).
+    uncount: i64,
+}
+
+impl Outcome {
+    fn new(job: &ClaimedJob, result: Result<(), JobError>) -> Self {
+        let now = Timestamp::now();
+        let after = |wait: Duration| Some(now.plus_millis(wait.as_millis() as i64));
+        let (status, run_at, error, uncount) = match result {
+            Ok(()) => ("succeeded", None, None, 0),
+            Err(JobError::Defer(wait)) => {
+                ("queued", after(wait), Some("deferred: the destination's circuit is open".into()), 1)
+            }
+            Err(JobError::Retry(error)) if job.attempts < job.max_attempts => {
+                ("queued", after(backoff(job.attempts as u32)), Some(error), 0)
+            }
+            Err(JobError::RetryIn(error, wait)) if job.attempts < job.max_attempts => {
+                ("queued", after(wait), Some(error), 0)
+            }
+            Err(JobError::Retry(error) | JobError::RetryIn(error, _) | JobError::Permanent(error)) => {
+                ("dead", None, Some(error), 0)
+            }
+        };
+        let error = error.map(|e: String| e.chars().take(2000).collect());
+        let finished_at = (status != "queued").then_some(now);
+        Self { job_id: job.id.clone(), status, run_at, error, finished_at, uncount }
+    }
+}
+
+/// Records `done` (the outcome of the worker's previous job, if any) and claims the next due
+/// job. On PostgreSQL both happen in one statement, so that a busy worker pays one round
+/// trip and one commit per job; on SQLite, whose one writer makes statements cheap, one
+/// after the other.
+async fn finish_and_claim(state: &AppState, worker: &str, done: Option<&Outcome>) -> AppResult<Option<ClaimedJob>> {
+    let now = Timestamp::now();
+    macro_rules! bind_outcome {
+        ($query:expr, $done:expr) => {
+            $query
+                .bind(worker)
+                .bind(now)
+                .bind($done.status)
+                .bind($done.run_at)
+                .bind(&$done.error)
+                .bind($done.finished_at)
+                .bind($done.uncount)
+                .bind(&$done.job_id)
+        };
+    }
+    Ok(match (state.db.write(), done) {
+        (Backend::Sqlite(conn), done) => {
+            if let Some(done) = done {
+                bind_outcome!(sqlx::query(FINISH_SQL), done).execute(conn).await?;
+            }
+            sqlx::query_as::<_, ClaimedJob>(SQLITE_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
+        }
+        (Backend::Postgres(conn), None) => {
+            sqlx::query_as::<_, ClaimedJob>(POSTGRES_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
+        }
+        (Backend::Postgres(conn), Some(done)) => {
+            // The finished job is `running` in the statement's snapshot, so the claim cannot
+            // pick it again.
+            bind_outcome!(sqlx::query_as::<_, ClaimedJob>(FINISH_THEN_CLAIM_SQL), done).fetch_optional(conn).await?
+        }
+    })
+}
+
+/// `FINISH_SQL` and the claim as one PostgreSQL statement.
+const FINISH_THEN_CLAIM_SQL: &str = concat!(
+    "WITH finished AS (UPDATE jobs SET status = $3, run_at = COALESCE($4, run_at), last_error = $5, \
+     finished_at = $6, locked_by = NULL, locked_until = NULL, updated_at = $2, attempts = attempts - $7 \
+     WHERE id = $8 AND locked_by = $1) ",
+    claim_sql!("jobs", "jobs", " FOR UPDATE SKIP LOCKED")
+);
+
+/// Records an outcome alone: a worker's last job when it stops.
+async fn finish(state: &AppState, worker: &str, done: &Outcome) -> AppResult<()> {
+    let now = Timestamp::now();
+    macro_rules! finish {
+        ($conn:expr) => {
+            sqlx::query(FINISH_SQL)
+                .bind(worker)
+                .bind(now)
+                .bind(done.status)
+                .bind(done.run_at)
+                .bind(&done.error)
+                .bind(done.finished_at)
+                .bind(done.uncount)
+                .bind(&done.job_id)
+                .execute($conn)
+                .await
+        };
+    }
+    match state.db.write() {
+        Backend::Sqlite(conn) => finish!(conn).map(drop)?,
+        Backend::Postgres(conn) => finish!(conn).map(drop)?,
+    };
+    Ok(())
+}
+
+/// Runs one claimed job to its end: its outcome, to be recorded with the next claim.
+async fn run(state: &AppState, job: ClaimedJob) -> Outcome {
     let waited = (Timestamp::now().0 - job.run_at.0).max(0) as f64 / 1000.0;
     metrics::histogram!("job_wait_seconds").record(waited);
     let started = Instant::now();
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
-    let outcome = if job.attempts > job.max_attempts {
+    let result = if job.attempts > job.max_attempts {
         Err(JobError::Permanent("the lease expired after the last attempt: the worker died running it".into()))
     } else {
         let work = super::run_job(state, &job);
         match tokio::time::timeout(Duration::from_secs(job.timeout_secs.max(1) as u64), work).await {
-            Ok(outcome) => outcome,
+            Ok(result) => result,
             Err(_) => Err(JobError::Retry(format!("timed out after {} s", job.timeout_secs))),
         }
     };
-    if let Err(JobError::Retry(error) | JobError::RetryIn(error, _) | JobError::Permanent(error)) = &outcome {
+    if let Err(JobError::Retry(error) | JobError::RetryIn(error, _) | JobError::Permanent(error)) = &result {
         span.in_scope(|| tracing::warn!(error = %error, "job failed"));
     }
-    let kind = job.kind.clone();
-    let status = finish(state, worker, &job, outcome).await?;
-    metrics::histogram!("job_duration_seconds", "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
-    metrics::counter!("jobs_finished_total", "kind" => kind, "status" => status).increment(1);
-    Ok(())
+    let outcome = Outcome::new(&job, result);
+    metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone()).record(started.elapsed().as_secs_f64());
+    metrics::counter!("jobs_finished_total", "kind" => job.kind, "status" => outcome.status).increment(1);
+    outcome
 }
 
 /// How often an idle worker looks for due jobs it was not woken for (retries coming due,
@@ -274,17 +350,16 @@ pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receive
         let mut shutdown = shutdown.clone();
         let name = format!("{}-{n}", new_id("wrk"));
         workers.spawn(async move {
+            // The outcome of the job just run, recorded with the next claim.
+            let mut done: Option<Outcome> = None;
             loop {
                 if *shutdown.borrow() {
                     break;
                 }
-                match claim(&state, &name).await {
-                    Ok(Some(job)) => {
-                        if let Err(err) = run(&state, &name, job).await {
-                            tracing::error!(error = %err, "recording a job's outcome failed");
-                        }
-                    }
+                match finish_and_claim(&state, &name, done.as_ref()).await {
+                    Ok(Some(job)) => done = Some(run(&state, job).await),
                     Ok(None) => {
+                        done = None;
                         let wake = state.db.workers_woken();
                         tokio::select! {
                             _ = wake => {}
@@ -292,9 +367,21 @@ pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receive
                             _ = shutdown.changed() => {}
                         }
                     }
+                    // Nothing was written: the outcome is kept for the next try.
                     Err(err) => {
                         tracing::warn!(error = %err, "claiming a job failed");
                         tokio::time::sleep(POLL_EVERY).await;
+                    }
+                }
+            }
+            if let Some(done) = done {
+                for _ in 0..10 {
+                    match finish(&state, &name, &done).await {
+                        Ok(()) => break,
+                        Err(err) => {
+                            tracing::error!(error = %err, job.id = %done.job_id, "recording a job's outcome failed");
+                            tokio::time::sleep(POLL_EVERY).await;
+                        }
                     }
                 }
             }

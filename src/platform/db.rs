@@ -302,18 +302,6 @@ impl Tx {
 
 /// What differs between the engines and cannot be written once.
 pub mod dialect {
-    use super::{Db, Pools};
-
-    /// The clause that lets several nodes claim rows without waiting on each other:
-    /// PostgreSQL's `FOR UPDATE SKIP LOCKED`; nothing on SQLite, where the one writer
-    /// connection already serialises claims.
-    pub fn skip_locked(db: &Db) -> &'static str {
-        match db.pools {
-            Pools::Sqlite { .. } => "",
-            Pools::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        }
-    }
-
     /// Whether `err` is a unique violation on `table.column`. PostgreSQL names the
     /// constraint (`{table}_{column}_key`, as the migrations declare it); SQLite names the
     /// columns in its message (`UNIQUE constraint failed: table.column`).
