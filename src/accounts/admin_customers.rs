@@ -8,11 +8,10 @@ use super::auth::CurrentStaff;
 use super::customers::{CUSTOMER_COLUMNS, Customer, find_customer};
 use super::roles::Permission;
 use crate::app::AppState;
-use crate::db_run;
 use crate::platform::error::{AppError, AppResult, Problem};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::has_shape;
-use crate::platform::pagination::{Page, PageParams};
+use crate::platform::pagination::{self, Page, PageParams};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_customers)).routes(routes!(get_customer))
@@ -28,16 +27,9 @@ async fn list_customers(
     Query(page): Query<PageParams>,
 ) -> AppResult<Json<Page<Customer>>> {
     staff.require(Permission::CustomersRead)?;
-    let limit = page.limit()?;
-    let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2");
-    let rows = db_run!(state.db.read(), |conn| {
-        sqlx::query_as::<_, Customer>(&sql)
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(conn)
-            .await
-    })?;
-    Ok(Json(Page::from_rows(rows, limit, |row| row.id.clone())))
+    let page =
+        pagination::oldest_first(&state.db, "customers", CUSTOMER_COLUMNS, &page, |row: &Customer| &row.id).await?;
+    Ok(Json(page))
 }
 
 /// One customer.

@@ -19,7 +19,7 @@ use crate::platform::cache::Invalidation;
 use crate::platform::error::{AppError, AppResult, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::{has_shape, new_id};
-use crate::platform::pagination::{Page, PageParams};
+use crate::platform::pagination::{self, Page, PageParams};
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -157,16 +157,8 @@ async fn list_api_keys(
     Query(page): Query<PageParams>,
 ) -> AppResult<Json<Page<ApiKey>>> {
     staff.require(Permission::ApiKeysManage)?;
-    let limit = page.limit()?;
-    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2");
-    let rows = db_run!(state.db.read(), |conn| {
-        sqlx::query_as::<_, ApiKey>(&sql)
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(conn)
-            .await
-    })?;
-    Ok(Json(Page::from_rows(rows, limit, |row| row.id.clone())))
+    let page = pagination::oldest_first(&state.db, "api_keys", API_KEY_COLUMNS, &page, |row: &ApiKey| &row.id).await?;
+    Ok(Json(page))
 }
 
 /// Revoke an API key: it stops working at once.

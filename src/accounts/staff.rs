@@ -22,7 +22,7 @@ use crate::platform::db::{Db, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{self, ClientIp, Json, Query};
 use crate::platform::ids::{has_shape, new_id};
-use crate::platform::pagination::{Page, PageParams};
+use crate::platform::pagination::{self, Page, PageParams};
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -176,16 +176,9 @@ async fn list_staff(
     Query(page): Query<PageParams>,
 ) -> AppResult<Json<Page<StaffUser>>> {
     staff.require(Permission::StaffRead)?;
-    let limit = page.limit()?;
-    let sql = format!("SELECT {STAFF_COLUMNS} FROM staff_users WHERE id > $1 ORDER BY id LIMIT $2");
-    let rows = db_run!(state.db.read(), |conn| {
-        sqlx::query_as::<_, StaffUser>(&sql)
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(conn)
-            .await
-    })?;
-    Ok(Json(Page::from_rows(rows, limit, |row| row.id.clone())))
+    let page =
+        pagination::oldest_first(&state.db, "staff_users", STAFF_COLUMNS, &page, |row: &StaffUser| &row.id).await?;
+    Ok(Json(page))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -24,7 +24,7 @@ use crate::platform::db::dialect;
 use crate::platform::error::{AppError, AppResult, FieldRule, Problem, Violations};
 use crate::platform::http::{self, ClientIp, FormOrJson, Json, Query};
 use crate::platform::ids::{has_shape, new_id};
-use crate::platform::pagination::{Page, PageParams};
+use crate::platform::pagination::{self, Page, PageParams};
 use crate::platform::time::Timestamp;
 use crate::{db_execute, db_run};
 
@@ -340,16 +340,8 @@ async fn list_forms(
     Query(page): Query<PageParams>,
 ) -> AppResult<Json<Page<Form>>> {
     staff.require(Permission::FormsRead)?;
-    let limit = page.limit()?;
-    let sql = format!("SELECT {FORM_COLUMNS} FROM forms WHERE id > $1 ORDER BY id LIMIT $2");
-    let rows = db_run!(state.db.read(), |conn| {
-        sqlx::query_as::<_, Form>(&sql)
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(conn)
-            .await
-    })?;
-    Ok(Json(Page::from_rows(rows, limit, |row| row.id.clone())))
+    let page = pagination::oldest_first(&state.db, "forms", FORM_COLUMNS, &page, |row: &Form| &row.id).await?;
+    Ok(Json(page))
 }
 
 async fn find_form(state: &AppState, id: &str) -> AppResult<Form> {

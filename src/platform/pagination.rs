@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::db::Db;
 use super::error::{AppResult, Violations};
 
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -56,4 +57,29 @@ impl<T> Page<T> {
         let next_cursor = if more { rows.last().map(cursor_of) } else { None };
         Self { data: rows, next_cursor }
     }
+}
+
+/// Reads one page, oldest first, of `SELECT {columns} FROM {table}`: rows with an `id`
+/// column, which is also the cursor.
+pub async fn oldest_first<T>(
+    db: &Db,
+    table: &str,
+    columns: &str,
+    page: &PageParams,
+    id: fn(&T) -> &str,
+) -> AppResult<Page<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    let limit = page.limit()?;
+    let sql = format!("SELECT {columns} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2");
+    let rows = crate::db_run!(db.read(), |conn| {
+        sqlx::query_as::<_, T>(&sql)
+            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(conn)
+            .await
+    })?;
+    Ok(Page::from_rows(rows, limit, |row| id(row).to_owned()))
 }
