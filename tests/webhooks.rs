@@ -96,11 +96,18 @@ conformance! {
         assert_eq!(received[1].body, event.body);
         assert_eq!(received[1].verified, vec![true]);
 
+        // Verifying the address is an update.
+        let token = app.wait_for_emails(1).await[0].token();
+        assert_eq!(app.post("/api/v1/store/auth/email-verification", json!({"token": token}), &[]).await.status, 204);
+        let received = receiver.wait_for("crm", 3, Duration::from_secs(10)).await;
+        assert_eq!(received[2].body["type"], "customer.updated");
+        assert!(received[2].body["data"]["email_verified_at"].is_string());
+
         // A test event goes to the one endpoint asked for.
         let test = app.post(&format!("/api/v1/admin/webhooks/{crm}/test"), json!({}), &[("authorization", &auth)]).await;
         assert_eq!(test.status, 202, "{}", test.text);
-        let received = receiver.wait_for("crm", 3, Duration::from_secs(10)).await;
-        assert_eq!(received[2].body["type"], "webhook.test");
+        let received = receiver.wait_for("crm", 4, Duration::from_secs(10)).await;
+        assert_eq!(received[3].body["type"], "webhook.test");
         assert!(receiver.received("forms").is_empty());
     }
 

@@ -536,18 +536,21 @@ async fn verify_email(State(state): State<AppState>, Json(request): Json<TokenRe
     let mut tx = state.db.begin().await?;
     let row = redeem_token(&mut tx, &request.token, Purpose::VerifyEmail).await?.ok_or_else(invalid_link)?;
     // The link verifies the address it was sent to, if it is still the account's.
-    db_run!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE customers SET email_verified_at = $1, updated_at = $1, version = version + 1 \
-             WHERE id = $2 AND email = $3 AND email_verified_at IS NULL",
-        )
-        .bind(Timestamp::now())
-        .bind(&row.customer_id)
-        .bind(&row.email)
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected())
+    let sql = format!(
+        "UPDATE customers SET email_verified_at = $1, updated_at = $1, version = version + 1 \
+         WHERE id = $2 AND email = $3 AND email_verified_at IS NULL RETURNING {CUSTOMER_COLUMNS}"
+    );
+    let verified = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, Customer>(&sql)
+            .bind(Timestamp::now())
+            .bind(&row.customer_id)
+            .bind(&row.email)
+            .fetch_optional(conn)
+            .await
     })?;
+    if let Some(customer) = verified {
+        webhooks::emit(&state, &mut tx, "customer.updated", &customer).await?;
+    }
     tx.invalidate(Invalidation::key(CUSTOMERS, &row.customer_id));
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -36,7 +36,7 @@ pub const DELIVER: &str = "webhook.deliver";
 /// family such as `customer.*`, or to `*`.
 pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("customer.created", "A customer registered."),
-    ("customer.updated", "A customer changed their profile, or staff changed it."),
+    ("customer.updated", "A customer changed their profile or verified their email address."),
     ("form.submitted", "Someone sent one of the shop's forms."),
     ("newsletter.subscribed", "Someone confirmed their newsletter subscription."),
     ("newsletter.unsubscribed", "A subscriber left the newsletter."),
