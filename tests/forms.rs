@@ -95,6 +95,20 @@ conformance! {
         assert_eq!(resp.status, 303, "{}", resp.text);
         assert_eq!(resp.header("location"), Some("/thanks"));
         assert_eq!(app.count("SELECT COUNT(*) FROM form_submissions").await, 1);
+
+        // A honeypot with a plain name, posted empty as a hidden input is, is no error.
+        let auth = app.staff("editor@example.com", Role::Admin).await;
+        let mut quote = contact_form();
+        quote["handle"] = json!("quote");
+        quote["honeypot_field"] = json!("website");
+        assert_eq!(app.post("/api/v1/admin/forms", quote, &[("authorization", &auth)]).await.status, 201);
+        let fields = [("name", "Bea"), ("email", "bea@example.com"), ("message", "Hi"), ("consent", "on"), ("website", "")];
+        let resp = app.post_form("/api/v1/store/forms/quote/submissions", &fields).await;
+        assert_eq!(resp.status, 303, "{}", resp.text);
+        let mut filled = fields;
+        filled[4] = ("website", "https://spam.example");
+        assert_eq!(app.post_form("/api/v1/store/forms/quote/submissions", &filled).await.status, 303);
+        assert_eq!(app.count("SELECT COUNT(*) FROM form_submissions").await, 2);
     }
 
     async fn spam_and_bad_submissions_store_nothing(backend) {
@@ -221,10 +235,19 @@ conformance! {
         let staff = app.staff("staff@example.com", Role::Staff).await;
         app.get("/api/v1/admin/newsletter/subscribers/export", &[("authorization", &staff)]).await.problem(403, "forbidden");
 
-        // One click, as a mail client does it, unsubscribes; a second is harmless.
+        // One click, as a mail client does it (multipart, as RFC 8058 prefers), unsubscribes;
+        // a second, as a form, is harmless.
         let path = one_click.trim_start_matches("https://shop.example");
-        let resp = app.post_form(path, &[("List-Unsubscribe", "One-Click")]).await;
-        assert_eq!(resp.status, 204, "{}", resp.text);
+        let multipart = "--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n";
+        let resp = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(multipart)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
         assert_eq!(app.post_form(path, &[("List-Unsubscribe", "One-Click")]).await.status, 204);
         app.post_form("/api/v1/store/newsletter/unsubscribe?key=not-a-real-key-at-all-000", &[]).await.problem(422, "validation_failed");
         let list = app.get("/api/v1/admin/newsletter/subscribers?status=unsubscribed", &[("authorization", &auth)]).await;
@@ -233,10 +256,15 @@ conformance! {
         assert_eq!(received[1].body["type"], "newsletter.unsubscribed");
         assert_eq!(received.len(), 2);
 
-        // Coming back takes a new confirmation.
+        // Coming back takes a new confirmation, and counts as a new sign-up for the clean-up,
+        // which forgets sign-ups left unconfirmed for 30 days.
+        app.execute("UPDATE newsletter_subscribers SET created_at = 0").await;
         assert_eq!(app.post("/api/v1/store/newsletter/subscriptions", json!({"email": "ana@example.com"}), &[]).await.status, 202);
         let emails = app.wait_for_emails(4).await;
         assert!(emails[3].subject.contains("confirm your subscription"));
         assert_eq!(app.count("SELECT COUNT(*) FROM newsletter_subscribers WHERE status = 'pending'").await, 2);
+        app.execute("UPDATE newsletter_subscribers SET updated_at = 0 WHERE email = 'cy@example.com'").await;
+        assert_eq!(backroom::messaging::newsletter::purge_unconfirmed(&app.state).await.unwrap(), 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM newsletter_subscribers WHERE email = 'ana@example.com'").await, 1);
     }
 }

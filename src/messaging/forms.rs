@@ -601,8 +601,8 @@ pub struct SubmissionBody(serde_json::Map<String, Value>);
 
 /// Send a form, as JSON or as a classic form post.
 ///
-/// Names starting with `_` other than the honeypot are ignored; any other name the form does
-/// not have is an error. A browser's form post is sent on to the form's `redirect_url` when it
+/// Names starting with `_` are ignored, and so is the honeypot when empty; any other name the
+/// form does not have is an error. A browser's form post is sent on to the form's `redirect_url` when it
 /// has one. At most `forms.max_per_ip` submissions per address per `forms.window_secs`.
 #[utoipa::path(post, path = "/api/v1/store/forms/{handle}/submissions", tag = "store: forms",
     params(("handle" = String, Path)),
@@ -645,7 +645,8 @@ async fn submit(
 
     let mut violations = Violations::default();
     for name in body.fields.keys() {
-        if !name.starts_with('_') && !form.fields.0.iter().any(|field| &field.name == name) {
+        let known = name.starts_with('_') || *name == form.honeypot_field;
+        if !known && !form.fields.0.iter().any(|field| &field.name == name) {
             violations.add(name, "unknown", "is not a field of this form");
         }
     }

@@ -141,12 +141,17 @@ pub fn backoff(attempt: u32) -> Duration {
 /// `(status, run_at)` index in order whatever the length of the queue.
 macro_rules! claim_sql {
     ($lease_from:literal, $queue_from:literal, $lock:literal) => {
+        claim_sql!($lease_from, $queue_from, $lock, "")
+    };
+    ($lease_from:literal, $queue_from:literal, $lock:literal, $not_this:literal) => {
         concat!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
              locked_until = $2 + timeout_secs * 1000 + 30000, updated_at = $2 \
              WHERE id = COALESCE((SELECT id FROM ",
             $lease_from,
-            " WHERE status = 'running' AND locked_until < $2 ORDER BY locked_until LIMIT 1",
+            " WHERE status = 'running' AND locked_until < $2",
+            $not_this,
+            " ORDER BY locked_until LIMIT 1",
             $lock,
             "), (SELECT id FROM ",
             $queue_from,
@@ -237,8 +242,9 @@ async fn finish_and_claim(state: &AppState, worker: &str, done: Option<&Outcome>
             sqlx::query_as::<_, ClaimedJob>(POSTGRES_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
         }
         (Backend::Postgres(conn), Some(done)) => {
-            // The finished job is `running` in the statement's snapshot, so the claim cannot
-            // pick it again.
+            // The finished job is still `running` in the statement's snapshot: the claim
+            // leaves it out, or, its lease expired, it would be claimed again and its
+            // outcome lost.
             bind_outcome!(sqlx::query_as::<_, ClaimedJob>(FINISH_THEN_CLAIM_SQL), done).fetch_optional(conn).await?
         }
     })
@@ -249,7 +255,7 @@ const FINISH_THEN_CLAIM_SQL: &str = concat!(
     "WITH finished AS (UPDATE jobs SET status = $3, run_at = COALESCE($4, run_at), last_error = $5, \
      finished_at = $6, locked_by = NULL, locked_until = NULL, updated_at = $2, attempts = attempts - $7 \
      WHERE id = $8 AND locked_by = $1) ",
-    claim_sql!("jobs", "jobs", " FOR UPDATE SKIP LOCKED")
+    claim_sql!("jobs", "jobs", " FOR UPDATE SKIP LOCKED", " AND id <> $8")
 );
 
 /// Records an outcome alone: a worker's last job when it stops.

@@ -45,7 +45,11 @@ pub async fn send_email(tx: &mut Tx, email: &Email) -> AppResult<()> {
 async fn deliver(state: &AppState, id: &str, email: Email) -> Result<(), JobError> {
     let (to, subject) = (email.to.clone(), email.subject.clone());
     let message_id = state.mailer.send(email, id).await.map_err(JobError::retry)?;
-    admin::record_delivery(state, id, &to, &subject, &message_id).await.map_err(JobError::retry)
+    // Sent is sent: a failure to log it must not send the email again.
+    if let Err(err) = admin::record_delivery(state, id, &to, &subject, &message_id).await {
+        tracing::error!(error = %err, mail.message_id = %message_id, "an email was sent but not logged");
+    }
+    Ok(())
 }
 
 /// Runs the job of `kind`.

@@ -2,9 +2,9 @@
 //! emailed link. Every email to a subscriber carries a one-click unsubscribe link and the
 //! `List-Unsubscribe` headers (RFC 8058). Staff list subscribers and export them as CSV.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -258,48 +258,72 @@ pub struct UnsubscribeBody {
 
 /// Leave the newsletter with the key from any newsletter email. This is also the one-click
 /// address of the `List-Unsubscribe` header: mail clients POST `List-Unsubscribe=One-Click`
-/// to it. Leaving twice is not an error.
+/// to it, as a form or multipart; the key in the address is all that counts. Leaving twice is
+/// not an error.
 #[utoipa::path(post, path = "/api/v1/store/newsletter/unsubscribe", tag = "store: newsletter", params(UnsubscribeParams),
-    request_body(content((UnsubscribeBody = "application/x-www-form-urlencoded"), (UnsubscribeBody = "application/json"))),
+    request_body(content(
+        (UnsubscribeBody = "application/x-www-form-urlencoded"),
+        (UnsubscribeBody = "multipart/form-data"),
+        (UnsubscribeBody = "application/json"),
+    )),
     responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn unsubscribe(
     State(state): State<AppState>,
     Query(params): Query<UnsubscribeParams>,
-    body: FormOrJson,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> AppResult<StatusCode> {
-    let key = params.key.or_else(|| body.fields.get("key").and_then(Value::as_str).map(str::to_owned));
+    // Mail clients post in more than one way (RFC 8058 prefers multipart); the key in the
+    // address is enough, and only without it is the body read.
+    let key = params.key.or_else(|| key_from_body(&headers, &body));
     let invalid = || AppError::invalid_field("key", "invalid", "is not the key of an unsubscribe link");
     let Some(key) = key.filter(|k| (20..=100).contains(&k.len())) else { return Err(invalid()) };
     let now = Timestamp::now();
     let mut tx = state.db.begin().await?;
-    let found = db_run!(tx.conn(), |conn| {
-        sqlx::query_as::<_, (String, String, String)>(
-            "SELECT id, email, status FROM newsletter_subscribers WHERE unsubscribe_key = $1",
+    // One conditional update each, so that two clicks at once announce one departure.
+    let left = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, (String, String)>(
+            "UPDATE newsletter_subscribers SET status = 'unsubscribed', unsubscribed_at = $1, updated_at = $1 \
+             WHERE unsubscribe_key = $2 AND status = 'subscribed' RETURNING id, email",
         )
+        .bind(now)
         .bind(&key)
         .fetch_optional(conn)
         .await
     })?;
-    let Some((id, email, status)) = found else { return Err(invalid()) };
-    if status == "unsubscribed" {
+    if let Some((id, email)) = left {
+        let event = serde_json::json!({ "id": id, "email": email, "unsubscribed_at": now });
+        webhooks::emit(&state, &mut tx, "newsletter.unsubscribed", &event).await?;
+        tx.commit().await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    db_execute!(tx.conn(), |conn| {
+    let known = db_execute!(tx.conn(), |conn| {
         sqlx::query(
-            "UPDATE newsletter_subscribers SET status = 'unsubscribed', unsubscribed_at = $1, updated_at = $1, \
-             confirm_token_hash = NULL, confirm_expires_at = NULL WHERE id = $2",
+            "UPDATE newsletter_subscribers SET status = 'unsubscribed', unsubscribed_at = COALESCE(unsubscribed_at, $1), \
+             updated_at = $1, confirm_token_hash = NULL, confirm_expires_at = NULL WHERE unsubscribe_key = $2",
         )
         .bind(now)
-        .bind(&id)
+        .bind(&key)
         .execute(conn)
         .await
     })?;
-    if status == "subscribed" {
-        let event = serde_json::json!({ "id": id, "email": email, "unsubscribed_at": now });
-        webhooks::emit(&state, &mut tx, "newsletter.unsubscribed", &event).await?;
+    if known == 0 {
+        return Err(invalid());
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `key` of a form post or JSON body, when the address has none.
+fn key_from_body(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        form_urlencoded::parse(body).find(|(name, _)| name == "key").map(|(_, value)| value.into_owned())
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice::<Value>(body).ok()?.get("key")?.as_str().map(str::to_owned)
+    } else {
+        None
+    }
 }
 
 /// A subscriber as staff see them.
@@ -449,7 +473,8 @@ async fn export_subscribers(
         .into_response())
 }
 
-/// Delete a subscriber and every trace of their address.
+/// Delete a subscriber from the list. (Emails already sent stay in the delivery log, and
+/// events already sent in the webhook log, until those are purged.)
 #[utoipa::path(delete, path = "/api/v1/admin/newsletter/subscribers/{id}", tag = "admin: newsletter",
     params(("id" = String, Path)),
     security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
@@ -488,7 +513,7 @@ const KEEP_UNCONFIRMED_MS: i64 = 30 * 24 * 3600 * 1000;
 pub async fn purge_unconfirmed(state: &AppState) -> AppResult<u64> {
     let before = Timestamp(Timestamp::now().0 - KEEP_UNCONFIRMED_MS);
     Ok(db_execute!(state.db.write(), |conn| {
-        sqlx::query("DELETE FROM newsletter_subscribers WHERE status = 'pending' AND created_at < $1")
+        sqlx::query("DELETE FROM newsletter_subscribers WHERE status = 'pending' AND updated_at < $1")
             .bind(before)
             .execute(conn)
             .await

@@ -197,24 +197,32 @@ fn classify(ip: IpAddr) -> Reach {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return classify_v4(v4);
             }
-            let segments = v6.segments();
             if v6.is_loopback() || v6.is_unspecified() {
                 Reach::Loopback
-            } else if (segments[0] & 0xfe00) == 0xfc00 // unique local
-                || (segments[0] & 0xffc0) == 0xfe80 // link-local
-                || v6.is_multicast()
-                || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
-                || (segments[0] == 0x0064 && segments[1] == 0xff9b) // NAT64: an IPv4 address inside
-                || segments[0] == 0x2002 // 6to4: an IPv4 address inside
-                || (segments[0] == 0 && segments[1..6].iter().all(|s| *s == 0))
-            // IPv4-compatible
-            {
+            } else if v6.is_multicast() || inside_v6(v6.segments()) {
                 Reach::Private
             } else {
                 Reach::Public
             }
         }
     }
+}
+
+/// IPv6 ranges that are not the public internet, or that carry an IPv4 address a gateway
+/// on the way could lead inside.
+fn inside_v6(s: [u16; 8]) -> bool {
+    let ranges = [
+        (s[0] & 0xfe00) == 0xfc00,                // unique local
+        (s[0] & 0xffc0) == 0xfe80,                // link-local
+        (s[0] & 0xffc0) == 0xfec0,                // site-local
+        s[0] == 0x2001 && s[1] == 0x0db8,         // documentation
+        s[0] == 0x2001 && s[1] == 0,              // Teredo
+        s[0] == 0x0064 && s[1] == 0xff9b,         // NAT64
+        s[0] == 0x2002,                           // 6to4
+        s[..5] == [0, 0, 0, 0, 0],                // IPv4-compatible
+        s[..4] == [0, 0, 0, 0] && s[4] == 0xffff, // IPv4-translated
+    ];
+    ranges.into_iter().any(|inside| inside)
 }
 
 fn classify_v4(ip: Ipv4Addr) -> Reach {
@@ -398,10 +406,11 @@ pub(crate) async fn run(state: &AppState, job: &ClaimedJob) -> Result<(), JobErr
                 return Err(JobError::Defer(wait + Duration::from_millis(rand::rng().random_range(0..1000))));
             }
             let attempt = send(state, &pending, url).await;
-            if attempt.succeeded() {
-                breaker.record_success();
-            } else {
-                breaker.record_failure();
+            // The circuit is about the destination being reachable: an answer it chose (a
+            // 4xx for this endpoint) is no outage, while no answer, a 5xx or a 429 is.
+            match attempt.status {
+                Some(status) if status < 500 && status != 429 => breaker.record_success(),
+                _ => breaker.record_failure(),
             }
             (attempt, job.attempts >= job.max_attempts)
         }

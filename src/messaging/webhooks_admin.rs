@@ -315,15 +315,18 @@ async fn update_endpoint(
         return Err(http::stale_version());
     }
     let now = Timestamp::now();
-    let (status, reason, failing_since) = match request.enabled {
-        Some(true) => ("enabled", None, None),
-        Some(false) => ("disabled", Some("Disabled by staff.".to_owned()), None),
-        None => (current.status.as_str(), current.disabled_reason.clone(), current.failing_since),
+    // Enabling or disabling starts the failing streak over; other edits leave it as the
+    // deliveries set it (they do not bump the version).
+    let (status, reason, restart_streak) = match request.enabled {
+        Some(true) => ("enabled", None, true),
+        Some(false) => ("disabled", Some("Disabled by staff.".to_owned()), true),
+        None => (current.status.as_str(), current.disabled_reason.clone(), false),
     };
     let mut tx = state.db.begin().await?;
     let sql = format!(
         "UPDATE webhook_endpoints SET url = $1, event_types = $2, description = $3, status = $4, \
-         disabled_reason = $5, failing_since = $6, updated_at = $7, version = version + 1 \
+         disabled_reason = $5, failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END, updated_at = $7, \
+         version = version + 1 \
          WHERE id = $8 AND version = $9 RETURNING {ENDPOINT_COLUMNS}"
     );
     let updated = db_run!(tx.conn(), |conn| {
@@ -336,7 +339,7 @@ async fn update_endpoint(
             .bind(request.description.as_deref().map_or(current.description.as_str(), str::trim))
             .bind(status)
             .bind(reason)
-            .bind(failing_since)
+            .bind(restart_streak)
             .bind(now)
             .bind(&id)
             .bind(current.version)
