@@ -95,6 +95,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(accounts::router())
+        .merge(crate::catalog::router())
         .merge(crate::messaging::admin::router())
         .merge(crate::messaging::webhooks_admin::router())
         .merge(crate::messaging::forms::router())

@@ -5,5 +5,6 @@
 
 pub mod accounts;
 pub mod app;
+pub mod catalog;
 pub mod messaging;
 pub mod platform;

@@ -18,6 +18,10 @@ pub enum Permission {
     ApiKeysManage,
     #[serde(rename = "audit:read")]
     AuditRead,
+    #[serde(rename = "products:read")]
+    ProductsRead,
+    #[serde(rename = "products:write")]
+    ProductsWrite,
     #[serde(rename = "jobs:read")]
     JobsRead,
     #[serde(rename = "jobs:manage")]
@@ -37,13 +41,15 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 16] = [
         Self::StaffRead,
         Self::StaffManage,
         Self::CustomersRead,
         Self::CustomersWrite,
         Self::ApiKeysManage,
         Self::AuditRead,
+        Self::ProductsRead,
+        Self::ProductsWrite,
         Self::JobsRead,
         Self::JobsManage,
         Self::WebhooksRead,
@@ -62,6 +68,8 @@ impl Permission {
             Self::CustomersWrite => "customers:write",
             Self::ApiKeysManage => "api_keys:manage",
             Self::AuditRead => "audit:read",
+            Self::ProductsRead => "products:read",
+            Self::ProductsWrite => "products:write",
             Self::JobsRead => "jobs:read",
             Self::JobsManage => "jobs:manage",
             Self::WebhooksRead => "webhooks:read",
@@ -110,6 +118,8 @@ impl Role {
                 CustomersWrite,
                 ApiKeysManage,
                 AuditRead,
+                ProductsRead,
+                ProductsWrite,
                 JobsRead,
                 JobsManage,
                 WebhooksRead,
@@ -119,7 +129,7 @@ impl Role {
                 NewsletterRead,
                 NewsletterManage,
             ],
-            Self::Staff => &[StaffRead, CustomersRead, FormsRead],
+            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead],
         }
     }
 

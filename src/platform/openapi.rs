@@ -27,6 +27,13 @@ use crate::app::AppState;
         (name = "admin: api keys", description = "Keys for integrations"),
         (name = "admin: customers", description = "Customers as staff see them"),
         (name = "admin: jobs", description = "The durable job queue: states, retries, cancellation"),
+        (name = "admin: webhooks", description = "Endpoints subscribed to events, signed deliveries, replays and secret rotation"),
+        (name = "admin: forms", description = "Contact-style forms and their submissions"),
+        (name = "admin: newsletter", description = "Subscribers and their export"),
+        (name = "admin: products", description = "Products, their options, variants and prices"),
+        (name = "store: forms", description = "Forms visitors send"),
+        (name = "store: newsletter", description = "Sign-up with double opt-in, confirmation and unsubscribe"),
+        (name = "store: products", description = "Published products"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]

@@ -1,0 +1,376 @@
+//! Staff manage products: create with options, variants and prices; read; edit the product's
+//! own fields under `If-Match`; delete. Every change is announced as a `product.*` event.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::markdown;
+use super::products::{self, Fields, NewProduct, Product};
+use crate::accounts::audit;
+use crate::accounts::auth::CurrentStaff;
+use crate::accounts::roles::Permission;
+use crate::app::AppState;
+use crate::messaging::webhooks;
+use crate::platform::db::{Tx, dialect};
+use crate::platform::error::{AppError, AppResult, Problem, Violations};
+use crate::platform::http::{self, Json, Query};
+use crate::platform::ids::{has_shape, new_id};
+use crate::platform::pagination::{Page, check_page};
+use crate::platform::time::Timestamp;
+use crate::{db_execute, db_run};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_products, create_product)).routes(routes!(
+        get_product,
+        update_product,
+        delete_product
+    ))
+}
+
+fn with_etag(status: StatusCode, product: Product) -> Response {
+    (status, [(header::ETAG, http::etag(product.version))], Json(product)).into_response()
+}
+
+fn not_found() -> AppError {
+    AppError::not_found("No product has this id.")
+}
+
+/// A handle not yet taken: `base`, else `base-2`, `base-3`...
+async fn free_handle(tx: &mut Tx, base: &str) -> AppResult<String> {
+    let taken: Vec<String> = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>("SELECT handle FROM products WHERE handle = $1 OR handle LIKE $2")
+            .bind(base)
+            .bind(format!("{base}-%"))
+            .fetch_all(conn)
+            .await
+    })?;
+    if !taken.iter().any(|h| h == base) {
+        return Ok(base.to_owned());
+    }
+    Ok((2..).map(|n| format!("{base}-{n}")).find(|h| !taken.contains(h)).unwrap_or_else(|| new_id("product")))
+}
+
+fn handle_taken(err: sqlx::Error) -> AppError {
+    if dialect::is_unique_violation(&err, "products", "handle") {
+        return AppError::conflict("handle", "Another product has this handle.");
+    }
+    err.into()
+}
+
+/// Create a product with its options, variants and prices.
+#[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin: products", request_body = NewProduct,
+    security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
+    responses(
+        (status = 201, body = Product, headers(("ETag" = String))),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The handle or a SKU is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_product(
+    State(state): State<AppState>,
+    staff: CurrentStaff,
+    Json(new): Json<NewProduct>,
+) -> AppResult<Response> {
+    staff.require(Permission::ProductsWrite)?;
+    let mut violations = Violations::default();
+    let fields = Fields {
+        title: Some(&new.title),
+        handle: new.handle.as_deref(),
+        description: Some(&new.description),
+        status: new.status.as_deref(),
+        product_type: Some(&new.product_type),
+        vendor: Some(&new.vendor),
+        tags: Some(&new.tags),
+        seo_title: Some(&new.seo_title),
+        seo_description: Some(&new.seo_description),
+        metadata: new.metadata.as_ref(),
+    };
+    products::check_fields(&fields, &mut violations);
+    products::check_options_and_variants(&new.options, &new.variants, &mut violations);
+    violations.finish()?;
+
+    let now = Timestamp::now();
+    let status = new.status.as_deref().unwrap_or("draft");
+    let tags = products::clean_tags(&new.tags);
+    let mut tx = state.db.begin().await?;
+    let handle = match &new.handle {
+        Some(handle) => handle.clone(),
+        None => free_handle(&mut tx, &products::slugify(&new.title)).await?,
+    };
+    let id = new_id("prd");
+    let metadata = new.metadata.clone().unwrap_or(Value::Object(Default::default()));
+    let options = serde_json::to_string(&new.options).map_err(AppError::internal)?;
+    let inserted = db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "INSERT INTO products (id, handle, title, description, description_html, status, product_type, vendor, \
+             tags, options, seo_title, seo_description, metadata, published_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+        )
+        .bind(&id)
+        .bind(&handle)
+        .bind(new.title.trim())
+        .bind(&new.description)
+        .bind(markdown::render(&new.description))
+        .bind(status)
+        .bind(new.product_type.trim())
+        .bind(new.vendor.trim())
+        .bind(Value::from(tags.clone()).to_string())
+        .bind(&options)
+        .bind(new.seo_title.trim())
+        .bind(new.seo_description.trim())
+        .bind(metadata.to_string())
+        .bind((status == "published").then_some(now))
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop)
+    });
+    inserted.map_err(handle_taken)?;
+    products::write_tags(&mut tx, &id, &tags).await?;
+    let variants = products::insert_variants(&mut tx, &id, &new.variants, now).await?;
+    let product = Product {
+        id: id.clone(),
+        handle,
+        title: new.title.trim().to_owned(),
+        description_html: markdown::render(&new.description),
+        description: new.description,
+        status: status.to_owned(),
+        product_type: new.product_type.trim().to_owned(),
+        vendor: new.vendor.trim().to_owned(),
+        tags,
+        options: new.options,
+        seo_title: new.seo_title.trim().to_owned(),
+        seo_description: new.seo_description.trim().to_owned(),
+        metadata,
+        variants,
+        published_at: (status == "published").then_some(now),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    webhooks::emit(&state, &mut tx, "product.created", &product).await?;
+    let (actor_kind, actor_id) = staff.actor();
+    audit::record(&mut tx, actor_kind, actor_id, "product.created", Some(&id), &product.handle).await?;
+    tx.commit().await?;
+    let location = format!("/api/v1/admin/products/{id}");
+    let mut response = with_etag(StatusCode::CREATED, product);
+    if let Ok(location) = location.parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductFilter {
+    /// Only products in this state: `draft`, `published` or `archived`.
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+}
+
+/// List products, oldest first.
+#[utoipa::path(get, path = "/api/v1/admin/products", tag = "admin: products", params(ProductFilter),
+    security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = Page<Product>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_products(
+    State(state): State<AppState>,
+    staff: CurrentStaff,
+    Query(filter): Query<ProductFilter>,
+) -> AppResult<Json<Page<Product>>> {
+    staff.require(Permission::ProductsRead)?;
+    let mut violations = Violations::default();
+    let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
+    if filter.status.as_deref().is_some_and(|s| !matches!(s, "draft" | "published" | "archived")) {
+        violations.add("status", "invalid", "must be `draft`, `published` or `archived`");
+    }
+    violations.finish()?;
+    let binds = [filter.after.as_deref().unwrap_or(""), filter.status.as_deref().unwrap_or("")];
+    let rows = products::page(&state.db, "id > $1 AND ($2 = '' OR status = $2)", "id", &binds, limit).await?;
+    Ok(Json(Page::from_rows(rows, limit, |row| row.id.clone())))
+}
+
+/// Read a product with its variants and prices.
+#[utoipa::path(get, path = "/api/v1/admin/products/{id}", tag = "admin: products", params(("id" = String, Path)),
+    security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = Product, headers(("ETag" = String))),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_product(
+    State(state): State<AppState>,
+    staff: CurrentStaff,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    staff.require(Permission::ProductsRead)?;
+    if !has_shape(&id, "prd") {
+        return Err(not_found());
+    }
+    let product = products::find(&state.db, "id", &id, "").await?.ok_or_else(not_found)?;
+    Ok(with_etag(StatusCode::OK, product))
+}
+
+/// The product's own fields to change; variants are left as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub title: Option<String>,
+    pub handle: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+    pub product_type: Option<String>,
+    pub vendor: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub seo_title: Option<String>,
+    pub seo_description: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// Change a product's own fields. Send the `ETag` you read in `If-Match`.
+#[utoipa::path(patch, path = "/api/v1/admin/products/{id}", tag = "admin: products", request_body = ProductPatch,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "The ETag as read")),
+    security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = Product, headers(("ETag" = String))),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The handle is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_product(
+    State(state): State<AppState>,
+    staff: CurrentStaff,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(patch): Json<ProductPatch>,
+) -> AppResult<Response> {
+    staff.require(Permission::ProductsWrite)?;
+    let mut violations = Violations::default();
+    let fields = Fields {
+        title: patch.title.as_deref(),
+        handle: patch.handle.as_deref(),
+        description: patch.description.as_deref(),
+        status: patch.status.as_deref(),
+        product_type: patch.product_type.as_deref(),
+        vendor: patch.vendor.as_deref(),
+        tags: patch.tags.as_deref(),
+        seo_title: patch.seo_title.as_deref(),
+        seo_description: patch.seo_description.as_deref(),
+        metadata: patch.metadata.as_ref(),
+    };
+    products::check_fields(&fields, &mut violations);
+    violations.finish()?;
+    let expected = http::if_match_version(&headers)?;
+    if !has_shape(&id, "prd") {
+        return Err(not_found());
+    }
+    let current = products::find(&state.db, "id", &id, "").await?.ok_or_else(not_found)?;
+    if expected.is_some_and(|version| version != current.version) {
+        return Err(http::stale_version());
+    }
+    let now = Timestamp::now();
+    let description = patch.description.unwrap_or(current.description);
+    let status = patch.status.unwrap_or(current.status);
+    let published_at = current.published_at.or((status == "published").then_some(now));
+    let tags = patch.tags.as_deref().map(products::clean_tags);
+    let tags_json = Value::from(tags.clone().unwrap_or_else(|| current.tags.clone())).to_string();
+    let mut tx = state.db.begin().await?;
+    let updated = db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE products SET title = $1, handle = $2, description = $3, description_html = $4, status = $5, \
+             product_type = $6, vendor = $7, tags = $8, seo_title = $9, seo_description = $10, metadata = $11, \
+             published_at = $12, updated_at = $13, version = version + 1 WHERE id = $14 AND version = $15",
+        )
+        .bind(patch.title.as_deref().map_or(current.title.as_str(), str::trim))
+        .bind(patch.handle.as_deref().unwrap_or(&current.handle))
+        .bind(&description)
+        .bind(markdown::render(&description))
+        .bind(&status)
+        .bind(patch.product_type.as_deref().map_or(current.product_type.as_str(), str::trim))
+        .bind(patch.vendor.as_deref().map_or(current.vendor.as_str(), str::trim))
+        .bind(&tags_json)
+        .bind(patch.seo_title.as_deref().map_or(current.seo_title.as_str(), str::trim))
+        .bind(patch.seo_description.as_deref().map_or(current.seo_description.as_str(), str::trim))
+        .bind(patch.metadata.as_ref().unwrap_or(&current.metadata).to_string())
+        .bind(published_at)
+        .bind(now)
+        .bind(&id)
+        .bind(current.version)
+        .execute(conn)
+        .await
+    })
+    .map_err(handle_taken)?;
+    if updated == 0 {
+        return Err(http::stale_version());
+    }
+    if let Some(tags) = &tags {
+        products::write_tags(&mut tx, &id, tags).await?;
+    }
+    let product = Product {
+        title: patch.title.as_deref().map_or(current.title, |t| t.trim().to_owned()),
+        handle: patch.handle.unwrap_or(current.handle),
+        description_html: markdown::render(&description),
+        description,
+        status,
+        product_type: patch.product_type.as_deref().map_or(current.product_type, |t| t.trim().to_owned()),
+        vendor: patch.vendor.as_deref().map_or(current.vendor, |t| t.trim().to_owned()),
+        tags: tags.unwrap_or(current.tags),
+        seo_title: patch.seo_title.as_deref().map_or(current.seo_title, |t| t.trim().to_owned()),
+        seo_description: patch.seo_description.as_deref().map_or(current.seo_description, |t| t.trim().to_owned()),
+        metadata: patch.metadata.unwrap_or(current.metadata),
+        published_at,
+        updated_at: now,
+        version: current.version + 1,
+        ..current
+    };
+    webhooks::emit(&state, &mut tx, "product.updated", &product).await?;
+    let (actor_kind, actor_id) = staff.actor();
+    audit::record(&mut tx, actor_kind, actor_id, "product.updated", Some(&id), &product.status).await?;
+    tx.commit().await?;
+    Ok(with_etag(StatusCode::OK, product))
+}
+
+/// Delete a product with its variants and prices.
+#[utoipa::path(delete, path = "/api/v1/admin/products/{id}", tag = "admin: products", params(("id" = String, Path)),
+    security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
+    responses(
+        (status = 204),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_product(
+    State(state): State<AppState>,
+    staff: CurrentStaff,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    staff.require(Permission::ProductsWrite)?;
+    if !has_shape(&id, "prd") {
+        return Err(not_found());
+    }
+    let mut tx = state.db.begin().await?;
+    let handle = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>("DELETE FROM products WHERE id = $1 RETURNING handle")
+            .bind(&id)
+            .fetch_optional(conn)
+            .await
+    })?
+    .ok_or_else(not_found)?;
+    webhooks::emit(&state, &mut tx, "product.deleted", &serde_json::json!({ "id": id, "handle": handle })).await?;
+    let (actor_kind, actor_id) = staff.actor();
+    audit::record(&mut tx, actor_kind, actor_id, "product.deleted", Some(&id), &handle).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,16 @@
+//! The catalog: products with their options, variants and prices, for staff to manage and
+//! shoppers to browse.
+
+mod admin;
+pub mod markdown;
+pub mod money;
+pub mod products;
+mod store;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(admin::router()).merge(store::router())
+}

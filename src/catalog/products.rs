@@ -1,0 +1,645 @@
+//! Products with their options, variants and prices: the checks every write passes, and the
+//! queries that read a product whole (three queries, whatever its number of variants).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::money::is_currency;
+use crate::db_run;
+use crate::platform::db::{Backend, Db, Tx, dialect};
+use crate::platform::error::{AppError, AppResult, Violations};
+use crate::platform::ids::new_id;
+use crate::platform::time::Timestamp;
+
+/// A price in one currency, in minor units (cents for USD, yen for JPY).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// ISO 4217, such as `EUR`.
+    pub currency: String,
+    pub amount: i64,
+    /// The former price, shown struck through; above `amount` when given.
+    #[serde(default)]
+    pub compare_at_amount: Option<i64>,
+}
+
+/// One option a shopper chooses, such as `Size`, with its values in display order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductOption {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// One purchasable combination of option values.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Variant {
+    pub id: String,
+    pub sku: Option<String>,
+    pub barcode: Option<String>,
+    /// The value of each of the product's options, by option name.
+    pub options: BTreeMap<String, String>,
+    pub weight_grams: Option<i64>,
+    pub length_mm: Option<i64>,
+    pub width_mm: Option<i64>,
+    pub height_mm: Option<i64>,
+    /// `standard`, `reduced`, `zero`, `exempt`, or a shop's own class.
+    pub tax_class: String,
+    pub prices: Vec<Price>,
+}
+
+/// A product as staff see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Product {
+    pub id: String,
+    /// The address part: `/products/{handle}`.
+    pub handle: String,
+    pub title: String,
+    /// Markdown, as written.
+    pub description: String,
+    /// The description rendered to sanitised HTML.
+    pub description_html: String,
+    /// `draft`, `published` or `archived`.
+    pub status: String,
+    pub product_type: String,
+    pub vendor: String,
+    pub tags: Vec<String>,
+    pub options: Vec<ProductOption>,
+    pub seo_title: String,
+    pub seo_description: String,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub variants: Vec<Variant>,
+    pub published_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProductRow {
+    id: String,
+    handle: String,
+    title: String,
+    description: String,
+    description_html: String,
+    status: String,
+    product_type: String,
+    vendor: String,
+    tags: String,
+    options: String,
+    seo_title: String,
+    seo_description: String,
+    metadata: String,
+    published_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    version: i64,
+}
+
+pub(crate) const PRODUCT_COLUMNS: &str = "id, handle, title, description, description_html, status, product_type, \
+     vendor, tags, options, seo_title, seo_description, metadata, published_at, created_at, updated_at, version";
+
+#[derive(sqlx::FromRow)]
+struct VariantRow {
+    id: String,
+    product_id: String,
+    sku: Option<String>,
+    barcode: Option<String>,
+    option_values: String,
+    weight_grams: Option<i64>,
+    length_mm: Option<i64>,
+    width_mm: Option<i64>,
+    height_mm: Option<i64>,
+    tax_class: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PriceRow {
+    variant_id: String,
+    currency: String,
+    amount: i64,
+    compare_at_amount: Option<i64>,
+}
+
+fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Reads the variants and prices of `rows` (two queries in all) and assembles the products,
+/// in the order of `rows`.
+pub(crate) async fn assemble<'c>(
+    db: Backend<&'c sqlx::SqlitePool, &'c sqlx::PgPool>,
+    rows: Vec<ProductRow>,
+) -> AppResult<Vec<Product>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=rows.len()).map(|n| format!("${n}")).collect();
+    let list = placeholders.join(", ");
+    let variant_sql = format!(
+        "SELECT id, product_id, sku, barcode, option_values, weight_grams, length_mm, width_mm, height_mm, tax_class \
+         FROM product_variants WHERE product_id IN ({list}) ORDER BY product_id, position"
+    );
+    let price_sql = format!(
+        "SELECT p.variant_id, p.currency, p.amount, p.compare_at_amount FROM variant_prices p \
+         JOIN product_variants v ON v.id = p.variant_id WHERE v.product_id IN ({list}) ORDER BY p.variant_id, p.currency"
+    );
+    let (variants, prices) = db_run!(db, |conn| {
+        let mut variants = sqlx::query_as::<_, VariantRow>(&variant_sql);
+        let mut prices = sqlx::query_as::<_, PriceRow>(&price_sql);
+        for row in &rows {
+            variants = variants.bind(&row.id);
+            prices = prices.bind(&row.id);
+        }
+        match variants.fetch_all(conn).await {
+            Ok(variants) => prices.fetch_all(conn).await.map(|prices| (variants, prices)),
+            Err(err) => Err(err),
+        }
+    })?;
+    let mut prices_of: BTreeMap<String, Vec<Price>> = BTreeMap::new();
+    for price in prices {
+        prices_of.entry(price.variant_id).or_default().push(Price {
+            currency: price.currency,
+            amount: price.amount,
+            compare_at_amount: price.compare_at_amount,
+        });
+    }
+    let mut variants_of: BTreeMap<String, Vec<Variant>> = BTreeMap::new();
+    for row in variants {
+        let prices = prices_of.remove(&row.id).unwrap_or_default();
+        variants_of.entry(row.product_id).or_default().push(Variant {
+            options: from_json(&row.option_values),
+            id: row.id,
+            sku: row.sku,
+            barcode: row.barcode,
+            weight_grams: row.weight_grams,
+            length_mm: row.length_mm,
+            width_mm: row.width_mm,
+            height_mm: row.height_mm,
+            tax_class: row.tax_class,
+            prices,
+        });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| Product {
+            variants: variants_of.remove(&row.id).unwrap_or_default(),
+            tags: from_json(&row.tags),
+            options: from_json(&row.options),
+            metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Object(Default::default())),
+            id: row.id,
+            handle: row.handle,
+            title: row.title,
+            description: row.description,
+            description_html: row.description_html,
+            status: row.status,
+            product_type: row.product_type,
+            vendor: row.vendor,
+            seo_title: row.seo_title,
+            seo_description: row.seo_description,
+            published_at: row.published_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        })
+        .collect())
+}
+
+/// One product by a column (`id` or `handle`), with `extra` conditions (`AND status = ...`).
+pub(crate) async fn find(db: &Db, column: &str, value: &str, extra: &str) -> AppResult<Option<Product>> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE {column} = $1{extra}");
+    let rows = db_run!(db.read(), |conn| sqlx::query_as::<_, ProductRow>(&sql).bind(value).fetch_all(conn).await)?;
+    Ok(assemble(db.read(), rows).await?.pop())
+}
+
+/// A page of products: `filter` is the rest of a `WHERE` with `$1` the cursor and `$2` the
+/// limit.
+pub(crate) async fn page(db: &Db, filter: &str, order: &str, binds: &[&str], limit: u32) -> AppResult<Vec<Product>> {
+    let sql =
+        format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE {filter} ORDER BY {order} LIMIT ${}", binds.len() + 1);
+    let rows = db_run!(db.read(), |conn| {
+        let mut query = sqlx::query_as::<_, ProductRow>(&sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        query.bind(i64::from(limit) + 1).fetch_all(conn).await
+    })?;
+    assemble(db.read(), rows).await
+}
+
+/// What a product is made with: the body of `POST /api/v1/admin/products`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub title: String,
+    /// Lowercase letters, digits and dashes; made from the title when absent.
+    pub handle: Option<String>,
+    /// Markdown.
+    #[serde(default)]
+    pub description: String,
+    /// `draft` (default), `published` or `archived`.
+    pub status: Option<String>,
+    #[serde(default)]
+    pub product_type: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Up to 3 options, such as `{"name": "Size", "values": ["S", "M", "L"]}`.
+    #[serde(default)]
+    pub options: Vec<ProductOption>,
+    /// At least one; with options, one per combination sold.
+    pub variants: Vec<NewVariant>,
+    #[serde(default)]
+    pub seo_title: String,
+    #[serde(default)]
+    pub seo_description: String,
+    /// Any JSON object up to 16 KiB, for integrations.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVariant {
+    pub sku: Option<String>,
+    pub barcode: Option<String>,
+    /// The value of each of the product's options, by option name.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub weight_grams: Option<i64>,
+    pub length_mm: Option<i64>,
+    pub width_mm: Option<i64>,
+    pub height_mm: Option<i64>,
+    /// Default `standard`.
+    pub tax_class: Option<String>,
+    #[serde(default)]
+    pub prices: Vec<Price>,
+}
+
+pub(crate) fn single_line(text: &str, max: usize) -> bool {
+    text.chars().count() <= max && !text.chars().any(char::is_control)
+}
+
+pub(crate) fn check_handle(handle: &str) -> bool {
+    (1..=120).contains(&handle.len())
+        && handle.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !handle.starts_with('-')
+        && !handle.ends_with('-')
+        && !handle.contains("--")
+}
+
+/// A handle made from a title: `Café Crème 2` gives `cafe-creme-2`.
+pub fn slugify(title: &str) -> String {
+    let mut slug = String::with_capacity(title.len());
+    for c in title.chars().flat_map(char::to_lowercase) {
+        let folded = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' => "a",
+            'æ' => "ae",
+            'ç' | 'ć' | 'č' => "c",
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ę' | 'ě' => "e",
+            'ì' | 'í' | 'î' | 'ï' | 'ī' => "i",
+            'ñ' | 'ń' | 'ň' => "n",
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' => "o",
+            'œ' => "oe",
+            'ß' => "ss",
+            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' => "u",
+            'ý' | 'ÿ' => "y",
+            'ž' | 'ź' | 'ż' => "z",
+            'š' | 'ś' => "s",
+            'ł' => "l",
+            'ř' => "r",
+            'đ' | 'ď' => "d",
+            'ť' => "t",
+            c if c.is_ascii_alphanumeric() => {
+                slug.push(c);
+                continue;
+            }
+            _ => "-",
+        };
+        slug.push_str(folded);
+    }
+    let mut clean = String::with_capacity(slug.len());
+    for part in slug.split('-').filter(|part| !part.is_empty()) {
+        if !clean.is_empty() {
+            clean.push('-');
+        }
+        clean.push_str(part);
+    }
+    clean.truncate(100);
+    let clean = clean.trim_end_matches('-').to_owned();
+    if clean.is_empty() { "product".into() } else { clean }
+}
+
+const TAX_CLASSES: [&str; 4] = ["standard", "reduced", "zero", "exempt"];
+
+fn check_tax_class(class: &str) -> bool {
+    TAX_CLASSES.contains(&class)
+        || ((1..=40).contains(&class.len())
+            && class.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'))
+}
+
+const MAX_DIMENSION: i64 = 1_000_000_000;
+/// The largest price: ten billion in major units of a two-decimal currency.
+const MAX_AMOUNT: i64 = 1_000_000_000_000;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Checks the product-level fields shared by create and update.
+pub(crate) struct Fields<'a> {
+    pub title: Option<&'a str>,
+    pub handle: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub product_type: Option<&'a str>,
+    pub vendor: Option<&'a str>,
+    pub tags: Option<&'a [String]>,
+    pub seo_title: Option<&'a str>,
+    pub seo_description: Option<&'a str>,
+    pub metadata: Option<&'a Value>,
+}
+
+pub(crate) fn check_fields(fields: &Fields<'_>, violations: &mut Violations) {
+    if let Some(title) = fields.title
+        && (title.trim().is_empty() || !single_line(title, 255))
+    {
+        violations.add("title", "invalid_format", "must be 1 to 255 characters on one line");
+    }
+    if let Some(handle) = fields.handle
+        && !check_handle(handle)
+    {
+        violations.add(
+            "handle",
+            "invalid_format",
+            "must be 1 to 120 lowercase letters, digits and single inner dashes",
+        );
+    }
+    if fields.description.is_some_and(|d| d.chars().count() > 50_000 || d.contains('\0')) {
+        violations.add("description", "too_long", "must be at most 50000 characters");
+    }
+    if fields.status.is_some_and(|s| !matches!(s, "draft" | "published" | "archived")) {
+        violations.add("status", "invalid", "must be `draft`, `published` or `archived`");
+    }
+    for (name, value, max) in [
+        ("product_type", fields.product_type, 100),
+        ("vendor", fields.vendor, 100),
+        ("seo_title", fields.seo_title, 255),
+        ("seo_description", fields.seo_description, 500),
+    ] {
+        if value.is_some_and(|v| !single_line(v, max)) {
+            violations.add(name, "invalid_format", format!("must be at most {max} characters on one line"));
+        }
+    }
+    if let Some(tags) = fields.tags {
+        if tags.len() > 50 {
+            violations.add("tags", "too_many", "must be at most 50");
+        }
+        for (index, tag) in tags.iter().enumerate() {
+            if tag.trim().is_empty() || !single_line(tag, 50) {
+                violations.add(&format!("tags[{index}]"), "invalid_format", "must be 1 to 50 characters on one line");
+            }
+        }
+    }
+    if let Some(metadata) = fields.metadata {
+        if !metadata.is_object() {
+            violations.add("metadata", "invalid_type", "must be a JSON object");
+        } else if metadata.to_string().len() > MAX_METADATA_BYTES {
+            violations.add("metadata", "too_long", "must be at most 16 KiB as JSON");
+        }
+    }
+}
+
+/// Trimmed, without duplicates, in the order given.
+pub(crate) fn clean_tags(tags: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    tags.iter().map(|t| t.trim().to_owned()).filter(|t| seen.insert(t.to_lowercase())).collect()
+}
+
+pub(crate) fn check_options_and_variants(
+    options: &[ProductOption],
+    variants: &[NewVariant],
+    violations: &mut Violations,
+) {
+    if options.len() > 3 {
+        violations.add("options", "too_many", "must be at most 3");
+    }
+    let mut names = HashSet::new();
+    for (index, option) in options.iter().enumerate() {
+        if option.name.trim().is_empty() || !single_line(&option.name, 50) {
+            violations.add(
+                &format!("options[{index}].name"),
+                "invalid_format",
+                "must be 1 to 50 characters on one line",
+            );
+        } else if !names.insert(option.name.as_str()) {
+            violations.add(&format!("options[{index}].name"), "duplicate", "names another option too");
+        }
+        let mut values = HashSet::new();
+        if option.values.is_empty() || option.values.len() > 100 {
+            violations.add(&format!("options[{index}].values"), "out_of_range", "must list 1 to 100 values");
+        }
+        for (at, value) in option.values.iter().enumerate() {
+            if value.trim().is_empty() || !single_line(value, 100) || !values.insert(value.as_str()) {
+                violations.add(
+                    &format!("options[{index}].values[{at}]"),
+                    "invalid_format",
+                    "must be 1 to 100 characters on one line, once",
+                );
+            }
+        }
+    }
+    if variants.is_empty() || variants.len() > 100 {
+        violations.add("variants", "out_of_range", "must list 1 to 100 variants");
+    }
+    if options.is_empty() && variants.len() > 1 {
+        violations.add("variants", "too_many", "a product without options has one variant");
+    }
+    let mut combinations = HashSet::new();
+    let mut skus = HashSet::new();
+    for (index, variant) in variants.iter().enumerate() {
+        let at = |field: &str| format!("variants[{index}].{field}");
+        let chosen: Vec<&str> = variant.options.keys().map(String::as_str).collect();
+        let expected: Vec<&str> = {
+            let mut names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
+            names.sort_unstable();
+            names
+        };
+        if chosen != expected {
+            violations.add(
+                &at("options"),
+                "mismatch",
+                "must give a value for each of the product's options, and no other",
+            );
+        } else if let Some((name, value)) = variant
+            .options
+            .iter()
+            .find(|(name, value)| !options.iter().any(|o| &o.name == *name && o.values.contains(value)))
+        {
+            violations.add(&at("options"), "unknown_value", format!("`{value}` is not a value of option `{name}`"));
+        } else if !combinations.insert(&variant.options) {
+            violations.add(&at("options"), "duplicate", "another variant has the same option values");
+        }
+        if let Some(sku) = &variant.sku {
+            if sku.is_empty() || sku.len() > 64 || !sku.bytes().all(|b| b.is_ascii_graphic()) {
+                violations.add(&at("sku"), "invalid_format", "must be 1 to 64 visible ASCII characters");
+            } else if !skus.insert(sku.as_str()) {
+                violations.add(&at("sku"), "duplicate", "is given to another variant too");
+            }
+        }
+        if variant
+            .barcode
+            .as_ref()
+            .is_some_and(|b| b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric()))
+        {
+            violations.add(&at("barcode"), "invalid_format", "must be 1 to 64 letters and digits");
+        }
+        for (field, value) in [
+            ("weight_grams", variant.weight_grams),
+            ("length_mm", variant.length_mm),
+            ("width_mm", variant.width_mm),
+            ("height_mm", variant.height_mm),
+        ] {
+            if value.is_some_and(|v| !(0..=MAX_DIMENSION).contains(&v)) {
+                violations.add(&at(field), "out_of_range", format!("must be between 0 and {MAX_DIMENSION}"));
+            }
+        }
+        if variant.tax_class.as_deref().is_some_and(|class| !check_tax_class(class)) {
+            violations.add(
+                &at("tax_class"),
+                "invalid_format",
+                "must be standard, reduced, zero, exempt, or lowercase letters, digits, `_` and `-`",
+            );
+        }
+        let mut currencies = HashSet::new();
+        if variant.prices.len() > 30 {
+            violations.add(&at("prices"), "too_many", "must be at most 30");
+        }
+        for (n, price) in variant.prices.iter().enumerate() {
+            let at = |field: &str| format!("variants[{index}].prices[{n}].{field}");
+            if !is_currency(&price.currency) {
+                violations.add(&at("currency"), "invalid", "must be an ISO 4217 currency code such as EUR");
+            } else if !currencies.insert(price.currency.as_str()) {
+                violations.add(&at("currency"), "duplicate", "has another price in this variant");
+            }
+            if !(0..=MAX_AMOUNT).contains(&price.amount) {
+                violations.add(
+                    &at("amount"),
+                    "out_of_range",
+                    format!("must be between 0 and {MAX_AMOUNT} minor units"),
+                );
+            }
+            if price.compare_at_amount.is_some_and(|c| c <= price.amount || c > MAX_AMOUNT) {
+                violations.add(&at("compare_at_amount"), "out_of_range", "must be above the amount");
+            }
+        }
+    }
+}
+
+/// Writes a product's variants and prices, which `check_options_and_variants` accepted, and
+/// returns them as read back. A SKU another product uses is a 409 naming the variant.
+pub(crate) async fn insert_variants(
+    tx: &mut Tx,
+    product_id: &str,
+    variants: &[NewVariant],
+    now: Timestamp,
+) -> AppResult<Vec<Variant>> {
+    let mut written = Vec::with_capacity(variants.len());
+    for (position, variant) in variants.iter().enumerate() {
+        let id = new_id("var");
+        let options = serde_json::to_string(&variant.options).map_err(AppError::internal)?;
+        let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
+        let inserted = db_run!(tx.conn(), |conn| {
+            sqlx::query(
+                "INSERT INTO product_variants (id, product_id, position, sku, barcode, option_values, weight_grams, \
+                 length_mm, width_mm, height_mm, tax_class, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            )
+            .bind(&id)
+            .bind(product_id)
+            .bind(position as i64)
+            .bind(&variant.sku)
+            .bind(&variant.barcode)
+            .bind(&options)
+            .bind(variant.weight_grams)
+            .bind(variant.length_mm)
+            .bind(variant.width_mm)
+            .bind(variant.height_mm)
+            .bind(&tax_class)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(drop)
+        });
+        match inserted {
+            Err(err) if dialect::is_unique_violation(&err, "product_variants", "sku") => {
+                return Err(AppError::conflict(&format!("variants[{position}].sku"), "Another variant has this SKU."));
+            }
+            other => other?,
+        }
+        for price in &variant.prices {
+            db_run!(tx.conn(), |conn| {
+                sqlx::query(
+                    "INSERT INTO variant_prices (variant_id, currency, amount, compare_at_amount) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&id)
+                .bind(&price.currency)
+                .bind(price.amount)
+                .bind(price.compare_at_amount)
+                .execute(conn)
+                .await
+                .map(drop)
+            })?;
+        }
+        let mut prices = variant.prices.clone();
+        prices.sort_by(|a, b| a.currency.cmp(&b.currency));
+        written.push(Variant {
+            id,
+            sku: variant.sku.clone(),
+            barcode: variant.barcode.clone(),
+            options: variant.options.clone(),
+            weight_grams: variant.weight_grams,
+            length_mm: variant.length_mm,
+            width_mm: variant.width_mm,
+            height_mm: variant.height_mm,
+            tax_class,
+            prices,
+        });
+    }
+    Ok(written)
+}
+
+/// Replaces a product's rows in `product_tags`.
+pub(crate) async fn write_tags(tx: &mut Tx, product_id: &str, tags: &[String]) -> AppResult<()> {
+    db_run!(tx.conn(), |conn| {
+        sqlx::query("DELETE FROM product_tags WHERE product_id = $1").bind(product_id).execute(conn).await.map(drop)
+    })?;
+    for tag in tags {
+        db_run!(tx.conn(), |conn| {
+            sqlx::query("INSERT INTO product_tags (product_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(product_id)
+                .bind(tag.to_lowercase())
+                .execute(conn)
+                .await
+                .map(drop)
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_made_from_titles() {
+        assert_eq!(slugify("Café Crème 2"), "cafe-creme-2");
+        assert_eq!(slugify("  T-Shirt -- Blue!! "), "t-shirt-blue");
+        assert_eq!(slugify("Straße"), "strasse");
+        assert_eq!(slugify("日本"), "product");
+        assert!(check_handle(&slugify(&"long title ".repeat(30))));
+        assert!(!check_handle("a--b") && !check_handle("-a") && !check_handle("A"));
+    }
+}

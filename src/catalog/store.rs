@@ -1,0 +1,94 @@
+//! Shoppers browse published products.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::products::{self, Product, ProductOption, Variant};
+use crate::app::AppState;
+use crate::platform::error::{AppError, AppResult, Problem, Violations};
+use crate::platform::http::{Json, Query};
+use crate::platform::pagination::{Page, check_page};
+use crate::platform::time::Timestamp;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_products)).routes(routes!(product_by_handle))
+}
+
+/// A published product as shoppers see it: no draft fields, no staff metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreProduct {
+    pub id: String,
+    pub handle: String,
+    pub title: String,
+    /// Sanitised HTML.
+    pub description_html: String,
+    pub product_type: String,
+    pub vendor: String,
+    pub tags: Vec<String>,
+    pub options: Vec<ProductOption>,
+    pub variants: Vec<Variant>,
+    pub seo_title: String,
+    pub seo_description: String,
+    pub published_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl From<Product> for StoreProduct {
+    fn from(product: Product) -> Self {
+        Self {
+            id: product.id,
+            handle: product.handle,
+            title: product.title,
+            description_html: product.description_html,
+            product_type: product.product_type,
+            vendor: product.vendor,
+            tags: product.tags,
+            options: product.options,
+            variants: product.variants,
+            seo_title: product.seo_title,
+            seo_description: product.seo_description,
+            published_at: product.published_at,
+            updated_at: product.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StoreFilter {
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+}
+
+/// List published products, newest first.
+#[utoipa::path(get, path = "/api/v1/store/products", tag = "store: products", params(StoreFilter),
+    responses((status = 200, body = Page<StoreProduct>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn list_products(
+    State(state): State<AppState>,
+    Query(filter): Query<StoreFilter>,
+) -> AppResult<Json<Page<StoreProduct>>> {
+    let mut violations = Violations::default();
+    let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
+    violations.finish()?;
+    let after = filter.after.as_deref().unwrap_or("");
+    let rows =
+        products::page(&state.db, "status = 'published' AND ($1 = '' OR id < $1)", "id DESC", &[after], limit).await?;
+    let page = Page::from_rows(rows, limit, |row| row.id.clone());
+    Ok(Json(Page { data: page.data.into_iter().map(StoreProduct::from).collect(), next_cursor: page.next_cursor }))
+}
+
+/// Read a published product by its handle.
+#[utoipa::path(get, path = "/api/v1/store/products/{handle}", tag = "store: products", params(("handle" = String, Path)),
+    responses((status = 200, body = StoreProduct), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn product_by_handle(State(state): State<AppState>, Path(handle): Path<String>) -> AppResult<Json<StoreProduct>> {
+    let not_found = || AppError::not_found("No published product has this handle.");
+    if !products::check_handle(&handle) {
+        return Err(not_found());
+    }
+    let product =
+        products::find(&state.db, "handle", &handle, " AND status = 'published'").await?.ok_or_else(not_found)?;
+    Ok(Json(product.into()))
+}

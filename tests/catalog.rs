@@ -1,0 +1,144 @@
+//! The catalog through the admin and store APIs, on both databases: products with options,
+//! variants and prices; handles; validation and conflicts that write nothing; edits under
+//! `If-Match`; what shoppers see of drafts and published products; `product.*` events.
+
+mod common;
+
+use std::time::Duration;
+
+use backroom::accounts::roles::Role;
+use common::{TestApp, WebhookReceiver};
+use serde_json::{Value, json};
+
+fn tee(sku_prefix: &str) -> Value {
+    json!({
+        "title": "Cotton Tee",
+        "description": "**Soft** cotton. [more](javascript:alert(1))\n\n<script>alert(1)</script>",
+        "vendor": "Backroom Basics",
+        "product_type": "T-shirt",
+        "tags": ["Summer", "cotton", "summer"],
+        "options": [{"name": "Size", "values": ["S", "M"]}, {"name": "Color", "values": ["Red"]}],
+        "variants": [
+            {"sku": format!("{sku_prefix}-S"), "options": {"Size": "S", "Color": "Red"}, "weight_grams": 180,
+             "prices": [{"currency": "EUR", "amount": 1990, "compare_at_amount": 2490}, {"currency": "USD", "amount": 2190}]},
+            {"sku": format!("{sku_prefix}-M"), "options": {"Size": "M", "Color": "Red"},
+             "prices": [{"currency": "EUR", "amount": 1990}]}
+        ],
+        "metadata": {"erp_id": 42}
+    })
+}
+
+conformance! {
+    async fn staff_create_products_and_shoppers_see_them_once_published(backend) {
+        let receiver = WebhookReceiver::start().await;
+        let app = TestApp::spawn_with(backend, |config| config.webhooks.allow_loopback = true).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        let hook = app
+            .post("/api/v1/admin/webhooks", json!({"url": receiver.url("erp", 204), "event_types": ["product.*"]}), &[("authorization", &auth)])
+            .await;
+        receiver.set_secrets("erp", &[hook.body["secret"].as_str().unwrap()]);
+
+        let created = app.post("/api/v1/admin/products", tee("TEE"), &[("authorization", &auth)]).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let product = &created.body;
+        let id = product["id"].as_str().unwrap().to_owned();
+        assert_eq!(product["handle"], "cotton-tee");
+        assert_eq!(product["status"], "draft");
+        assert_eq!(product["tags"], json!(["Summer", "cotton"]));
+        let html = product["description_html"].as_str().unwrap();
+        assert!(html.contains("<strong>Soft</strong>") && !html.contains("<script") && html.contains("href=\"#\""), "{html}");
+        assert_eq!(product["variants"].as_array().unwrap().len(), 2);
+        assert_eq!(product["variants"][0]["prices"][0], json!({"currency": "EUR", "amount": 1990, "compare_at_amount": 2490}));
+        assert_eq!(product["variants"][0]["options"], json!({"Color": "Red", "Size": "S"}));
+        assert_eq!(created.header("etag"), Some("\"v1\""));
+
+        // The same title again gets a handle of its own.
+        let again = app.post("/api/v1/admin/products", tee("TEE2"), &[("authorization", &auth)]).await;
+        assert_eq!(again.body["handle"], "cotton-tee-2");
+
+        // Drafts are invisible to shoppers.
+        app.get("/api/v1/store/products/cotton-tee", &[]).await.problem(404, "not_found");
+        assert_eq!(app.get("/api/v1/store/products", &[]).await.body["data"], json!([]));
+
+        // Publishing under If-Match; a stale version is refused.
+        let read = app.get(&format!("/api/v1/admin/products/{id}"), &[("authorization", &auth)]).await;
+        assert_eq!(read.body, created.body);
+        let etag = read.header("etag").unwrap().to_owned();
+        let published = app
+            .patch(&format!("/api/v1/admin/products/{id}"), json!({"status": "published", "seo_title": "Cotton tee"}), &[("authorization", &auth), ("if-match", &etag)])
+            .await;
+        assert_eq!(published.status, 200, "{}", published.text);
+        assert!(published.body["published_at"].is_string());
+        assert_eq!(published.body["variants"], created.body["variants"]);
+        let stale = app.patch(&format!("/api/v1/admin/products/{id}"), json!({"title": "Lost"}), &[("authorization", &auth), ("if-match", &etag)]).await;
+        stale.problem(412, "precondition_failed");
+
+        let shown = app.get("/api/v1/store/products/cotton-tee", &[]).await;
+        assert_eq!(shown.status, 200, "{}", shown.text);
+        assert_eq!(shown.body["variants"][1]["sku"], "TEE-M");
+        assert_eq!(shown.body["seo_title"], "Cotton tee");
+        assert!(shown.body.get("metadata").is_none() && shown.body.get("description").is_none());
+        let list = app.get("/api/v1/store/products", &[]).await;
+        assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+        assert_eq!(list.body["data"][0]["handle"], "cotton-tee");
+
+        // Each change reached the subscribed endpoint, signed.
+        let received = receiver.wait_for("erp", 3, Duration::from_secs(10)).await;
+        let types: Vec<&str> = received.iter().map(|r| r.body["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["product.created", "product.created", "product.updated"]);
+        assert!(received.iter().all(|r| r.verified == vec![true]));
+        assert_eq!(received[2].body["data"]["status"], "published");
+
+        let deleted = app.delete(&format!("/api/v1/admin/products/{id}"), &[("authorization", &auth)]).await;
+        assert_eq!(deleted.status, 204);
+        app.get("/api/v1/store/products/cotton-tee", &[]).await.problem(404, "not_found");
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM product_variants WHERE product_id = '{id}'")).await, 0);
+        let received = receiver.wait_for("erp", 4, Duration::from_secs(10)).await;
+        assert_eq!(received[3].body["type"], "product.deleted");
+    }
+
+    async fn bad_products_and_conflicts_write_nothing(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        assert_eq!(app.post("/api/v1/admin/products", tee("TEE"), &[("authorization", &auth)]).await.status, 201);
+
+        let mut bad = tee("NEW");
+        bad["title"] = json!("");
+        bad["handle"] = json!("Bad Handle");
+        bad["variants"][0]["prices"][0]["currency"] = json!("EURO");
+        bad["variants"][0]["prices"][1]["amount"] = json!(-1);
+        bad["variants"][1]["options"] = json!({"Size": "XL", "Color": "Red"});
+        bad["metadata"] = json!([1]);
+        let resp = app.post("/api/v1/admin/products", bad, &[("authorization", &auth)]).await;
+        let mut fields = resp.error_fields();
+        fields.sort();
+        assert_eq!(
+            fields,
+            ["handle", "metadata", "title", "variants[0].prices[0].currency", "variants[0].prices[1].amount", "variants[1].options"],
+            "{}", resp.text
+        );
+        let mut twins = tee("NEW");
+        twins["variants"][1]["options"] = json!({"Size": "S", "Color": "Red"});
+        twins["variants"][1]["sku"] = json!("NEW-S");
+        let resp = app.post("/api/v1/admin/products", twins, &[("authorization", &auth)]).await;
+        assert_eq!(resp.error_fields(), ["variants[1].options", "variants[1].sku"], "{}", resp.text);
+
+        // A SKU another product has: 409 naming the variant, and no half-made product.
+        let mut taken = tee("NEW");
+        taken["variants"][1]["sku"] = json!("TEE-M");
+        let resp = app.post("/api/v1/admin/products", taken, &[("authorization", &auth)]).await;
+        assert_eq!(resp.problem(409, "conflict")["errors"][0]["field"], "variants[1].sku");
+        let mut handle = tee("OTHER");
+        handle["handle"] = json!("cotton-tee");
+        let resp = app.post("/api/v1/admin/products", handle, &[("authorization", &auth)]).await;
+        assert_eq!(resp.problem(409, "conflict")["errors"][0]["field"], "handle");
+        assert_eq!(app.count("SELECT COUNT(*) FROM products").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM product_variants").await, 2);
+
+        // Staff read the catalog but do not change it.
+        let staff = app.staff("staff@example.com", Role::Staff).await;
+        assert_eq!(app.get("/api/v1/admin/products", &[("authorization", &staff)]).await.status, 200);
+        app.post("/api/v1/admin/products", tee("X"), &[("authorization", &staff)]).await.problem(403, "forbidden");
+        app.get("/api/v1/admin/products?status=gone", &[("authorization", &auth)]).await.problem(422, "validation_failed");
+    }
+}
