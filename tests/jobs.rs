@@ -213,7 +213,7 @@ conformance! {
 
         backroom::messaging::scheduler::install_built_in(&app.state).await.unwrap();
         assert_eq!(app.count("SELECT COUNT(*) FROM schedules WHERE name = 'cleanup'").await, 1);
-        app.execute("UPDATE schedules SET next_run_at = 0").await;
+        app.execute("UPDATE schedules SET next_run_at = 0 WHERE name = 'cleanup'").await;
         let (first, second) = tokio::join!(
             backroom::messaging::scheduler::enqueue_due(&app.state),
             backroom::messaging::scheduler::enqueue_due(&app.state),

@@ -1,5 +1,5 @@
 //! Products with their options, variants and prices: the checks every write passes, and the
-//! queries that read a product whole (three queries, whatever its number of variants).
+//! queries that read a product whole (four queries, whatever its number of variants).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -49,6 +49,12 @@ pub struct Variant {
     /// `standard`, `reduced`, `zero`, `exempt`, or a shop's own class.
     pub tax_class: String,
     pub prices: Vec<Price>,
+    /// `deny` (sell only what is there) or `continue` (take backorders).
+    pub inventory_policy: String,
+    /// At or below this many available units the variant is low on stock.
+    pub low_stock_threshold: i64,
+    /// Units on hand and not reserved, all locations together.
+    pub available: i64,
 }
 
 /// A product as staff see it.
@@ -115,6 +121,8 @@ struct VariantRow {
     width_mm: Option<i64>,
     height_mm: Option<i64>,
     tax_class: String,
+    inventory_policy: String,
+    low_stock_threshold: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -129,7 +137,7 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-/// Reads the variants and prices of `rows` (two queries in all) and assembles the products,
+/// Reads the variants, prices and stock of `rows` (three queries in all) and assembles the products,
 /// in the order of `rows`.
 pub(crate) async fn assemble<'c>(
     db: Backend<&'c sqlx::SqlitePool, &'c sqlx::PgPool>,
@@ -141,25 +149,37 @@ pub(crate) async fn assemble<'c>(
     let placeholders: Vec<String> = (1..=rows.len()).map(|n| format!("${n}")).collect();
     let list = placeholders.join(", ");
     let variant_sql = format!(
-        "SELECT id, product_id, sku, barcode, option_values, weight_grams, length_mm, width_mm, height_mm, tax_class \
-         FROM product_variants WHERE product_id IN ({list}) ORDER BY product_id, position"
+        "SELECT id, product_id, sku, barcode, option_values, weight_grams, length_mm, width_mm, height_mm, tax_class, \
+         inventory_policy, low_stock_threshold FROM product_variants WHERE product_id IN ({list}) \
+         ORDER BY product_id, position"
     );
     let price_sql = format!(
         "SELECT p.variant_id, p.currency, p.amount, p.compare_at_amount FROM variant_prices p \
          JOIN product_variants v ON v.id = p.variant_id WHERE v.product_id IN ({list}) ORDER BY p.variant_id, p.currency"
     );
-    let (variants, prices) = db_run!(db, |conn| {
+    let stock_sql = format!(
+        "SELECT l.variant_id, CAST(SUM(l.on_hand - l.reserved) AS BIGINT) FROM inventory_levels l \
+         JOIN product_variants v ON v.id = l.variant_id WHERE v.product_id IN ({list}) GROUP BY l.variant_id"
+    );
+    let (variants, prices, stock) = db_run!(db, |conn| {
         let mut variants = sqlx::query_as::<_, VariantRow>(&variant_sql);
         let mut prices = sqlx::query_as::<_, PriceRow>(&price_sql);
+        let mut stock = sqlx::query_as::<_, (String, i64)>(&stock_sql);
         for row in &rows {
             variants = variants.bind(&row.id);
             prices = prices.bind(&row.id);
+            stock = stock.bind(&row.id);
         }
-        match variants.fetch_all(conn).await {
-            Ok(variants) => prices.fetch_all(conn).await.map(|prices| (variants, prices)),
-            Err(err) => Err(err),
+        async {
+            Ok::<_, sqlx::Error>((
+                variants.fetch_all(conn).await?,
+                prices.fetch_all(conn).await?,
+                stock.fetch_all(conn).await?,
+            ))
         }
+        .await
     })?;
+    let stock: BTreeMap<String, i64> = stock.into_iter().collect();
     let mut prices_of: BTreeMap<String, Vec<Price>> = BTreeMap::new();
     for price in prices {
         prices_of.entry(price.variant_id).or_default().push(Price {
@@ -171,6 +191,7 @@ pub(crate) async fn assemble<'c>(
     let mut variants_of: BTreeMap<String, Vec<Variant>> = BTreeMap::new();
     for row in variants {
         let prices = prices_of.remove(&row.id).unwrap_or_default();
+        let available = stock.get(&row.id).copied().unwrap_or(0);
         variants_of.entry(row.product_id).or_default().push(Variant {
             options: from_json(&row.option_values),
             id: row.id,
@@ -182,6 +203,9 @@ pub(crate) async fn assemble<'c>(
             height_mm: row.height_mm,
             tax_class: row.tax_class,
             prices,
+            available,
+            inventory_policy: row.inventory_policy,
+            low_stock_threshold: row.low_stock_threshold,
         });
     }
     Ok(rows
@@ -279,6 +303,10 @@ pub struct NewVariant {
     pub tax_class: Option<String>,
     #[serde(default)]
     pub prices: Vec<Price>,
+    /// `deny` (default) or `continue` (take backorders).
+    pub inventory_policy: Option<String>,
+    /// Default 5.
+    pub low_stock_threshold: Option<i64>,
 }
 
 pub(crate) fn single_line(text: &str, max: usize) -> bool {
@@ -506,6 +534,12 @@ pub(crate) fn check_options_and_variants(
                 violations.add(&at(field), "out_of_range", format!("must be between 0 and {MAX_DIMENSION}"));
             }
         }
+        if variant.inventory_policy.as_deref().is_some_and(|p| !matches!(p, "deny" | "continue")) {
+            violations.add(&at("inventory_policy"), "invalid", "must be `deny` or `continue`");
+        }
+        if variant.low_stock_threshold.is_some_and(|t| !(0..=1_000_000).contains(&t)) {
+            violations.add(&at("low_stock_threshold"), "out_of_range", "must be between 0 and 1000000");
+        }
         if variant.tax_class.as_deref().is_some_and(|class| !check_tax_class(class)) {
             violations.add(
                 &at("tax_class"),
@@ -551,11 +585,13 @@ pub(crate) async fn insert_variants(
         let id = new_id("var");
         let options = serde_json::to_string(&variant.options).map_err(AppError::internal)?;
         let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
+        let policy = variant.inventory_policy.clone().unwrap_or_else(|| "deny".into());
+        let threshold = variant.low_stock_threshold.unwrap_or(5);
         let inserted = db_run!(tx.conn(), |conn| {
             sqlx::query(
                 "INSERT INTO product_variants (id, product_id, position, sku, barcode, option_values, weight_grams, \
-                 length_mm, width_mm, height_mm, tax_class, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                 length_mm, width_mm, height_mm, tax_class, created_at, updated_at, inventory_policy, \
+                 low_stock_threshold) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
             )
             .bind(&id)
             .bind(product_id)
@@ -569,6 +605,8 @@ pub(crate) async fn insert_variants(
             .bind(variant.height_mm)
             .bind(&tax_class)
             .bind(now)
+            .bind(&policy)
+            .bind(threshold)
             .execute(conn)
             .await
             .map(drop)
@@ -606,6 +644,9 @@ pub(crate) async fn insert_variants(
             height_mm: variant.height_mm,
             tax_class,
             prices,
+            inventory_policy: policy,
+            low_stock_threshold: threshold,
+            available: 0,
         });
     }
     Ok(written)

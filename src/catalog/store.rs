@@ -6,7 +6,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::products::{self, Product, ProductOption, Variant};
+use super::inventory::Availability;
+use super::products::{self, Price, Product, ProductOption, Variant};
 use crate::app::AppState;
 use crate::platform::error::{AppError, AppResult, Problem, Violations};
 use crate::platform::http::{Json, Query};
@@ -29,15 +30,43 @@ pub struct StoreProduct {
     pub vendor: String,
     pub tags: Vec<String>,
     pub options: Vec<ProductOption>,
-    pub variants: Vec<Variant>,
+    pub variants: Vec<StoreVariant>,
     pub seo_title: String,
     pub seo_description: String,
     pub published_at: Option<Timestamp>,
     pub updated_at: Timestamp,
 }
 
-impl From<Product> for StoreProduct {
-    fn from(product: Product) -> Self {
+/// A variant as shoppers see it: whether it can be bought, and how many only when the shop
+/// shows quantities (`catalog.show_stock_quantity`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreVariant {
+    pub id: String,
+    pub sku: Option<String>,
+    pub options: std::collections::BTreeMap<String, String>,
+    pub weight_grams: Option<i64>,
+    pub prices: Vec<Price>,
+    pub availability: Availability,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+}
+
+impl StoreVariant {
+    fn new(variant: Variant, show_quantity: bool) -> Self {
+        Self {
+            availability: Availability::of(variant.available, variant.low_stock_threshold, &variant.inventory_policy),
+            available: show_quantity.then_some(variant.available.max(0)),
+            id: variant.id,
+            sku: variant.sku,
+            options: variant.options,
+            weight_grams: variant.weight_grams,
+            prices: variant.prices,
+        }
+    }
+}
+
+impl StoreProduct {
+    fn new(product: Product, show_quantity: bool) -> Self {
         Self {
             id: product.id,
             handle: product.handle,
@@ -47,7 +76,7 @@ impl From<Product> for StoreProduct {
             vendor: product.vendor,
             tags: product.tags,
             options: product.options,
-            variants: product.variants,
+            variants: product.variants.into_iter().map(|v| StoreVariant::new(v, show_quantity)).collect(),
             seo_title: product.seo_title,
             seo_description: product.seo_description,
             published_at: product.published_at,
@@ -77,7 +106,9 @@ async fn list_products(
     let rows =
         products::page(&state.db, "status = 'published' AND ($1 = '' OR id < $1)", "id DESC", &[after], limit).await?;
     let page = Page::from_rows(rows, limit, |row| row.id.clone());
-    Ok(Json(Page { data: page.data.into_iter().map(StoreProduct::from).collect(), next_cursor: page.next_cursor }))
+    let show = state.config.catalog.show_stock_quantity;
+    let data = page.data.into_iter().map(|product| StoreProduct::new(product, show)).collect();
+    Ok(Json(Page { data, next_cursor: page.next_cursor }))
 }
 
 /// Read a published product by its handle.
@@ -90,5 +121,5 @@ async fn product_by_handle(State(state): State<AppState>, Path(handle): Path<Str
     }
     let product =
         products::find(&state.db, "handle", &handle, " AND status = 'published'").await?.ok_or_else(not_found)?;
-    Ok(Json(product.into()))
+    Ok(Json(StoreProduct::new(product, state.config.catalog.show_stock_quantity)))
 }

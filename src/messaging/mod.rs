@@ -26,8 +26,12 @@ pub const NOOP: &str = "noop";
 /// Deletes what has ended long ago: sessions, mailed tokens, finished jobs.
 pub const CLEANUP: &str = "maintenance.cleanup";
 
+/// Gives back the stock of reservations that were not committed in time.
+pub const EXPIRE_RESERVATIONS: &str = "inventory.expire_reservations";
+
 /// The kinds of job this build can run.
-pub const KINDS: [&str; 6] = [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP, webhooks::DELIVER, newsletter::CONFIRM_EMAIL];
+pub const KINDS: [&str; 7] =
+    [SEND_EMAIL, ACCOUNT_EMAIL, NOOP, CLEANUP, EXPIRE_RESERVATIONS, webhooks::DELIVER, newsletter::CONFIRM_EMAIL];
 
 /// The static name of a job kind, if it is one this build runs.
 pub fn known_kind(kind: &str) -> Option<&'static str> {
@@ -71,6 +75,13 @@ pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), Jo
         webhooks::DELIVER => webhooks::run(state, job).await,
         newsletter::CONFIRM_EMAIL => newsletter::confirmation_email(state, id, payload).await,
         NOOP => Ok(()),
+        EXPIRE_RESERVATIONS => {
+            let expired = crate::catalog::inventory::expire_due(state).await.map_err(JobError::retry)?;
+            if expired > 0 {
+                tracing::info!(reservations = expired, "expired stock reservations");
+            }
+            Ok(())
+        }
         CLEANUP => {
             let accounts = crate::accounts::auth::purge_ended(state).await.map_err(JobError::retry)?;
             let jobs = jobs::purge_finished(state).await.map_err(JobError::retry)?;

@@ -15,7 +15,8 @@ use crate::platform::error::{AppError, AppResult};
 use crate::platform::time::Timestamp;
 
 /// The schedules Backroom keeps on its own: name, cron expression, job kind.
-pub const BUILT_IN: &[(&str, &str, &str)] = &[("cleanup", "*/15 * * * *", super::CLEANUP)];
+pub const BUILT_IN: &[(&str, &str, &str)] =
+    &[("cleanup", "*/15 * * * *", super::CLEANUP), ("expire-reservations", "* * * * *", super::EXPIRE_RESERVATIONS)];
 
 /// How often a scheduler looks for due schedules.
 const TICK: Duration = Duration::from_secs(5);

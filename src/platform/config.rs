@@ -32,6 +32,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub webhooks: WebhooksConfig,
     pub forms: FormsConfig,
+    pub catalog: CatalogConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -215,6 +216,13 @@ impl Default for WebhooksConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Show shoppers how many units are available, not only whether a variant is in stock.
+    pub show_stock_quantity: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FormsConfig {
@@ -258,6 +266,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             webhooks: WebhooksConfig::default(),
             forms: FormsConfig::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }

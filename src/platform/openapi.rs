@@ -31,6 +31,7 @@ use crate::app::AppState;
         (name = "admin: forms", description = "Contact-style forms and their submissions"),
         (name = "admin: newsletter", description = "Subscribers and their export"),
         (name = "admin: products", description = "Products, their options, variants and prices"),
+        (name = "admin: inventory", description = "Stock locations, the movement ledger, levels and reservations"),
         (name = "store: forms", description = "Forms visitors send"),
         (name = "store: newsletter", description = "Sign-up with double opt-in, confirmation and unsubscribe"),
         (name = "store: products", description = "Published products"),

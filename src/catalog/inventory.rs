@@ -1,0 +1,394 @@
+//! Stock per variant and location. Every change is a movement in an append-only ledger, and
+//! the level on hand is its sum, kept in the same transaction as each movement. Checkout
+//! reserves stock, then commits (sells) or releases it; a reservation not committed in time
+//! expires. A reservation is one conditional update of the level, so available stock never
+//! goes below zero, whatever the concurrency, on either database.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::products::single_line;
+use crate::app::AppState;
+use crate::db_run;
+use crate::messaging::webhooks;
+use crate::platform::db::Tx;
+use crate::platform::error::{AppError, AppResult, ErrorCode};
+use crate::platform::ids::new_id;
+use crate::platform::time::Timestamp;
+
+/// The location every shop starts with.
+pub const DEFAULT_LOCATION: &str = "loc_default";
+
+/// Who made a movement.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+/// Stock at one location.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Level {
+    pub location_id: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    /// On hand less reserved; below zero when backorders were taken.
+    pub available: i64,
+}
+
+/// How a variant's stock is shown to shoppers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    InStock,
+    LowStock,
+    OutOfStock,
+    /// None on hand, but the variant takes orders.
+    Backorder,
+}
+
+impl Availability {
+    pub fn of(available: i64, threshold: i64, policy: &str) -> Self {
+        match available {
+            a if a > threshold => Self::InStock,
+            a if a > 0 => Self::LowStock,
+            _ if policy == "continue" => Self::Backorder,
+            _ => Self::OutOfStock,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VariantStock {
+    inventory_policy: String,
+    low_stock_threshold: i64,
+    product_id: String,
+    sku: Option<String>,
+}
+
+async fn variant_stock(tx: &mut Tx, variant_id: &str) -> AppResult<VariantStock> {
+    db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, VariantStock>(
+            "SELECT inventory_policy, low_stock_threshold, product_id, sku FROM product_variants WHERE id = $1",
+        )
+        .bind(variant_id)
+        .fetch_optional(conn)
+        .await
+    })?
+    .ok_or_else(|| AppError::not_found("No variant has this id."))
+}
+
+/// The variant's stock, all locations together.
+pub async fn available_in(tx: &mut Tx, variant_id: &str) -> AppResult<i64> {
+    Ok(db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COALESCE(SUM(on_hand - reserved), 0) AS BIGINT) FROM inventory_levels WHERE variant_id = $1",
+        )
+        .bind(variant_id)
+        .fetch_one(conn)
+        .await
+    })?)
+}
+
+/// Announces `inventory.low` when a change took the variant from above its threshold to at
+/// or below it.
+async fn announce_low(state: &AppState, tx: &mut Tx, variant_id: &str, before: i64) -> AppResult<()> {
+    let stock = variant_stock(tx, variant_id).await?;
+    let after = available_in(tx, variant_id).await?;
+    if before > stock.low_stock_threshold && after <= stock.low_stock_threshold {
+        let event = serde_json::json!({
+            "variant_id": variant_id,
+            "product_id": stock.product_id,
+            "sku": stock.sku,
+            "available": after,
+            "low_stock_threshold": stock.low_stock_threshold,
+        });
+        webhooks::emit(state, tx, "inventory.low", &event).await?;
+    }
+    Ok(())
+}
+
+/// The kinds of movement staff record by hand; `sold` comes from committed reservations.
+pub const MANUAL_KINDS: [&str; 3] = ["received", "returned", "adjusted"];
+
+/// Records a movement and moves the level with it. A movement that would leave less than
+/// nothing on hand is refused.
+#[expect(clippy::too_many_arguments, reason = "a ledger line has this many parts")]
+pub async fn record_movement(
+    state: &AppState,
+    tx: &mut Tx,
+    variant_id: &str,
+    location_id: &str,
+    quantity: i64,
+    kind: &str,
+    reason: &str,
+    reference: Option<&str>,
+    actor: Actor<'_>,
+) -> AppResult<Level> {
+    variant_stock(tx, variant_id).await?;
+    let before = available_in(tx, variant_id).await?;
+    let now = Timestamp::now();
+    db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
+             actor_kind, actor_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(new_id("mov"))
+        .bind(variant_id)
+        .bind(location_id)
+        .bind(quantity)
+        .bind(kind)
+        .bind(reason)
+        .bind(reference)
+        .bind(actor.kind)
+        .bind(actor.id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop)
+    })?;
+    let level = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, Level>(
+            "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
+             VALUES ($1, $2, $3, 0, $4) ON CONFLICT (variant_id, location_id) DO UPDATE \
+             SET on_hand = inventory_levels.on_hand + excluded.on_hand, updated_at = excluded.updated_at \
+             RETURNING location_id, on_hand, reserved, on_hand - reserved AS available",
+        )
+        .bind(variant_id)
+        .bind(location_id)
+        .bind(quantity)
+        .bind(now)
+        .fetch_one(conn)
+        .await
+    })?;
+    if level.on_hand < 0 && kind != "sold" {
+        return Err(AppError::invalid_field(
+            "quantity",
+            "out_of_range",
+            format!("would leave {} on hand at this location", level.on_hand),
+        ));
+    }
+    announce_low(state, tx, variant_id, before).await?;
+    Ok(level)
+}
+
+/// Stock held for a checkout.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Reservation {
+    pub id: String,
+    pub variant_id: String,
+    pub location_id: String,
+    pub quantity: i64,
+    /// `active`, `committed`, `released` or `expired`.
+    pub status: String,
+    pub reference: Option<String>,
+    pub expires_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+const RESERVATION_COLUMNS: &str = "id, variant_id, location_id, quantity, status, reference, expires_at, created_at";
+
+fn insufficient(available: i64) -> AppError {
+    AppError::new(ErrorCode::Conflict, format!("Not enough stock: {} available.", available.max(0))).with_field(
+        "quantity",
+        "insufficient_stock",
+        "is more than is available",
+    )
+}
+
+/// Reserves `quantity` of a variant at one location that has it all, for `ttl_secs`. A
+/// variant that takes backorders is reserved at the default location whatever its stock.
+pub async fn reserve(
+    tx: &mut Tx,
+    variant_id: &str,
+    quantity: i64,
+    ttl_secs: u64,
+    reference: Option<&str>,
+) -> AppResult<Reservation> {
+    if !(1..=1_000_000).contains(&quantity) {
+        return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
+    }
+    let stock = variant_stock(tx, variant_id).await?;
+    let now = Timestamp::now();
+    let location = if stock.inventory_policy == "continue" {
+        db_run!(tx.conn(), |conn| {
+            sqlx::query_scalar::<_, String>(
+                "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
+                 VALUES ($1, $2, 0, $3, $4) ON CONFLICT (variant_id, location_id) DO UPDATE \
+                 SET reserved = inventory_levels.reserved + excluded.reserved, updated_at = excluded.updated_at \
+                 RETURNING location_id",
+            )
+            .bind(variant_id)
+            .bind(DEFAULT_LOCATION)
+            .bind(quantity)
+            .bind(now)
+            .fetch_one(conn)
+            .await
+        })
+        .map(Some)?
+    } else {
+        // The condition is checked again on the row as it is when the update takes it (after
+        // any concurrent reservation commits), so two checkouts cannot both take the last unit.
+        db_run!(tx.conn(), |conn| {
+            sqlx::query_scalar::<_, String>(
+                "UPDATE inventory_levels SET reserved = reserved + $2, updated_at = $3 \
+                 WHERE variant_id = $1 AND on_hand - reserved >= $2 AND location_id = \
+                   (SELECT location_id FROM inventory_levels WHERE variant_id = $1 AND on_hand - reserved >= $2 \
+                    ORDER BY on_hand - reserved DESC, location_id LIMIT 1) \
+                 RETURNING location_id",
+            )
+            .bind(variant_id)
+            .bind(quantity)
+            .bind(now)
+            .fetch_optional(conn)
+            .await
+        })?
+    };
+    let Some(location) = location else {
+        return Err(insufficient(available_in(tx, variant_id).await?));
+    };
+    let sql = format!(
+        "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $7) RETURNING {RESERVATION_COLUMNS}"
+    );
+    Ok(db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, Reservation>(&sql)
+            .bind(new_id("rsv"))
+            .bind(variant_id)
+            .bind(&location)
+            .bind(quantity)
+            .bind(reference)
+            .bind(now.plus_secs(ttl_secs))
+            .bind(now)
+            .fetch_one(conn)
+            .await
+    })?)
+}
+
+/// Ends an active reservation as `status` (`released`, `expired` or `committed`), returning it
+/// and giving its units back to the level (and, when committed, taking them off on hand).
+async fn end(tx: &mut Tx, id: &str, status: &str) -> AppResult<Option<Reservation>> {
+    let sql = format!(
+        "UPDATE inventory_reservations SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'active' \
+         RETURNING {RESERVATION_COLUMNS}"
+    );
+    let now = Timestamp::now();
+    let ended = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, Reservation>(&sql).bind(status).bind(now).bind(id).fetch_optional(conn).await
+    })?;
+    let Some(reservation) = ended else { return Ok(None) };
+    let sold = if status == "committed" { reservation.quantity } else { 0 };
+    db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE inventory_levels SET reserved = reserved - $1, on_hand = on_hand - $2, updated_at = $3 \
+             WHERE variant_id = $4 AND location_id = $5",
+        )
+        .bind(reservation.quantity)
+        .bind(sold)
+        .bind(now)
+        .bind(&reservation.variant_id)
+        .bind(&reservation.location_id)
+        .execute(conn)
+        .await
+        .map(drop)
+    })?;
+    Ok(Some(reservation))
+}
+
+/// 404 when no reservation has the id, else 409: it is no longer active.
+async fn not_active_or_missing(tx: &mut Tx, id: &str) -> AppError {
+    let exists = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>("SELECT id FROM inventory_reservations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+    });
+    match exists {
+        Ok(Some(_)) => not_active(),
+        Ok(None) => AppError::not_found("No reservation has this id."),
+        Err(err) => err.into(),
+    }
+}
+
+fn not_active() -> AppError {
+    AppError::new(ErrorCode::Conflict, "This reservation is no longer active: it was committed, released or expired.")
+}
+
+/// Gives a reservation's units back.
+pub async fn release(tx: &mut Tx, id: &str) -> AppResult<Reservation> {
+    match end(tx, id, "released").await? {
+        Some(reservation) => Ok(reservation),
+        None => Err(not_active_or_missing(tx, id).await),
+    }
+}
+
+/// Sells a reservation's units: a `sold` movement in the ledger, in the same transaction.
+pub async fn commit(state: &AppState, tx: &mut Tx, id: &str, actor: Actor<'_>) -> AppResult<Reservation> {
+    let found = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>("SELECT variant_id FROM inventory_reservations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+    })?;
+    let Some(variant_id) = found else { return Err(AppError::not_found("No reservation has this id.")) };
+    let reservation = end(tx, id, "committed").await?.ok_or_else(not_active)?;
+    db_run!(tx.conn(), |conn| {
+        sqlx::query(
+            "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
+             actor_kind, actor_id, created_at) VALUES ($1, $2, $3, $4, 'sold', '', $5, $6, $7, $8)",
+        )
+        .bind(new_id("mov"))
+        .bind(&reservation.variant_id)
+        .bind(&reservation.location_id)
+        .bind(-reservation.quantity)
+        .bind(reservation.reference.as_deref().unwrap_or(&reservation.id))
+        .bind(actor.kind)
+        .bind(actor.id)
+        .bind(Timestamp::now())
+        .execute(conn)
+        .await
+        .map(drop)
+    })?;
+    // Reserving lowered what is available; a sale is when a drop below the threshold counts.
+    let after = available_in(tx, &variant_id).await?;
+    announce_low(state, tx, &variant_id, after + reservation.quantity).await?;
+    Ok(reservation)
+}
+
+/// Expires the reservations whose time has passed; returns how many.
+pub async fn expire_due(state: &AppState) -> AppResult<u64> {
+    let mut expired = 0;
+    loop {
+        let due = db_run!(state.db.read(), |conn| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT id FROM inventory_reservations WHERE status = 'active' AND expires_at < $1 LIMIT 100",
+            )
+            .bind(Timestamp::now())
+            .fetch_all(conn)
+            .await
+        })?;
+        if due.is_empty() {
+            return Ok(expired);
+        }
+        for id in due {
+            let mut tx = state.db.begin().await?;
+            if end(&mut tx, &id, "expired").await?.is_some() {
+                expired += 1;
+            }
+            tx.commit().await?;
+        }
+    }
+}
+
+/// Checks a location's code and name.
+pub fn check_location(code: &str, name: &str) -> Result<(), (&'static str, &'static str)> {
+    if !(1..=40).contains(&code.len())
+        || !code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(("code", "must be 1 to 40 lowercase letters, digits, `-` and `_`"));
+    }
+    if name.trim().is_empty() || !single_line(name, 100) {
+        return Err(("name", "must be 1 to 100 characters on one line"));
+    }
+    Ok(())
+}
