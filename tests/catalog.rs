@@ -80,6 +80,7 @@ conformance! {
         assert!(shown.body.get("metadata").is_none() && shown.body.get("description").is_none());
         let list = app.get("/api/v1/store/products", &[]).await;
         assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+        app.get("/api/v1/store/products?after=anything", &[]).await.problem(422, "validation_failed");
         assert_eq!(list.body["data"][0]["handle"], "cotton-tee");
 
         // Each change reached the subscribed endpoint, signed.
@@ -140,5 +141,35 @@ conformance! {
         assert_eq!(app.get("/api/v1/admin/products", &[("authorization", &staff)]).await.status, 200);
         app.post("/api/v1/admin/products", tee("X"), &[("authorization", &staff)]).await.problem(403, "forbidden");
         app.get("/api/v1/admin/products?status=gone", &[("authorization", &auth)]).await.problem(422, "validation_failed");
+    }
+
+    async fn shoppers_revalidate_with_etags(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        let mut product = tee("TEE");
+        product["status"] = json!("published");
+        let created = app.post("/api/v1/admin/products", product, &[("authorization", &auth)]).await;
+        let id = created.body["id"].as_str().unwrap().to_owned();
+
+        for path in ["/api/v1/store/products/cotton-tee", "/api/v1/store/products?limit=5"] {
+            let first = app.get(path, &[]).await;
+            assert_eq!(first.status, 200);
+            let etag = first.header("etag").expect("an ETag").to_owned();
+            assert_eq!(first.header("cache-control"), Some("no-cache"));
+            let again = app.get(path, &[("if-none-match", &etag)]).await;
+            assert_eq!((again.status, again.text.as_str()), (304, ""));
+            assert_eq!(again.header("etag"), Some(etag.as_str()));
+            let weak = format!("\"other\", W/{etag}");
+            assert_eq!(app.get(path, &[("if-none-match", &weak)]).await.status, 304);
+            assert_eq!(app.get(path, &[("if-none-match", "\"other\"")]).await.status, 200);
+        }
+        let before = app.get("/api/v1/store/products/cotton-tee", &[]).await;
+        let etag = before.header("etag").unwrap().to_owned();
+        let renamed = app.patch(&format!("/api/v1/admin/products/{id}"), json!({"title": "Linen Tee"}), &[("authorization", &auth)]).await;
+        assert_eq!(renamed.status, 200);
+        let after = app.get("/api/v1/store/products/cotton-tee", &[("if-none-match", &etag)]).await;
+        assert_eq!(after.status, 200, "a change makes a new version");
+        assert_eq!(after.body["title"], "Linen Tee");
+        assert_ne!(after.header("etag"), Some(etag.as_str()));
     }
 }

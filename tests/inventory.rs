@@ -134,12 +134,24 @@ conformance! {
         let sold = app.count(&format!("SELECT COUNT(*) FROM inventory_movements WHERE variant_id = '{tracked}' AND kind = 'sold'")).await;
         assert_eq!(sold, 3);
 
+        // Units promised to checkouts cannot be counted away, and the product stays while held.
+        let promised = move_stock(&app, &auth, &tracked, json!({"quantity": -3, "kind": "adjusted"})).await;
+        assert_eq!(promised.error_fields(), ["quantity"], "{}", promised.text);
+        let product = app.get("/api/v1/store/products/mug", &[]).await.body["id"].as_str().unwrap().to_owned();
+        app.delete(&format!("/api/v1/admin/products/{product}"), &[("authorization", &auth)]).await.problem(409, "conflict");
+
         // A backorder variant takes reservations with nothing on hand.
         let pre = app
             .post("/api/v1/admin/inventory/reservations", json!({"variant_id": backorder, "quantity": 3}), &[("authorization", &auth)])
             .await;
         assert_eq!(pre.status, 201, "{}", pre.text);
         assert_eq!(availability(&app).await[1], "backorder");
+        // Sold without stock, then partly restocked.
+        let pre_id = pre.body["id"].as_str().unwrap();
+        assert_eq!(app.post(&format!("/api/v1/admin/inventory/reservations/{pre_id}/commit"), json!({}), &[("authorization", &auth)]).await.status, 200);
+        let restocked = move_stock(&app, &auth, &backorder, json!({"quantity": 2, "kind": "received"})).await;
+        assert_eq!(restocked.status, 201, "{}", restocked.text);
+        assert_eq!(restocked.body["levels"][0]["on_hand"], -1);
         let zero = app.post("/api/v1/admin/inventory/reservations", json!({"variant_id": tracked, "quantity": 0}), &[("authorization", &auth)]).await;
         assert_eq!(zero.error_fields(), ["quantity"]);
     }
@@ -156,8 +168,9 @@ conformance! {
         let id = held.body["id"].as_str().unwrap();
         assert_eq!(backroom::catalog::inventory::expire_due(&app.state).await.unwrap(), 0, "not yet");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert_eq!(backroom::catalog::inventory::expire_due(&app.state).await.unwrap(), 1);
+        // Past its time it cannot be sold, even before the expiry job has run.
         app.post(&format!("/api/v1/admin/inventory/reservations/{id}/commit"), json!({}), &[("authorization", &auth)]).await.problem(409, "conflict");
+        assert_eq!(backroom::catalog::inventory::expire_due(&app.state).await.unwrap(), 1);
         let stock = app.get(&format!("/api/v1/admin/variants/{tracked}/inventory"), &[("authorization", &auth)]).await;
         assert_eq!(stock.body["available"], 1);
     }

@@ -106,3 +106,42 @@ async fn a_role_change_on_one_node_applies_on_every_node() {
         "the other node applies the new role"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_change_on_one_node_reaches_every_nodes_storefront() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let a = TestApp::spawn(Backend::Postgres).await;
+    let b = a.spawn_peer().await;
+    let auth = a.staff("admin@example.com", Role::Admin).await;
+    let product = json!({"title": "Lamp", "status": "published", "variants": [{"prices": [{"currency": "EUR", "amount": 4900}]}]});
+    let created = a.post("/api/v1/admin/products", product, &[("authorization", &auth)]).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    // Node B caches the product's page.
+    assert_eq!(b.get("/api/v1/store/products/lamp", &[]).await.body["title"], "Lamp");
+    let renamed = a
+        .patch(&format!("/api/v1/admin/products/{id}"), json!({"title": "Desk lamp"}), &[("authorization", &auth)])
+        .await;
+    assert_eq!(renamed.status, 200);
+    assert!(
+        eventually(|| async { b.get("/api/v1/store/products/lamp", &[]).await.body["title"] == "Desk lamp" }).await
+    );
+    // Stock moves reach it too: availability is part of the page.
+    let variant = created.body["variants"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b.get("/api/v1/store/products/lamp", &[]).await.body["variants"][0]["availability"], "out_of_stock");
+    let moved = a
+        .post(
+            &format!("/api/v1/admin/variants/{variant}/inventory/movements"),
+            json!({"quantity": 50, "kind": "received"}),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(moved.status, 201);
+    assert!(
+        eventually(|| async {
+            b.get("/api/v1/store/products/lamp", &[]).await.body["variants"][0]["availability"] == "in_stock"
+        })
+        .await
+    );
+}

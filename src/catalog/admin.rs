@@ -18,7 +18,7 @@ use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::messaging::webhooks;
 use crate::platform::db::{Tx, dialect};
-use crate::platform::error::{AppError, AppResult, Problem, Violations};
+use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{self, Json, Query};
 use crate::platform::ids::{has_shape, new_id};
 use crate::platform::pagination::{Page, check_page};
@@ -154,6 +154,7 @@ async fn create_product(
         updated_at: now,
         version: 1,
     };
+    tx.invalidate(super::changed());
     webhooks::emit(&state, &mut tx, "product.created", &product).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.created", Some(&id), &product.handle).await?;
@@ -336,6 +337,7 @@ async fn update_product(
         version: current.version + 1,
         ..current
     };
+    tx.invalidate(super::changed());
     webhooks::emit(&state, &mut tx, "product.updated", &product).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.updated", Some(&id), &product.status).await?;
@@ -343,11 +345,13 @@ async fn update_product(
     Ok(with_etag(StatusCode::OK, product))
 }
 
-/// Delete a product with its variants and prices.
+/// Delete a product with its variants, prices and stock history. Refused while checkouts hold
+/// its stock.
 #[utoipa::path(delete, path = "/api/v1/admin/products/{id}", tag = "admin: products", params(("id" = String, Path)),
     security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
     responses(
         (status = 204),
+        (status = 409, description = "Reservations hold its stock", body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
@@ -361,6 +365,21 @@ async fn delete_product(
         return Err(not_found());
     }
     let mut tx = state.db.begin().await?;
+    let held = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM inventory_reservations r JOIN product_variants v ON v.id = r.variant_id \
+             WHERE v.product_id = $1 AND r.status = 'active'",
+        )
+        .bind(&id)
+        .fetch_one(conn)
+        .await
+    })?;
+    if held > 0 {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "Checkouts hold stock of this product; archive it now and delete it once they end.",
+        ));
+    }
     let handle = db_run!(tx.conn(), |conn| {
         sqlx::query_scalar::<_, String>("DELETE FROM products WHERE id = $1 RETURNING handle")
             .bind(&id)
@@ -368,6 +387,7 @@ async fn delete_product(
             .await
     })?
     .ok_or_else(not_found)?;
+    tx.invalidate(super::changed());
     webhooks::emit(&state, &mut tx, "product.deleted", &serde_json::json!({ "id": id, "handle": handle })).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.deleted", Some(&id), &handle).await?;

@@ -78,11 +78,12 @@ async fn variant_stock(tx: &mut Tx, variant_id: &str) -> AppResult<VariantStock>
     .ok_or_else(|| AppError::not_found("No variant has this id."))
 }
 
-/// The variant's stock, all locations together.
-pub async fn available_in(tx: &mut Tx, variant_id: &str) -> AppResult<i64> {
+/// The variant's stock, all locations together: on hand, and on hand less reserved.
+pub async fn totals_in(tx: &mut Tx, variant_id: &str) -> AppResult<(i64, i64)> {
     Ok(db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT CAST(COALESCE(SUM(on_hand - reserved), 0) AS BIGINT) FROM inventory_levels WHERE variant_id = $1",
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT CAST(COALESCE(SUM(on_hand), 0) AS BIGINT), CAST(COALESCE(SUM(on_hand - reserved), 0) AS BIGINT) \
+             FROM inventory_levels WHERE variant_id = $1",
         )
         .bind(variant_id)
         .fetch_one(conn)
@@ -90,17 +91,18 @@ pub async fn available_in(tx: &mut Tx, variant_id: &str) -> AppResult<i64> {
     })?)
 }
 
-/// Announces `inventory.low` when a change took the variant from above its threshold to at
-/// or below it.
-async fn announce_low(state: &AppState, tx: &mut Tx, variant_id: &str, before: i64) -> AppResult<()> {
+/// Announces `inventory.low` when a change took the variant's stock on hand from above its
+/// threshold to at or below it (what was sold or counted, not what carts hold for a while).
+async fn announce_low(state: &AppState, tx: &mut Tx, variant_id: &str, on_hand_before: i64) -> AppResult<()> {
     let stock = variant_stock(tx, variant_id).await?;
-    let after = available_in(tx, variant_id).await?;
-    if before > stock.low_stock_threshold && after <= stock.low_stock_threshold {
+    let (on_hand, available) = totals_in(tx, variant_id).await?;
+    if on_hand_before > stock.low_stock_threshold && on_hand <= stock.low_stock_threshold {
         let event = serde_json::json!({
             "variant_id": variant_id,
             "product_id": stock.product_id,
             "sku": stock.sku,
-            "available": after,
+            "on_hand": on_hand,
+            "available": available,
             "low_stock_threshold": stock.low_stock_threshold,
         });
         webhooks::emit(state, tx, "inventory.low", &event).await?;
@@ -125,8 +127,8 @@ pub async fn record_movement(
     reference: Option<&str>,
     actor: Actor<'_>,
 ) -> AppResult<Level> {
-    variant_stock(tx, variant_id).await?;
-    let before = available_in(tx, variant_id).await?;
+    let stock = variant_stock(tx, variant_id).await?;
+    let (before, _) = totals_in(tx, variant_id).await?;
     let now = Timestamp::now();
     db_run!(tx.conn(), |conn| {
         sqlx::query(
@@ -161,11 +163,21 @@ pub async fn record_movement(
         .fetch_one(conn)
         .await
     })?;
-    if level.on_hand < 0 && kind != "sold" {
+    tx.invalidate(super::changed());
+    // Stock taken out must be there: on hand, and, for a variant that sells only what it has,
+    // not promised to a reservation. (Stock coming in is always welcome, backorders or not.)
+    if quantity < 0 && level.on_hand < 0 {
         return Err(AppError::invalid_field(
             "quantity",
             "out_of_range",
             format!("would leave {} on hand at this location", level.on_hand),
+        ));
+    }
+    if quantity < 0 && stock.inventory_policy == "deny" && level.available < 0 {
+        return Err(AppError::invalid_field(
+            "quantity",
+            "out_of_range",
+            format!("would leave {} reserved units without stock at this location", -level.available),
         ));
     }
     announce_low(state, tx, variant_id, before).await?;
@@ -227,26 +239,12 @@ pub async fn reserve(
         })
         .map(Some)?
     } else {
-        // The condition is checked again on the row as it is when the update takes it (after
-        // any concurrent reservation commits), so two checkouts cannot both take the last unit.
-        db_run!(tx.conn(), |conn| {
-            sqlx::query_scalar::<_, String>(
-                "UPDATE inventory_levels SET reserved = reserved + $2, updated_at = $3 \
-                 WHERE variant_id = $1 AND on_hand - reserved >= $2 AND location_id = \
-                   (SELECT location_id FROM inventory_levels WHERE variant_id = $1 AND on_hand - reserved >= $2 \
-                    ORDER BY on_hand - reserved DESC, location_id LIMIT 1) \
-                 RETURNING location_id",
-            )
-            .bind(variant_id)
-            .bind(quantity)
-            .bind(now)
-            .fetch_optional(conn)
-            .await
-        })?
+        reserve_at_a_location(tx, variant_id, quantity, now).await?
     };
     let Some(location) = location else {
-        return Err(insufficient(available_in(tx, variant_id).await?));
+        return Err(insufficient(totals_in(tx, variant_id).await?.1));
     };
+    tx.invalidate(super::changed());
     let sql = format!(
         "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $7) RETURNING {RESERVATION_COLUMNS}"
@@ -265,18 +263,64 @@ pub async fn reserve(
     })?)
 }
 
+/// Takes `quantity` at the location that has the most of it. The condition is checked again on
+/// the row as it is when the update holds it (after any concurrent reservation commits), so two
+/// checkouts cannot both take the last unit. On PostgreSQL the location is chosen before
+/// waiting for that row, so when the wait leaves it short and another location still has
+/// enough, the statement runs again.
+async fn reserve_at_a_location(
+    tx: &mut Tx,
+    variant_id: &str,
+    quantity: i64,
+    now: Timestamp,
+) -> AppResult<Option<String>> {
+    for _ in 0..5 {
+        let taken = db_run!(tx.conn(), |conn| {
+            sqlx::query_scalar::<_, String>(
+                "UPDATE inventory_levels SET reserved = reserved + $2, updated_at = $3 \
+                 WHERE variant_id = $1 AND on_hand - reserved >= $2 AND location_id = \
+                   (SELECT location_id FROM inventory_levels WHERE variant_id = $1 AND on_hand - reserved >= $2 \
+                    ORDER BY on_hand - reserved DESC, location_id LIMIT 1) \
+                 RETURNING location_id",
+            )
+            .bind(variant_id)
+            .bind(quantity)
+            .bind(now)
+            .fetch_optional(conn)
+            .await
+        })?;
+        if taken.is_some() {
+            return Ok(taken);
+        }
+        let somewhere = db_run!(tx.conn(), |conn| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT location_id FROM inventory_levels WHERE variant_id = $1 AND on_hand - reserved >= $2 LIMIT 1",
+            )
+            .bind(variant_id)
+            .bind(quantity)
+            .fetch_optional(conn)
+            .await
+        })?;
+        if somewhere.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
 /// Ends an active reservation as `status` (`released`, `expired` or `committed`), returning it
 /// and giving its units back to the level (and, when committed, taking them off on hand).
 async fn end(tx: &mut Tx, id: &str, status: &str) -> AppResult<Option<Reservation>> {
     let sql = format!(
         "UPDATE inventory_reservations SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'active' \
-         RETURNING {RESERVATION_COLUMNS}"
+         AND ($1 <> 'committed' OR expires_at >= $2) RETURNING {RESERVATION_COLUMNS}"
     );
     let now = Timestamp::now();
     let ended = db_run!(tx.conn(), |conn| {
         sqlx::query_as::<_, Reservation>(&sql).bind(status).bind(now).bind(id).fetch_optional(conn).await
     })?;
     let Some(reservation) = ended else { return Ok(None) };
+    tx.invalidate(super::changed());
     let sold = if status == "committed" { reservation.quantity } else { 0 };
     db_run!(tx.conn(), |conn| {
         sqlx::query(
@@ -311,7 +355,10 @@ async fn not_active_or_missing(tx: &mut Tx, id: &str) -> AppError {
 }
 
 fn not_active() -> AppError {
-    AppError::new(ErrorCode::Conflict, "This reservation is no longer active: it was committed, released or expired.")
+    AppError::new(
+        ErrorCode::Conflict,
+        "This reservation is no longer active: it was committed, released or expired, or its time is up.",
+    )
 }
 
 /// Gives a reservation's units back.
@@ -331,7 +378,9 @@ pub async fn commit(state: &AppState, tx: &mut Tx, id: &str, actor: Actor<'_>) -
             .await
     })?;
     let Some(variant_id) = found else { return Err(AppError::not_found("No reservation has this id.")) };
-    let reservation = end(tx, id, "committed").await?.ok_or_else(not_active)?;
+    let Some(reservation) = end(tx, id, "committed").await? else {
+        return Err(not_active_or_missing(tx, id).await);
+    };
     db_run!(tx.conn(), |conn| {
         sqlx::query(
             "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
@@ -349,9 +398,8 @@ pub async fn commit(state: &AppState, tx: &mut Tx, id: &str, actor: Actor<'_>) -
         .await
         .map(drop)
     })?;
-    // Reserving lowered what is available; a sale is when a drop below the threshold counts.
-    let after = available_in(tx, &variant_id).await?;
-    announce_low(state, tx, &variant_id, after + reservation.quantity).await?;
+    let (on_hand, _) = totals_in(tx, &variant_id).await?;
+    announce_low(state, tx, &variant_id, on_hand + reservation.quantity).await?;
     Ok(reservation)
 }
 

@@ -11,6 +11,17 @@ mod store;
 
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::platform::cache::Invalidation;
+
+/// The cache of shoppers' catalog reads.
+pub const STOREFRONT: &str = "storefront";
+
+/// What every write to products or stock evicts: the storefront's rendered reads, which
+/// show prices and availability.
+pub fn changed() -> Invalidation {
+    Invalidation::all(STOREFRONT)
+}
+
 use crate::app::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -1,6 +1,10 @@
 //! Shoppers browse published products.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -10,7 +14,8 @@ use super::inventory::Availability;
 use super::products::{self, Price, Product, ProductOption, Variant};
 use crate::app::AppState;
 use crate::platform::error::{AppError, AppResult, Problem, Violations};
-use crate::platform::http::{Json, Query};
+use crate::platform::http::{Query, Rendered};
+use crate::platform::ids::has_shape;
 use crate::platform::pagination::{Page, check_page};
 use crate::platform::time::Timestamp;
 
@@ -92,34 +97,79 @@ pub struct StoreFilter {
     pub after: Option<String>,
 }
 
-/// List published products, newest first.
-#[utoipa::path(get, path = "/api/v1/store/products", tag = "store: products", params(StoreFilter),
-    responses((status = 200, body = Page<StoreProduct>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn list_products(
-    State(state): State<AppState>,
-    Query(filter): Query<StoreFilter>,
-) -> AppResult<Json<Page<StoreProduct>>> {
-    let mut violations = Violations::default();
-    let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
-    violations.finish()?;
-    let after = filter.after.as_deref().unwrap_or("");
-    let rows =
-        products::page(&state.db, "status = 'published' AND ($1 = '' OR id < $1)", "id DESC", &[after], limit).await?;
-    let page = Page::from_rows(rows, limit, |row| row.id.clone());
-    let show = state.config.catalog.show_stock_quantity;
-    let data = page.data.into_iter().map(|product| StoreProduct::new(product, show)).collect();
-    Ok(Json(Page { data, next_cursor: page.next_cursor }))
+/// A rendered read from the cache, or `read` rendered and cached.
+async fn cached<T, F>(state: &AppState, key: String, read: F) -> AppResult<Option<Arc<Rendered>>>
+where
+    T: Serialize,
+    F: std::future::Future<Output = AppResult<Option<T>>>,
+{
+    if let Some(hit) = state.storefront.get(&key) {
+        return Ok(Some(hit));
+    }
+    let generation = state.storefront.generation();
+    let Some(value) = read.await? else { return Ok(None) };
+    let rendered = Arc::new(Rendered::new(&value)?);
+    state.storefront.insert(key, rendered.clone(), generation);
+    Ok(Some(rendered))
 }
 
-/// Read a published product by its handle.
+/// List published products, newest first. Answers carry an `ETag`; send it back in
+/// `If-None-Match` to get 304 while nothing changed.
+#[utoipa::path(get, path = "/api/v1/store/products", tag = "store: products", params(StoreFilter),
+    responses(
+        (status = 200, body = Page<StoreProduct>, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_products(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<StoreFilter>,
+) -> AppResult<Response> {
+    let mut violations = Violations::default();
+    let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
+    // Only real cursors: each distinct one would hold a cached page.
+    if filter.after.as_deref().is_some_and(|after| !has_shape(after, "prd")) {
+        violations.add("after", "invalid", "is not a cursor this API gave out");
+    }
+    violations.finish()?;
+    let after = filter.after.unwrap_or_default();
+    let key = format!("list:{limit}:{after}");
+    let rendered = cached(&state, key, async {
+        let rows =
+            products::page(&state.db, "status = 'published' AND ($1 = '' OR id < $1)", "id DESC", &[&after], limit)
+                .await?;
+        let page = Page::from_rows(rows, limit, |row| row.id.clone());
+        let show = state.config.catalog.show_stock_quantity;
+        let data = page.data.into_iter().map(|product| StoreProduct::new(product, show)).collect();
+        Ok(Some(Page { data, next_cursor: page.next_cursor }))
+    })
+    .await?
+    .ok_or_else(|| AppError::internal(anyhow::anyhow!("a list page is never absent")))?;
+    Ok(rendered.respond(&headers))
+}
+
+/// Read a published product by its handle, with an `ETag` as for lists.
 #[utoipa::path(get, path = "/api/v1/store/products/{handle}", tag = "store: products", params(("handle" = String, Path)),
-    responses((status = 200, body = StoreProduct), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn product_by_handle(State(state): State<AppState>, Path(handle): Path<String>) -> AppResult<Json<StoreProduct>> {
+    responses(
+        (status = 200, body = StoreProduct, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn product_by_handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
     let not_found = || AppError::not_found("No published product has this handle.");
     if !products::check_handle(&handle) {
         return Err(not_found());
     }
-    let product =
-        products::find(&state.db, "handle", &handle, " AND status = 'published'").await?.ok_or_else(not_found)?;
-    Ok(Json(StoreProduct::new(product, state.config.catalog.show_stock_quantity)))
+    let rendered = cached(&state, format!("handle:{handle}"), async {
+        let product = products::find(&state.db, "handle", &handle, " AND status = 'published'").await?;
+        Ok(product.map(|product| StoreProduct::new(product, state.config.catalog.show_stock_quantity)))
+    })
+    .await?
+    .ok_or_else(not_found)?;
+    Ok(rendered.respond(&headers))
 }

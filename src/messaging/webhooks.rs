@@ -38,7 +38,7 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("customer.created", "A customer registered."),
     ("customer.updated", "A customer changed their profile or verified their email address."),
     ("form.submitted", "Someone sent one of the shop's forms."),
-    ("inventory.low", "A sale or a stock change left a variant at or below its low-stock threshold."),
+    ("inventory.low", "A sale or a stock change left a variant's stock on hand at or below its threshold."),
     ("product.created", "Staff created a product."),
     ("product.updated", "Staff changed a product."),
     ("product.deleted", "Staff deleted a product."),

@@ -418,6 +418,42 @@ pub fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"v0\""))
 }
 
+/// A JSON answer rendered once, with a strong `ETag` derived from its bytes, for reads
+/// served many times between writes.
+pub struct Rendered {
+    json: Bytes,
+    etag: HeaderValue,
+}
+
+impl Rendered {
+    pub fn new(value: &impl serde::Serialize) -> AppResult<Self> {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(value).map_err(AppError::internal)?;
+        let digest = Sha256::digest(&json);
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let etag = HeaderValue::from_str(&format!("\"{hex}\"")).map_err(AppError::internal)?;
+        Ok(Self { json: json.into(), etag })
+    }
+
+    /// 200 with the body, or 304 when `If-None-Match` names this version. Caches may keep
+    /// the answer but must check it again before each use.
+    pub fn respond(&self, headers: &HeaderMap) -> Response {
+        let cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if if_none_match(headers, &self.etag) {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, self.etag.clone()), cache]).into_response();
+        }
+        let content_type = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        ([content_type, (header::ETAG, self.etag.clone()), cache], self.json.clone()).into_response()
+    }
+}
+
+/// Whether `If-None-Match` lists `etag` (weakly compared, as RFC 9110 asks for it) or is `*`.
+fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else { return false };
+    let ours = etag.to_str().unwrap_or("");
+    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
+}
+
 /// The version an `If-Match` header asks for: `None` when absent or `*`.
 pub fn if_match_version(headers: &HeaderMap) -> AppResult<Option<i64>> {
     let Some(value) = headers.get(header::IF_MATCH) else {
