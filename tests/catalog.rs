@@ -171,5 +171,17 @@ conformance! {
         assert_eq!(after.status, 200, "a change makes a new version");
         assert_eq!(after.body["title"], "Linen Tee");
         assert_ne!(after.header("etag"), Some(etag.as_str()));
+
+        // A new handle: the old address answers 301 to the new one.
+        let moved = app.patch(&format!("/api/v1/admin/products/{id}"), json!({"handle": "linen-tee"}), &[("authorization", &auth)]).await;
+        assert_eq!(moved.status, 200, "{}", moved.text);
+        let old = app.get("/api/v1/store/products/cotton-tee", &[]).await;
+        assert_eq!(old.status, 301);
+        assert_eq!(old.header("location"), Some("/api/v1/store/products/linen-tee"));
+        assert_eq!(app.get("/api/v1/store/products/linen-tee", &[]).await.body["title"], "Linen Tee");
+        // Taking the old handle back ends the redirect.
+        assert_eq!(app.patch(&format!("/api/v1/admin/products/{id}"), json!({"handle": "cotton-tee"}), &[("authorization", &auth)]).await.status, 200);
+        assert_eq!(app.get("/api/v1/store/products/cotton-tee", &[]).await.status, 200);
+        assert_eq!(app.get("/api/v1/store/products/linen-tee", &[]).await.status, 301);
     }
 }

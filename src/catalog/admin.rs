@@ -320,6 +320,29 @@ async fn update_product(
     if let Some(tags) = &tags {
         products::write_tags(&mut tx, &id, tags).await?;
     }
+    if let Some(handle) = patch.handle.as_deref().filter(|h| *h != current.handle) {
+        // The old address keeps working (the storefront redirects it), and the new one may be
+        // an address this product had before.
+        db_run!(tx.conn(), |conn| {
+            sqlx::query("DELETE FROM product_handle_history WHERE handle = $1")
+                .bind(handle)
+                .execute(conn)
+                .await
+                .map(drop)
+        })?;
+        db_run!(tx.conn(), |conn| {
+            sqlx::query(
+                "INSERT INTO product_handle_history (handle, product_id, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (handle) DO UPDATE SET product_id = excluded.product_id, created_at = excluded.created_at",
+            )
+            .bind(&current.handle)
+            .bind(&id)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(drop)
+        })?;
+    }
     let product = Product {
         title: patch.title.as_deref().map_or(current.title, |t| t.trim().to_owned()),
         handle: patch.handle.unwrap_or(current.handle),
@@ -345,13 +368,14 @@ async fn update_product(
     Ok(with_etag(StatusCode::OK, product))
 }
 
-/// Delete a product with its variants, prices and stock history. Refused while checkouts hold
-/// its stock.
+/// Delete a product that was never sold, with its variants, prices and stock history. A product
+/// that has been sold is archived instead, and deleting it is refused, as it is while
+/// checkouts hold its stock.
 #[utoipa::path(delete, path = "/api/v1/admin/products/{id}", tag = "admin: products", params(("id" = String, Path)),
     security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
     responses(
         (status = 204),
-        (status = 409, description = "Reservations hold its stock", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It has been sold, or reservations hold its stock", body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
@@ -374,6 +398,21 @@ async fn delete_product(
         .fetch_one(conn)
         .await
     })?;
+    let sold = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM inventory_movements m JOIN product_variants v ON v.id = m.variant_id \
+             WHERE v.product_id = $1 AND m.kind = 'sold'",
+        )
+        .bind(&id)
+        .fetch_one(conn)
+        .await
+    })?;
+    if sold > 0 {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "This product has been sold, so its history stays: archive it instead (status `archived`).",
+        ));
+    }
     if held > 0 {
         return Err(AppError::new(
             ErrorCode::Conflict,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use super::inventory::Availability;
 use super::products::{self, Price, Product, ProductOption, Variant};
 use crate::app::AppState;
+use crate::db_run;
 use crate::platform::error::{AppError, AppResult, Problem, Violations};
 use crate::platform::http::{Query, Rendered};
 use crate::platform::ids::has_shape;
@@ -153,6 +154,7 @@ async fn list_products(
 #[utoipa::path(get, path = "/api/v1/store/products/{handle}", tag = "store: products", params(("handle" = String, Path)),
     responses(
         (status = 200, body = StoreProduct, headers(("ETag" = String))),
+        (status = 301, description = "A handle the product had before: `Location` gives the current address"),
         (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
@@ -169,7 +171,25 @@ async fn product_by_handle(
         let product = products::find(&state.db, "handle", &handle, " AND status = 'published'").await?;
         Ok(product.map(|product| StoreProduct::new(product, state.config.catalog.show_stock_quantity)))
     })
-    .await?
-    .ok_or_else(not_found)?;
-    Ok(rendered.respond(&headers))
+    .await?;
+    if let Some(rendered) = rendered {
+        return Ok(rendered.respond(&headers));
+    }
+    // A handle the product had before: sent on, permanently, to the current one.
+    let moved = db_run!(state.db.read(), |conn| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT p.handle FROM product_handle_history h JOIN products p ON p.id = h.product_id \
+             WHERE h.handle = $1 AND p.status = 'published'",
+        )
+        .bind(&handle)
+        .fetch_optional(conn)
+        .await
+    })?;
+    match moved {
+        Some(current) => {
+            let location = format!("/api/v1/store/products/{current}");
+            Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]).into_response())
+        }
+        None => Err(not_found()),
+    }
 }
