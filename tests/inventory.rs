@@ -176,3 +176,79 @@ conformance! {
         assert_eq!(stock.body["available"], 1);
     }
 }
+
+/// What a checkout or staff member does to a variant's stock.
+#[derive(Debug, Clone)]
+enum Op {
+    Receive(i64),
+    Adjust(i64),
+    Reserve(i64),
+    Commit(usize),
+    Release(usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1i64..20).prop_map(Op::Receive),
+        (-20i64..20).prop_filter("a movement moves something", |q| *q != 0).prop_map(Op::Adjust),
+        (1i64..6).prop_map(Op::Reserve),
+        (0usize..8).prop_map(Op::Commit),
+        (0usize..8).prop_map(Op::Release),
+    ]
+}
+
+/// Random sequences of receipts, counts, reservations, sales and releases: after every step
+/// the level is the sum of the ledger, nothing on hand is negative, and under the deny policy
+/// reservations never exceed what is on hand.
+#[test]
+fn the_level_is_always_the_sum_of_the_ledger_and_never_oversold() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let app = runtime.block_on(TestApp::spawn(common::Backend::Sqlite));
+    let auth = runtime.block_on(app.staff("admin@example.com", Role::Admin));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 40, ..ProptestConfig::default() });
+    let product = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&proptest::collection::vec(op(), 1..25), |ops| {
+            let product = product.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            runtime.block_on(async {
+                let body = json!({"title": format!("Item {product}"), "variants": [{"prices": [{"currency": "EUR", "amount": 100}]}]});
+                let created = app.post("/api/v1/admin/products", body, &[("authorization", &auth)]).await;
+                let variant = created.body["variants"][0]["id"].as_str().unwrap().to_owned();
+                let mut reservations: Vec<String> = Vec::new();
+                for op in &ops {
+                    match op {
+                        Op::Receive(q) => {
+                            move_stock(&app, &auth, &variant, json!({"quantity": q, "kind": "received"})).await;
+                        }
+                        Op::Adjust(q) => {
+                            move_stock(&app, &auth, &variant, json!({"quantity": q, "kind": "adjusted"})).await;
+                        }
+                        Op::Reserve(q) => {
+                            let body = json!({"variant_id": variant, "quantity": q});
+                            let held = app.post("/api/v1/admin/inventory/reservations", body, &[("authorization", &auth)]).await;
+                            if held.status == 201 {
+                                reservations.push(held.body["id"].as_str().unwrap().to_owned());
+                            }
+                        }
+                        Op::Commit(n) | Op::Release(n) => {
+                            if let Some(id) = reservations.get(*n) {
+                                let action = if matches!(op, Op::Commit(_)) { "commit" } else { "release" };
+                                app.post(&format!("/api/v1/admin/inventory/reservations/{id}/{action}"), json!({}), &[("authorization", &auth)]).await;
+                            }
+                        }
+                    }
+                    let ledger = app.count(&format!("SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM inventory_movements WHERE variant_id = '{variant}'")).await;
+                    let on_hand = app.count(&format!("SELECT CAST(COALESCE(SUM(on_hand), 0) AS BIGINT) FROM inventory_levels WHERE variant_id = '{variant}'")).await;
+                    let reserved = app.count(&format!("SELECT CAST(COALESCE(SUM(reserved), 0) AS BIGINT) FROM inventory_levels WHERE variant_id = '{variant}'")).await;
+                    let active = app.count(&format!("SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM inventory_reservations WHERE variant_id = '{variant}' AND status = 'active'")).await;
+                    prop_assert_eq!(ledger, on_hand, "after {:?}", op);
+                    prop_assert_eq!(reserved, active, "after {:?}", op);
+                    prop_assert!(on_hand >= 0 && on_hand - reserved >= 0, "after {:?}: {} on hand, {} reserved", op, on_hand, reserved);
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
