@@ -184,4 +184,61 @@ conformance! {
         assert_eq!(app.get("/api/v1/store/products/cotton-tee", &[]).await.status, 200);
         assert_eq!(app.get("/api/v1/store/products/linen-tee", &[]).await.status, 301);
     }
+
+    async fn staff_add_change_and_remove_variants(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        let product = json!({
+            "title": "Sock", "status": "published",
+            "options": [{"name": "Size", "values": ["S", "M", "L"]}],
+            "variants": [
+                {"sku": "SOCK-S", "options": {"Size": "S"}, "prices": [{"currency": "EUR", "amount": 500}]},
+                {"sku": "SOCK-M", "options": {"Size": "M"}, "prices": [{"currency": "EUR", "amount": 500}]}
+            ]
+        });
+        let created = app.post("/api/v1/admin/products", product, &[("authorization", &auth)]).await;
+        let id = created.body["id"].as_str().unwrap().to_owned();
+        let etag = created.header("etag").unwrap().to_owned();
+
+        let large = json!({"sku": "SOCK-L", "options": {"Size": "L"}, "prices": [{"currency": "EUR", "amount": 600}]});
+        let added = app.post(&format!("/api/v1/admin/products/{id}/variants"), large.clone(), &[("authorization", &auth), ("if-match", &etag)]).await;
+        assert_eq!(added.status, 201, "{}", added.text);
+        assert_eq!(added.body["variants"].as_array().unwrap().len(), 3);
+        assert_eq!(added.body["version"], 2);
+        let again = app.post(&format!("/api/v1/admin/products/{id}/variants"), large, &[("authorization", &auth)]).await;
+        assert_eq!(again.error_fields(), ["options"]);
+        let stale = json!({"sku": "X", "options": {"Size": "XL"}});
+        let resp = app.post(&format!("/api/v1/admin/products/{id}/variants"), stale, &[("authorization", &auth), ("if-match", &etag)]).await;
+        resp.problem(412, "precondition_failed");
+
+        // Prices are replaced whole; a SKU another variant has is a 409 naming it.
+        let small = created.body["variants"][0]["id"].as_str().unwrap().to_owned();
+        let prices = json!({"prices": [{"currency": "USD", "amount": 650}, {"currency": "EUR", "amount": 450, "compare_at_amount": 500}], "barcode": "4006381333931"});
+        let changed = app.patch(&format!("/api/v1/admin/variants/{small}"), prices, &[("authorization", &auth)]).await;
+        assert_eq!(changed.status, 200, "{}", changed.text);
+        assert_eq!(changed.body["variants"][0]["prices"], json!([
+            {"currency": "EUR", "amount": 450, "compare_at_amount": 500},
+            {"currency": "USD", "amount": 650, "compare_at_amount": null}
+        ]));
+        let shown = app.get("/api/v1/store/products/sock", &[]).await;
+        assert_eq!(shown.body["variants"][0]["prices"][1]["amount"], 650);
+        let taken = app.patch(&format!("/api/v1/admin/variants/{small}"), json!({"sku": "SOCK-M"}), &[("authorization", &auth)]).await;
+        assert_eq!(taken.problem(409, "conflict")["errors"][0]["field"], "sku");
+        let bad = app.patch(&format!("/api/v1/admin/variants/{small}"), json!({"prices": [{"currency": "EUR", "amount": -1}], "tax_class": "Bad Class"}), &[("authorization", &auth)]).await;
+        assert_eq!(bad.error_fields(), ["tax_class", "prices[0].amount"]);
+
+        // A variant goes unless it was sold; the last one stays.
+        let medium = created.body["variants"][1]["id"].as_str().unwrap().to_owned();
+        app.post(&format!("/api/v1/admin/variants/{medium}/inventory/movements"), json!({"quantity": 1, "kind": "received"}), &[("authorization", &auth)]).await;
+        let held = app.post("/api/v1/admin/inventory/reservations", json!({"variant_id": medium, "quantity": 1}), &[("authorization", &auth)]).await;
+        let held = held.body["id"].as_str().unwrap().to_owned();
+        app.post(&format!("/api/v1/admin/inventory/reservations/{held}/commit"), json!({}), &[("authorization", &auth)]).await;
+        app.delete(&format!("/api/v1/admin/variants/{medium}"), &[("authorization", &auth)]).await.problem(409, "conflict");
+        let removed = app.delete(&format!("/api/v1/admin/variants/{small}"), &[("authorization", &auth)]).await;
+        assert_eq!(removed.status, 200, "{}", removed.text);
+        assert_eq!(removed.body["variants"].as_array().unwrap().len(), 2);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM variant_prices WHERE variant_id = '{small}'")).await, 0);
+        let last = app.get(&format!("/api/v1/admin/products/{id}"), &[("authorization", &auth)]).await;
+        assert_eq!(last.body, removed.body);
+    }
 }

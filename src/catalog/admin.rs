@@ -133,7 +133,9 @@ async fn create_product(
     });
     inserted.map_err(handle_taken)?;
     products::write_tags(&mut tx, &id, &tags).await?;
-    let variants = products::insert_variants(&mut tx, &id, &new.variants, now).await?;
+    let variants =
+        products::insert_variants(&mut tx, &id, &new.variants, now, 0, |index| format!("variants[{index}].sku"))
+            .await?;
     let product = Product {
         id: id.clone(),
         handle,

@@ -8,6 +8,7 @@ pub mod markdown;
 pub mod money;
 pub mod products;
 mod store;
+mod variants;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -25,5 +26,9 @@ pub fn changed() -> Invalidation {
 use crate::app::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(admin::router()).merge(inventory_admin::router()).merge(store::router())
+    OpenApiRouter::new()
+        .merge(admin::router())
+        .merge(inventory_admin::router())
+        .merge(variants::router())
+        .merge(store::router())
 }

@@ -488,86 +488,128 @@ pub(crate) fn check_options_and_variants(
     let mut combinations = HashSet::new();
     let mut skus = HashSet::new();
     for (index, variant) in variants.iter().enumerate() {
-        let at = |field: &str| format!("variants[{index}].{field}");
-        let chosen: Vec<&str> = variant.options.keys().map(String::as_str).collect();
-        let expected: Vec<&str> = {
-            let mut names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
-            names.sort_unstable();
-            names
-        };
-        if chosen != expected {
-            violations.add(
-                &at("options"),
-                "mismatch",
-                "must give a value for each of the product's options, and no other",
-            );
-        } else if let Some((name, value)) = variant
-            .options
-            .iter()
-            .find(|(name, value)| !options.iter().any(|o| &o.name == *name && o.values.contains(value)))
+        let prefix = format!("variants[{index}].");
+        if check_variant(options, variant, &prefix, violations) && !combinations.insert(&variant.options) {
+            violations.add(&format!("{prefix}options"), "duplicate", "another variant has the same option values");
+        }
+        if let Some(sku) = &variant.sku
+            && !skus.insert(sku.as_str())
         {
-            violations.add(&at("options"), "unknown_value", format!("`{value}` is not a value of option `{name}`"));
-        } else if !combinations.insert(&variant.options) {
-            violations.add(&at("options"), "duplicate", "another variant has the same option values");
+            violations.add(&format!("{prefix}sku"), "duplicate", "is given to another variant too");
         }
-        if let Some(sku) = &variant.sku {
-            if sku.is_empty() || sku.len() > 64 || !sku.bytes().all(|b| b.is_ascii_graphic()) {
-                violations.add(&at("sku"), "invalid_format", "must be 1 to 64 visible ASCII characters");
-            } else if !skus.insert(sku.as_str()) {
-                violations.add(&at("sku"), "duplicate", "is given to another variant too");
-            }
+    }
+}
+
+/// Checks one variant against the product's options; its fields are named `{prefix}field`.
+/// Whether its option values are a valid combination (to compare with other variants').
+pub(crate) fn check_variant(
+    options: &[ProductOption],
+    variant: &NewVariant,
+    prefix: &str,
+    violations: &mut Violations,
+) -> bool {
+    let at = |field: &str| format!("{prefix}{field}");
+    let chosen: Vec<&str> = variant.options.keys().map(String::as_str).collect();
+    let expected: Vec<&str> = {
+        let mut names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
+        names.sort_unstable();
+        names
+    };
+    let mut combination = false;
+    if chosen != expected {
+        violations.add(&at("options"), "mismatch", "must give a value for each of the product's options, and no other");
+    } else if let Some((name, value)) = variant
+        .options
+        .iter()
+        .find(|(name, value)| !options.iter().any(|o| &o.name == *name && o.values.contains(value)))
+    {
+        violations.add(&at("options"), "unknown_value", format!("`{value}` is not a value of option `{name}`"));
+    } else {
+        combination = true;
+    }
+    if variant
+        .sku
+        .as_ref()
+        .is_some_and(|sku| sku.is_empty() || sku.len() > 64 || !sku.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        violations.add(&at("sku"), "invalid_format", "must be 1 to 64 visible ASCII characters");
+    }
+    check_variant_fields(
+        &VariantFields {
+            barcode: variant.barcode.as_deref(),
+            weight_grams: variant.weight_grams,
+            length_mm: variant.length_mm,
+            width_mm: variant.width_mm,
+            height_mm: variant.height_mm,
+            tax_class: variant.tax_class.as_deref(),
+            inventory_policy: variant.inventory_policy.as_deref(),
+            low_stock_threshold: variant.low_stock_threshold,
+            prices: Some(&variant.prices),
+        },
+        prefix,
+        violations,
+    );
+    combination
+}
+
+/// A variant's fields other than its options and SKU, as given.
+pub(crate) struct VariantFields<'a> {
+    pub barcode: Option<&'a str>,
+    pub weight_grams: Option<i64>,
+    pub length_mm: Option<i64>,
+    pub width_mm: Option<i64>,
+    pub height_mm: Option<i64>,
+    pub tax_class: Option<&'a str>,
+    pub inventory_policy: Option<&'a str>,
+    pub low_stock_threshold: Option<i64>,
+    pub prices: Option<&'a [Price]>,
+}
+
+pub(crate) fn check_variant_fields(variant: &VariantFields<'_>, prefix: &str, violations: &mut Violations) {
+    let at = |field: &str| format!("{prefix}{field}");
+    if variant.barcode.is_some_and(|b| b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric())) {
+        violations.add(&at("barcode"), "invalid_format", "must be 1 to 64 letters and digits");
+    }
+    for (field, value) in [
+        ("weight_grams", variant.weight_grams),
+        ("length_mm", variant.length_mm),
+        ("width_mm", variant.width_mm),
+        ("height_mm", variant.height_mm),
+    ] {
+        if value.is_some_and(|v| !(0..=MAX_DIMENSION).contains(&v)) {
+            violations.add(&at(field), "out_of_range", format!("must be between 0 and {MAX_DIMENSION}"));
         }
-        if variant
-            .barcode
-            .as_ref()
-            .is_some_and(|b| b.is_empty() || b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric()))
-        {
-            violations.add(&at("barcode"), "invalid_format", "must be 1 to 64 letters and digits");
+    }
+    if variant.inventory_policy.is_some_and(|p| !matches!(p, "deny" | "continue")) {
+        violations.add(&at("inventory_policy"), "invalid", "must be `deny` or `continue`");
+    }
+    if variant.low_stock_threshold.is_some_and(|t| !(0..=1_000_000).contains(&t)) {
+        violations.add(&at("low_stock_threshold"), "out_of_range", "must be between 0 and 1000000");
+    }
+    if variant.tax_class.is_some_and(|class| !check_tax_class(class)) {
+        violations.add(
+            &at("tax_class"),
+            "invalid_format",
+            "must be standard, reduced, zero, exempt, or lowercase letters, digits, `_` and `-`",
+        );
+    }
+    let prices = variant.prices.unwrap_or_default();
+    if prices.len() > 30 {
+        violations.add(&at("prices"), "too_many", "must be at most 30");
+    }
+    let mut currencies = HashSet::new();
+    for (n, price) in prices.iter().enumerate() {
+        let at = |field: &str| format!("{prefix}prices[{n}].{field}");
+        if !is_currency(&price.currency) {
+            violations.add(&at("currency"), "invalid", "must be an ISO 4217 currency code such as EUR");
+        } else if !currencies.insert(price.currency.as_str()) {
+            violations.add(&at("currency"), "duplicate", "has another price in this variant");
         }
-        for (field, value) in [
-            ("weight_grams", variant.weight_grams),
-            ("length_mm", variant.length_mm),
-            ("width_mm", variant.width_mm),
-            ("height_mm", variant.height_mm),
-        ] {
-            if value.is_some_and(|v| !(0..=MAX_DIMENSION).contains(&v)) {
-                violations.add(&at(field), "out_of_range", format!("must be between 0 and {MAX_DIMENSION}"));
-            }
+        if !(0..=MAX_AMOUNT).contains(&price.amount) {
+            violations.add(&at("amount"), "out_of_range", format!("must be between 0 and {MAX_AMOUNT} minor units"));
         }
-        if variant.inventory_policy.as_deref().is_some_and(|p| !matches!(p, "deny" | "continue")) {
-            violations.add(&at("inventory_policy"), "invalid", "must be `deny` or `continue`");
-        }
-        if variant.low_stock_threshold.is_some_and(|t| !(0..=1_000_000).contains(&t)) {
-            violations.add(&at("low_stock_threshold"), "out_of_range", "must be between 0 and 1000000");
-        }
-        if variant.tax_class.as_deref().is_some_and(|class| !check_tax_class(class)) {
-            violations.add(
-                &at("tax_class"),
-                "invalid_format",
-                "must be standard, reduced, zero, exempt, or lowercase letters, digits, `_` and `-`",
-            );
-        }
-        let mut currencies = HashSet::new();
-        if variant.prices.len() > 30 {
-            violations.add(&at("prices"), "too_many", "must be at most 30");
-        }
-        for (n, price) in variant.prices.iter().enumerate() {
-            let at = |field: &str| format!("variants[{index}].prices[{n}].{field}");
-            if !is_currency(&price.currency) {
-                violations.add(&at("currency"), "invalid", "must be an ISO 4217 currency code such as EUR");
-            } else if !currencies.insert(price.currency.as_str()) {
-                violations.add(&at("currency"), "duplicate", "has another price in this variant");
-            }
-            if !(0..=MAX_AMOUNT).contains(&price.amount) {
-                violations.add(
-                    &at("amount"),
-                    "out_of_range",
-                    format!("must be between 0 and {MAX_AMOUNT} minor units"),
-                );
-            }
-            if price.compare_at_amount.is_some_and(|c| c <= price.amount || c > MAX_AMOUNT) {
-                violations.add(&at("compare_at_amount"), "out_of_range", "must be above the amount");
-            }
+        if price.compare_at_amount.is_some_and(|c| c <= price.amount || c > MAX_AMOUNT) {
+            violations.add(&at("compare_at_amount"), "out_of_range", "must be above the amount");
         }
     }
 }
@@ -579,9 +621,12 @@ pub(crate) async fn insert_variants(
     product_id: &str,
     variants: &[NewVariant],
     now: Timestamp,
+    first_position: i64,
+    sku_field: impl Fn(usize) -> String,
 ) -> AppResult<Vec<Variant>> {
     let mut written = Vec::with_capacity(variants.len());
-    for (position, variant) in variants.iter().enumerate() {
+    for (index, variant) in variants.iter().enumerate() {
+        let position = first_position + index as i64;
         let id = new_id("var");
         let options = serde_json::to_string(&variant.options).map_err(AppError::internal)?;
         let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
@@ -595,7 +640,7 @@ pub(crate) async fn insert_variants(
             )
             .bind(&id)
             .bind(product_id)
-            .bind(position as i64)
+            .bind(position)
             .bind(&variant.sku)
             .bind(&variant.barcode)
             .bind(&options)
@@ -613,24 +658,11 @@ pub(crate) async fn insert_variants(
         });
         match inserted {
             Err(err) if dialect::is_unique_violation(&err, "product_variants", "sku") => {
-                return Err(AppError::conflict(&format!("variants[{position}].sku"), "Another variant has this SKU."));
+                return Err(AppError::conflict(&sku_field(index), "Another variant has this SKU."));
             }
             other => other?,
         }
-        for price in &variant.prices {
-            db_run!(tx.conn(), |conn| {
-                sqlx::query(
-                    "INSERT INTO variant_prices (variant_id, currency, amount, compare_at_amount) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&id)
-                .bind(&price.currency)
-                .bind(price.amount)
-                .bind(price.compare_at_amount)
-                .execute(conn)
-                .await
-                .map(drop)
-            })?;
-        }
+        write_prices(tx, &id, &variant.prices).await?;
         let mut prices = variant.prices.clone();
         prices.sort_by(|a, b| a.currency.cmp(&b.currency));
         written.push(Variant {
@@ -650,6 +682,28 @@ pub(crate) async fn insert_variants(
         });
     }
     Ok(written)
+}
+
+/// Replaces a variant's prices.
+pub(crate) async fn write_prices(tx: &mut Tx, variant_id: &str, prices: &[Price]) -> AppResult<()> {
+    db_run!(tx.conn(), |conn| {
+        sqlx::query("DELETE FROM variant_prices WHERE variant_id = $1").bind(variant_id).execute(conn).await.map(drop)
+    })?;
+    for price in prices {
+        db_run!(tx.conn(), |conn| {
+            sqlx::query(
+                "INSERT INTO variant_prices (variant_id, currency, amount, compare_at_amount) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(variant_id)
+            .bind(&price.currency)
+            .bind(price.amount)
+            .bind(price.compare_at_amount)
+            .execute(conn)
+            .await
+            .map(drop)
+        })?;
+    }
+    Ok(())
 }
 
 /// Replaces a product's rows in `product_tags`.
