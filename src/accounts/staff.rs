@@ -209,11 +209,8 @@ async fn create_staff_member(
     let new = NewStaff { email: &request.email, password: &request.password, name: &request.name, role: request.role };
     let created = create_staff(&state.db, new, Some(staff.actor())).await?;
     let location = format!("/api/v1/admin/staff/{}", created.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], with_etag(created)).into_response())
-}
-
-fn with_etag(user: StaffUser) -> Response {
-    ([(header::ETAG, http::etag(user.version))], Json(user)).into_response()
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], http::tagged(StatusCode::OK, created.version, created))
+        .into_response())
 }
 
 /// One staff member.
@@ -231,7 +228,7 @@ async fn get_staff_member(
         return Err(AppError::not_found("No staff member has this id."));
     }
     let user = find_staff(&state.db, &id).await?.ok_or_else(|| AppError::not_found("No staff member has this id."))?;
-    Ok(with_etag(user))
+    Ok(http::tagged(StatusCode::OK, user.version, user))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -331,5 +328,5 @@ async fn update_staff_member(
     let detail = format!("role={} disabled={}", role.as_str(), disabled_at.is_some());
     audit::record(&mut tx, actor_kind, actor_id, "staff.updated", Some(&id), &detail).await?;
     tx.commit().await?;
-    Ok(with_etag(updated))
+    Ok(http::tagged(StatusCode::OK, updated.version, updated))
 }

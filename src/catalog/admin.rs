@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -31,10 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         update_product,
         delete_product
     ))
-}
-
-fn with_etag(status: StatusCode, product: Product) -> Response {
-    (status, [(header::ETAG, http::etag(product.version))], Json(product)).into_response()
 }
 
 fn not_found() -> AppError {
@@ -106,6 +102,7 @@ async fn create_product(
     let id = new_id("prd");
     let metadata = new.metadata.clone().unwrap_or(Value::Object(Default::default()));
     let options = serde_json::to_string(&new.options).map_err(AppError::internal)?;
+    let description_html = markdown::render(&new.description);
     let inserted = db_run!(tx.conn(), |conn| {
         sqlx::query(
             "INSERT INTO products (id, handle, title, description, description_html, status, product_type, vendor, \
@@ -116,7 +113,7 @@ async fn create_product(
         .bind(&handle)
         .bind(new.title.trim())
         .bind(&new.description)
-        .bind(markdown::render(&new.description))
+        .bind(&description_html)
         .bind(status)
         .bind(new.product_type.trim())
         .bind(new.vendor.trim())
@@ -140,7 +137,7 @@ async fn create_product(
         id: id.clone(),
         handle,
         title: new.title.trim().to_owned(),
-        description_html: markdown::render(&new.description),
+        description_html,
         description: new.description,
         status: status.to_owned(),
         product_type: new.product_type.trim().to_owned(),
@@ -162,7 +159,7 @@ async fn create_product(
     audit::record(&mut tx, actor_kind, actor_id, "product.created", Some(&id), &product.handle).await?;
     tx.commit().await?;
     let location = format!("/api/v1/admin/products/{id}");
-    let mut response = with_etag(StatusCode::CREATED, product);
+    let mut response = http::tagged(StatusCode::CREATED, product.version, product);
     if let Ok(location) = location.parse() {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -221,7 +218,7 @@ async fn get_product(
         return Err(not_found());
     }
     let product = products::find(&state.db, "id", &id, "").await?.ok_or_else(not_found)?;
-    Ok(with_etag(StatusCode::OK, product))
+    Ok(http::tagged(StatusCode::OK, product.version, product))
 }
 
 /// The product's own fields to change; variants are left as they are.
@@ -286,6 +283,7 @@ async fn update_product(
     }
     let now = Timestamp::now();
     let description = patch.description.unwrap_or(current.description);
+    let description_html = markdown::render(&description);
     let status = patch.status.unwrap_or(current.status);
     let published_at = current.published_at.or((status == "published").then_some(now));
     let tags = patch.tags.as_deref().map(products::clean_tags);
@@ -300,7 +298,7 @@ async fn update_product(
         .bind(patch.title.as_deref().map_or(current.title.as_str(), str::trim))
         .bind(patch.handle.as_deref().unwrap_or(&current.handle))
         .bind(&description)
-        .bind(markdown::render(&description))
+        .bind(&description_html)
         .bind(&status)
         .bind(patch.product_type.as_deref().map_or(current.product_type.as_str(), str::trim))
         .bind(patch.vendor.as_deref().map_or(current.vendor.as_str(), str::trim))
@@ -348,7 +346,7 @@ async fn update_product(
     let product = Product {
         title: patch.title.as_deref().map_or(current.title, |t| t.trim().to_owned()),
         handle: patch.handle.unwrap_or(current.handle),
-        description_html: markdown::render(&description),
+        description_html,
         description,
         status,
         product_type: patch.product_type.as_deref().map_or(current.product_type, |t| t.trim().to_owned()),
@@ -367,7 +365,7 @@ async fn update_product(
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.updated", Some(&id), &product.status).await?;
     tx.commit().await?;
-    Ok(with_etag(StatusCode::OK, product))
+    Ok(http::tagged(StatusCode::OK, product.version, product))
 }
 
 /// Delete a product that was never sold, with its variants, prices and stock history. A product

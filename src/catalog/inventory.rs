@@ -93,8 +93,13 @@ pub async fn totals_in(tx: &mut Tx, variant_id: &str) -> AppResult<(i64, i64)> {
 
 /// Announces `inventory.low` when a change took the variant's stock on hand from above its
 /// threshold to at or below it (what was sold or counted, not what carts hold for a while).
-async fn announce_low(state: &AppState, tx: &mut Tx, variant_id: &str, on_hand_before: i64) -> AppResult<()> {
-    let stock = variant_stock(tx, variant_id).await?;
+async fn announce_low(
+    state: &AppState,
+    tx: &mut Tx,
+    variant_id: &str,
+    stock: &VariantStock,
+    on_hand_before: i64,
+) -> AppResult<()> {
     let (on_hand, available) = totals_in(tx, variant_id).await?;
     if on_hand_before > stock.low_stock_threshold && on_hand <= stock.low_stock_threshold {
         let event = serde_json::json!({
@@ -113,42 +118,51 @@ async fn announce_low(state: &AppState, tx: &mut Tx, variant_id: &str, on_hand_b
 /// The kinds of movement staff record by hand; `sold` comes from committed reservations.
 pub const MANUAL_KINDS: [&str; 3] = ["received", "returned", "adjusted"];
 
-/// Records a movement and moves the level with it. A movement that would leave less than
-/// nothing on hand is refused.
-#[expect(clippy::too_many_arguments, reason = "a ledger line has this many parts")]
-pub async fn record_movement(
-    state: &AppState,
-    tx: &mut Tx,
-    variant_id: &str,
-    location_id: &str,
-    quantity: i64,
-    kind: &str,
-    reason: &str,
-    reference: Option<&str>,
-    actor: Actor<'_>,
-) -> AppResult<Level> {
-    let stock = variant_stock(tx, variant_id).await?;
-    let (before, _) = totals_in(tx, variant_id).await?;
-    let now = Timestamp::now();
+/// A line of the ledger.
+pub struct Line<'a> {
+    pub variant_id: &'a str,
+    pub location_id: &'a str,
+    /// Units in (positive) or out (negative).
+    pub quantity: i64,
+    /// `received`, `sold`, `returned` or `adjusted`.
+    pub kind: &'a str,
+    pub reason: &'a str,
+    pub reference: Option<&'a str>,
+    pub actor: Actor<'a>,
+}
+
+/// Appends `line` to the ledger; the caller moves the level with it.
+async fn write_line(tx: &mut Tx, line: &Line<'_>, now: Timestamp) -> AppResult<()> {
     db_run!(tx.conn(), |conn| {
         sqlx::query(
             "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
              actor_kind, actor_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(new_id("mov"))
-        .bind(variant_id)
-        .bind(location_id)
-        .bind(quantity)
-        .bind(kind)
-        .bind(reason)
-        .bind(reference)
-        .bind(actor.kind)
-        .bind(actor.id)
+        .bind(line.variant_id)
+        .bind(line.location_id)
+        .bind(line.quantity)
+        .bind(line.kind)
+        .bind(line.reason)
+        .bind(line.reference)
+        .bind(line.actor.kind)
+        .bind(line.actor.id)
         .bind(now)
         .execute(conn)
         .await
         .map(drop)
     })?;
+    Ok(())
+}
+
+/// Records a movement and moves the level with it. A movement that would leave less than
+/// nothing on hand is refused.
+pub async fn record_movement(state: &AppState, tx: &mut Tx, line: Line<'_>) -> AppResult<Level> {
+    let (variant_id, location_id, quantity) = (line.variant_id, line.location_id, line.quantity);
+    let stock = variant_stock(tx, variant_id).await?;
+    let (before, _) = totals_in(tx, variant_id).await?;
+    let now = Timestamp::now();
+    write_line(tx, &line, now).await?;
     let level = db_run!(tx.conn(), |conn| {
         sqlx::query_as::<_, Level>(
             "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
@@ -180,7 +194,7 @@ pub async fn record_movement(
             format!("would leave {} reserved units without stock at this location", -level.available),
         ));
     }
-    announce_low(state, tx, variant_id, before).await?;
+    announce_low(state, tx, variant_id, &stock, before).await?;
     Ok(level)
 }
 
@@ -378,28 +392,22 @@ pub async fn commit(state: &AppState, tx: &mut Tx, id: &str, actor: Actor<'_>) -
             .await
     })?;
     let Some(variant_id) = found else { return Err(AppError::not_found("No reservation has this id.")) };
+    let stock = variant_stock(tx, &variant_id).await?;
+    let (before, _) = totals_in(tx, &variant_id).await?;
     let Some(reservation) = end(tx, id, "committed").await? else {
         return Err(not_active_or_missing(tx, id).await);
     };
-    db_run!(tx.conn(), |conn| {
-        sqlx::query(
-            "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
-             actor_kind, actor_id, created_at) VALUES ($1, $2, $3, $4, 'sold', '', $5, $6, $7, $8)",
-        )
-        .bind(new_id("mov"))
-        .bind(&reservation.variant_id)
-        .bind(&reservation.location_id)
-        .bind(-reservation.quantity)
-        .bind(reservation.reference.as_deref().unwrap_or(&reservation.id))
-        .bind(actor.kind)
-        .bind(actor.id)
-        .bind(Timestamp::now())
-        .execute(conn)
-        .await
-        .map(drop)
-    })?;
-    let (on_hand, _) = totals_in(tx, &variant_id).await?;
-    announce_low(state, tx, &variant_id, on_hand + reservation.quantity).await?;
+    let sold = Line {
+        variant_id: &reservation.variant_id,
+        location_id: &reservation.location_id,
+        quantity: -reservation.quantity,
+        kind: "sold",
+        reason: "",
+        reference: Some(reservation.reference.as_deref().unwrap_or(&reservation.id)),
+        actor,
+    };
+    write_line(tx, &sold, Timestamp::now()).await?;
+    announce_low(state, tx, &variant_id, &stock, before).await?;
     Ok(reservation)
 }
 

@@ -215,19 +215,16 @@ async fn record_movement(
         return Err(AppError::invalid_field("location_id", "unknown", "names no location"));
     }
     let (actor_kind, actor_id) = staff.actor();
-    let actor = Actor { kind: actor_kind, id: actor_id };
-    inventory::record_movement(
-        &state,
-        &mut tx,
-        &id,
-        location,
-        movement.quantity,
-        &movement.kind,
-        movement.reason.trim(),
-        movement.reference.as_deref(),
-        actor,
-    )
-    .await?;
+    let line = inventory::Line {
+        variant_id: &id,
+        location_id: location,
+        quantity: movement.quantity,
+        kind: &movement.kind,
+        reason: movement.reason.trim(),
+        reference: movement.reference.as_deref(),
+        actor: Actor { kind: actor_kind, id: actor_id },
+    };
+    inventory::record_movement(&state, &mut tx, line).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(inventory_of(&state, &id).await?)))
 }
@@ -349,15 +346,7 @@ async fn commit_reservation(
     staff: CurrentStaff,
     Path(id): Path<String>,
 ) -> AppResult<Json<Reservation>> {
-    staff.require(Permission::ProductsWrite)?;
-    if !has_shape(&id, "rsv") {
-        return Err(reservation_not_found());
-    }
-    let mut tx = state.db.begin().await?;
-    let (actor_kind, actor_id) = staff.actor();
-    let reservation = inventory::commit(&state, &mut tx, &id, Actor { kind: actor_kind, id: actor_id }).await?;
-    tx.commit().await?;
-    Ok(Json(reservation))
+    end_reservation(&state, &staff, &id, End::Commit).await
 }
 
 /// Give a reservation's units back.
@@ -375,12 +364,27 @@ async fn release_reservation(
     staff: CurrentStaff,
     Path(id): Path<String>,
 ) -> AppResult<Json<Reservation>> {
+    end_reservation(&state, &staff, &id, End::Release).await
+}
+
+enum End {
+    Commit,
+    Release,
+}
+
+async fn end_reservation(state: &AppState, staff: &CurrentStaff, id: &str, end: End) -> AppResult<Json<Reservation>> {
     staff.require(Permission::ProductsWrite)?;
-    if !has_shape(&id, "rsv") {
+    if !has_shape(id, "rsv") {
         return Err(reservation_not_found());
     }
     let mut tx = state.db.begin().await?;
-    let reservation = inventory::release(&mut tx, &id).await?;
+    let reservation = match end {
+        End::Commit => {
+            let (kind, actor_id) = staff.actor();
+            inventory::commit(state, &mut tx, id, Actor { kind, id: actor_id }).await?
+        }
+        End::Release => inventory::release(&mut tx, id).await?,
+    };
     tx.commit().await?;
     Ok(Json(reservation))
 }

@@ -3,8 +3,8 @@
 //! `product.updated`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -82,10 +82,6 @@ async fn finish(
     Ok(product)
 }
 
-fn with_etag(status: StatusCode, product: Product) -> Response {
-    (status, [(header::ETAG, http::etag(product.version))], Json(product)).into_response()
-}
-
 /// Add a variant: a combination of option values the product does not sell yet.
 #[utoipa::path(post, path = "/api/v1/admin/products/{id}/variants", tag = "admin: products",
     params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "The product's ETag as read")),
@@ -111,9 +107,7 @@ async fn add_variant(
         return Err(product_not_found());
     }
     let mut product = products::find(&state.db, "id", &id, "").await?.ok_or_else(product_not_found)?;
-    if http::if_match_version(&headers)?.is_some_and(|version| version != product.version) {
-        return Err(http::stale_version());
-    }
+    http::require_version(&headers, product.version)?;
     let mut violations = Violations::default();
     let combination = products::check_variant(&product.options, &variant, "", &mut violations);
     if product.options.is_empty() {
@@ -142,7 +136,7 @@ async fn add_variant(
     let new_id = added.first().map(|v| v.id.clone()).unwrap_or_default();
     product.variants.append(&mut added);
     let product = finish(&state, tx, &staff, product, "product.variant_added", &new_id).await?;
-    Ok(with_etag(StatusCode::CREATED, product))
+    Ok(http::tagged(StatusCode::CREATED, product.version, product))
 }
 
 /// What to change in a variant. `prices`, when given, replaces all its prices.
@@ -203,9 +197,7 @@ async fn update_variant(
     products::check_variant_fields(&fields, "", &mut violations);
     violations.finish()?;
     let mut product = product_of_variant(&state, &id).await?;
-    if http::if_match_version(&headers)?.is_some_and(|version| version != product.version) {
-        return Err(http::stale_version());
-    }
+    http::require_version(&headers, product.version)?;
     let Some(variant) = product.variants.iter_mut().find(|v| v.id == id) else { return Err(variant_not_found()) };
     if let Some(sku) = patch.sku {
         variant.sku = Some(sku);
@@ -248,7 +240,7 @@ async fn update_variant(
     };
     products::write_prices(&mut tx, &id, &variant.prices).await?;
     let product = finish(&state, tx, &staff, product, "product.variant_updated", &id).await?;
-    Ok(with_etag(StatusCode::OK, product))
+    Ok(http::tagged(StatusCode::OK, product.version, product))
 }
 
 /// Remove a variant that was never sold and that no checkout holds; a product keeps at least one.
@@ -270,9 +262,7 @@ async fn delete_variant(
 ) -> AppResult<Response> {
     staff.require(Permission::ProductsWrite)?;
     let mut product = product_of_variant(&state, &id).await?;
-    if http::if_match_version(&headers)?.is_some_and(|version| version != product.version) {
-        return Err(http::stale_version());
-    }
+    http::require_version(&headers, product.version)?;
     if product.variants.len() <= 1 {
         return Err(AppError::new(
             ErrorCode::Conflict,
@@ -301,5 +291,5 @@ async fn delete_variant(
         .await)?;
     product.variants.retain(|v| v.id != id);
     let product = finish(&state, tx, &staff, product, "product.variant_deleted", &id).await?;
-    Ok(with_etag(StatusCode::OK, product))
+    Ok(http::tagged(StatusCode::OK, product.version, product))
 }

@@ -261,10 +261,6 @@ fn check_definition(definition: &FormDefinition) -> AppResult<Checked> {
     })
 }
 
-fn with_etag(form: Form) -> Response {
-    ([(header::ETAG, http::etag(form.version))], Json(form)).into_response()
-}
-
 fn form_not_found() -> AppError {
     AppError::not_found("No form has this id.")
 }
@@ -363,7 +359,8 @@ async fn find_form(state: &AppState, id: &str) -> AppResult<Form> {
     ))]
 async fn get_form(State(state): State<AppState>, staff: CurrentStaff, Path(id): Path<String>) -> AppResult<Response> {
     staff.require(Permission::FormsRead)?;
-    Ok(with_etag(find_form(&state, &id).await?))
+    let form = find_form(&state, &id).await?;
+    Ok(http::tagged(StatusCode::OK, form.version, form))
 }
 
 /// Replace a form's definition. Submissions already stored keep the fields they were sent with.
@@ -420,7 +417,7 @@ async fn update_form(
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "form.updated", Some(&id), &form.handle).await?;
     tx.commit().await?;
-    Ok(with_etag(form))
+    Ok(http::tagged(StatusCode::OK, form.version, form))
 }
 
 /// Delete a form and its submissions.

@@ -212,29 +212,31 @@ impl Outcome {
     }
 }
 
+/// Binds the parameters of `FINISH_SQL` (which `FINISH_THEN_CLAIM_SQL` shares).
+macro_rules! bind_outcome {
+    ($query:expr, $worker:expr, $now:expr, $done:expr) => {
+        $query
+            .bind($worker)
+            .bind($now)
+            .bind($done.status)
+            .bind($done.run_at)
+            .bind(&$done.error)
+            .bind($done.finished_at)
+            .bind($done.uncount)
+            .bind(&$done.job_id)
+    };
+}
+
 /// Records `done` (the outcome of the worker's previous job, if any) and claims the next due
 /// job. On PostgreSQL both happen in one statement, so that a busy worker pays one round
 /// trip and one commit per job; on SQLite, whose one writer makes statements cheap, one
 /// after the other.
 async fn finish_and_claim(state: &AppState, worker: &str, done: Option<&Outcome>) -> AppResult<Option<ClaimedJob>> {
     let now = Timestamp::now();
-    macro_rules! bind_outcome {
-        ($query:expr, $done:expr) => {
-            $query
-                .bind(worker)
-                .bind(now)
-                .bind($done.status)
-                .bind($done.run_at)
-                .bind(&$done.error)
-                .bind($done.finished_at)
-                .bind($done.uncount)
-                .bind(&$done.job_id)
-        };
-    }
     Ok(match (state.db.write(), done) {
         (Backend::Sqlite(conn), done) => {
             if let Some(done) = done {
-                bind_outcome!(sqlx::query(FINISH_SQL), done).execute(conn).await?;
+                bind_outcome!(sqlx::query(FINISH_SQL), worker, now, done).execute(conn).await?;
             }
             sqlx::query_as::<_, ClaimedJob>(SQLITE_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
         }
@@ -245,7 +247,9 @@ async fn finish_and_claim(state: &AppState, worker: &str, done: Option<&Outcome>
             // The finished job is still `running` in the statement's snapshot: the claim
             // leaves it out, or, its lease expired, it would be claimed again and its
             // outcome lost.
-            bind_outcome!(sqlx::query_as::<_, ClaimedJob>(FINISH_THEN_CLAIM_SQL), done).fetch_optional(conn).await?
+            bind_outcome!(sqlx::query_as::<_, ClaimedJob>(FINISH_THEN_CLAIM_SQL), worker, now, done)
+                .fetch_optional(conn)
+                .await?
         }
     })
 }
@@ -261,25 +265,9 @@ const FINISH_THEN_CLAIM_SQL: &str = concat!(
 /// Records an outcome alone: a worker's last job when it stops.
 async fn finish(state: &AppState, worker: &str, done: &Outcome) -> AppResult<()> {
     let now = Timestamp::now();
-    macro_rules! finish {
-        ($conn:expr) => {
-            sqlx::query(FINISH_SQL)
-                .bind(worker)
-                .bind(now)
-                .bind(done.status)
-                .bind(done.run_at)
-                .bind(&done.error)
-                .bind(done.finished_at)
-                .bind(done.uncount)
-                .bind(&done.job_id)
-                .execute($conn)
-                .await
-        };
-    }
-    match state.db.write() {
-        Backend::Sqlite(conn) => finish!(conn).map(drop)?,
-        Backend::Postgres(conn) => finish!(conn).map(drop)?,
-    };
+    db_run!(state.db.write(), |conn| {
+        bind_outcome!(sqlx::query(FINISH_SQL), worker, now, done).execute(conn).await.map(drop)
+    })?;
     Ok(())
 }
 

@@ -72,11 +72,6 @@ impl From<String> for EventTypes {
 const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, status, disabled_reason, failing_since, \
      previous_secret_expires_at, created_by, created_at, updated_at, version";
 
-fn with_etag(endpoint: WebhookEndpoint) -> Response {
-    let etag = http::etag(endpoint.version);
-    ([(header::ETAG, etag)], Json(endpoint)).into_response()
-}
-
 fn endpoint_not_found() -> AppError {
     AppError::not_found("No webhook endpoint has this id.")
 }
@@ -265,7 +260,8 @@ async fn get_endpoint(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     staff.require(Permission::WebhooksRead)?;
-    Ok(with_etag(find_endpoint(&state, &id).await?))
+    let endpoint = find_endpoint(&state, &id).await?;
+    Ok(http::tagged(StatusCode::OK, endpoint.version, endpoint))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -353,7 +349,7 @@ async fn update_endpoint(
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "webhook.updated", Some(&id), &format!("status={status}")).await?;
     tx.commit().await?;
-    Ok(with_etag(updated))
+    Ok(http::tagged(StatusCode::OK, updated.version, updated))
 }
 
 async fn cancel_pending(tx: &mut Tx, endpoint_id: &str) -> AppResult<u64> {

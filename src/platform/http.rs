@@ -474,6 +474,19 @@ pub fn if_match_version(headers: &HeaderMap) -> AppResult<Option<i64>> {
         })
 }
 
+/// Refuses with 412 when `If-Match` names another version than `current`.
+pub fn require_version(headers: &HeaderMap, current: i64) -> AppResult<()> {
+    match if_match_version(headers)? {
+        Some(version) if version != current => Err(stale_version()),
+        _ => Ok(()),
+    }
+}
+
+/// A JSON answer for a resource at `version`, with its `ETag`.
+pub fn tagged(status: StatusCode, version: i64, value: impl serde::Serialize) -> Response {
+    (status, [(header::ETAG, etag(version))], Json(value)).into_response()
+}
+
 pub fn stale_version() -> AppError {
     AppError::new(
         ErrorCode::PreconditionFailed,
