@@ -59,8 +59,8 @@ pub struct Shared {
     pub customers: Arc<TtlCache<CustomerView>>,
     /// Form submissions and newsletter sign-ups, per address.
     pub form_submissions: SlidingWindow,
-    /// Shoppers' reads of the catalog, rendered: evicted whole by any catalog or stock write.
-    pub storefront: Arc<TtlCache<crate::platform::http::Rendered>>,
+    /// Every published product in memory, for shoppers' reads and searches.
+    pub shelf: Arc<crate::catalog::shelf::Shelf>,
     /// The webhook client, behind the address guard, with a circuit breaker per destination.
     pub webhooks: crate::messaging::webhooks::Sender,
     openapi_json: Arc<String>,
@@ -84,7 +84,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         account_requests: SlidingWindow::new(Duration::from_secs(3600)),
         credentials: db.caches().register(CREDENTIALS, CACHE_TTL),
         customers: db.caches().register(CUSTOMERS, CACHE_TTL),
-        storefront: db.caches().register(crate::catalog::STOREFRONT, CACHE_TTL),
+        shelf: {
+            let shelf = Arc::new(crate::catalog::shelf::Shelf::new(config.catalog.show_stock_quantity));
+            db.caches().register_evict(crate::catalog::CATALOG, shelf.clone());
+            shelf
+        },
         webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
         openapi_json: Arc::new(openapi_json()),

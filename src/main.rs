@@ -159,6 +159,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "backroom is ready"
     );
     println!("Backroom is listening on http://{address} (API docs: http://{address}/api/docs)");
+    // Fill the shelf now rather than on the first shopper's request.
+    tokio::spawn({
+        let state = state.clone();
+        async move {
+            let started = Instant::now();
+            match state.shelf.read(&state.db, |contents| contents.by_id.len()).await {
+                Ok(products) => {
+                    tracing::info!(products, took_ms = started.elapsed().as_millis() as u64, "shelf filled")
+                }
+                Err(err) => tracing::warn!(error = %err, "the shelf could not be filled; the first read will retry"),
+            }
+        }
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = state

@@ -17,7 +17,7 @@ use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::messaging::webhooks;
-use crate::platform::db::{Tx, dialect};
+use crate::platform::db::dialect;
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{self, Json, Query};
 use crate::platform::ids::{has_shape, new_id};
@@ -35,21 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 fn not_found() -> AppError {
     AppError::not_found("No product has this id.")
-}
-
-/// A handle not yet taken: `base`, else `base-2`, `base-3`...
-async fn free_handle(tx: &mut Tx, base: &str) -> AppResult<String> {
-    let taken: Vec<String> = db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, String>("SELECT handle FROM products WHERE handle = $1 OR handle LIKE $2")
-            .bind(base)
-            .bind(format!("{base}-%"))
-            .fetch_all(conn)
-            .await
-    })?;
-    if !taken.iter().any(|h| h == base) {
-        return Ok(base.to_owned());
-    }
-    Ok((2..).map(|n| format!("{base}-{n}")).find(|h| !taken.contains(h)).unwrap_or_else(|| new_id("product")))
 }
 
 fn handle_taken(err: sqlx::Error) -> AppError {
@@ -97,7 +82,7 @@ async fn create_product(
     let mut tx = state.db.begin().await?;
     let handle = match &new.handle {
         Some(handle) => handle.clone(),
-        None => free_handle(&mut tx, &products::slugify(&new.title)).await?,
+        None => products::free_handle(&mut tx, "products", &products::slugify(&new.title)).await?,
     };
     let id = new_id("prd");
     let metadata = new.metadata.clone().unwrap_or(Value::Object(Default::default()));
@@ -130,6 +115,9 @@ async fn create_product(
     });
     inserted.map_err(handle_taken)?;
     products::write_tags(&mut tx, &id, &tags).await?;
+    let categories = products::clean_ids(&new.categories);
+    super::categories::check_ids(&mut tx, &categories, "categories").await?;
+    super::categories::place(&mut tx, &id, &categories).await?;
     let variants =
         products::insert_variants(&mut tx, &id, &new.variants, now, 0, |index| format!("variants[{index}].sku"))
             .await?;
@@ -143,6 +131,7 @@ async fn create_product(
         product_type: new.product_type.trim().to_owned(),
         vendor: new.vendor.trim().to_owned(),
         tags,
+        categories,
         options: new.options,
         seo_title: new.seo_title.trim().to_owned(),
         seo_description: new.seo_description.trim().to_owned(),
@@ -153,7 +142,7 @@ async fn create_product(
         updated_at: now,
         version: 1,
     };
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&id));
     webhooks::emit(&state, &mut tx, "product.created", &product).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.created", Some(&id), &product.handle).await?;
@@ -232,6 +221,8 @@ pub struct ProductPatch {
     pub product_type: Option<String>,
     pub vendor: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// The ids of the categories it sits in: the whole new list.
+    pub categories: Option<Vec<String>>,
     pub seo_title: Option<String>,
     pub seo_description: Option<String>,
     #[schema(value_type = Option<Object>)]
@@ -320,6 +311,11 @@ async fn update_product(
     if let Some(tags) = &tags {
         products::write_tags(&mut tx, &id, tags).await?;
     }
+    let categories = patch.categories.as_deref().map(products::clean_ids);
+    if let Some(categories) = &categories {
+        super::categories::check_ids(&mut tx, categories, "categories").await?;
+        super::categories::place(&mut tx, &id, categories).await?;
+    }
     if let Some(handle) = patch.handle.as_deref().filter(|h| *h != current.handle) {
         // The old address keeps working (the storefront redirects it), and the new one may be
         // an address this product had before.
@@ -352,6 +348,7 @@ async fn update_product(
         product_type: patch.product_type.as_deref().map_or(current.product_type, |t| t.trim().to_owned()),
         vendor: patch.vendor.as_deref().map_or(current.vendor, |t| t.trim().to_owned()),
         tags: tags.unwrap_or(current.tags),
+        categories: categories.unwrap_or(current.categories),
         seo_title: patch.seo_title.as_deref().map_or(current.seo_title, |t| t.trim().to_owned()),
         seo_description: patch.seo_description.as_deref().map_or(current.seo_description, |t| t.trim().to_owned()),
         metadata: patch.metadata.unwrap_or(current.metadata),
@@ -360,7 +357,7 @@ async fn update_product(
         version: current.version + 1,
         ..current
     };
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&id));
     webhooks::emit(&state, &mut tx, "product.updated", &product).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.updated", Some(&id), &product.status).await?;
@@ -426,7 +423,7 @@ async fn delete_product(
             .await
     })?
     .ok_or_else(not_found)?;
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&id));
     webhooks::emit(&state, &mut tx, "product.deleted", &serde_json::json!({ "id": id, "handle": handle })).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "product.deleted", Some(&id), &handle).await?;

@@ -177,7 +177,7 @@ pub async fn record_movement(state: &AppState, tx: &mut Tx, line: Line<'_>) -> A
         .fetch_one(conn)
         .await
     })?;
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&stock.product_id));
     // Stock taken out must be there: on hand, and, for a variant that sells only what it has,
     // not promised to a reservation. (Stock coming in is always welcome, backorders or not.)
     if quantity < 0 && level.on_hand < 0 {
@@ -258,7 +258,7 @@ pub async fn reserve(
     let Some(location) = location else {
         return Err(insufficient(totals_in(tx, variant_id).await?.1));
     };
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&stock.product_id));
     let sql = format!(
         "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $7) RETURNING {RESERVATION_COLUMNS}"
@@ -334,7 +334,7 @@ async fn end(tx: &mut Tx, id: &str, status: &str) -> AppResult<Option<Reservatio
         sqlx::query_as::<_, Reservation>(&sql).bind(status).bind(now).bind(id).fetch_optional(conn).await
     })?;
     let Some(reservation) = ended else { return Ok(None) };
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&reservation.variant_id));
     let sold = if status == "committed" { reservation.quantity } else { 0 };
     db_run!(tx.conn(), |conn| {
         sqlx::query(

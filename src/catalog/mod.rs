@@ -2,25 +2,35 @@
 //! to manage and shoppers to browse.
 
 mod admin;
+mod categories;
+mod collections;
 pub mod inventory;
 mod inventory_admin;
 pub mod markdown;
 pub mod money;
 pub mod products;
+pub mod search;
+pub mod shelf;
 mod store;
+pub mod text;
 mod variants;
 
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::platform::cache::Invalidation;
 
-/// The cache of shoppers' catalog reads.
-pub const STOREFRONT: &str = "storefront";
+/// The name the shelf hears invalidations under.
+pub const CATALOG: &str = "catalog";
 
-/// What every write to products or stock evicts: the storefront's rendered reads, which
-/// show prices and availability.
-pub fn changed() -> Invalidation {
-    Invalidation::all(STOREFRONT)
+/// What a write to a product, or to a variant's stock, announces: the shelf brings that
+/// product up to date before its next read.
+pub fn changed(product_or_variant_id: &str) -> Invalidation {
+    Invalidation::key(CATALOG, product_or_variant_id)
+}
+
+/// What a write to categories or collections announces: the shelf is filled again.
+pub fn taxonomy_changed() -> Invalidation {
+    Invalidation::all(CATALOG)
 }
 
 use crate::app::AppState;
@@ -30,5 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(inventory_admin::router())
         .merge(variants::router())
+        .merge(categories::router())
+        .merge(collections::router())
         .merge(store::router())
 }

@@ -73,6 +73,8 @@ pub struct Product {
     pub product_type: String,
     pub vendor: String,
     pub tags: Vec<String>,
+    /// The ids of the categories it sits in.
+    pub categories: Vec<String>,
     pub options: Vec<ProductOption>,
     pub seo_title: String,
     pub seo_description: String,
@@ -137,7 +139,7 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-/// Reads the variants, prices and stock of `rows` (three queries in all) and assembles the products,
+/// Reads the variants, prices, stock and categories of `rows` (four queries in all) and assembles the products,
 /// in the order of `rows`.
 pub(crate) async fn assemble<'c>(
     db: Backend<&'c sqlx::SqlitePool, &'c sqlx::PgPool>,
@@ -157,28 +159,39 @@ pub(crate) async fn assemble<'c>(
         "SELECT p.variant_id, p.currency, p.amount, p.compare_at_amount FROM variant_prices p \
          JOIN product_variants v ON v.id = p.variant_id WHERE v.product_id IN ({list}) ORDER BY p.variant_id, p.currency"
     );
+    let categories_sql = format!(
+        "SELECT product_id, category_id FROM product_categories WHERE product_id IN ({list}) \
+         ORDER BY product_id, category_id"
+    );
     let stock_sql = format!(
         "SELECT l.variant_id, CAST(SUM(l.on_hand - l.reserved) AS BIGINT) FROM inventory_levels l \
          JOIN product_variants v ON v.id = l.variant_id WHERE v.product_id IN ({list}) GROUP BY l.variant_id"
     );
-    let (variants, prices, stock) = db_run!(db, |conn| {
+    let (variants, prices, stock, categories) = db_run!(db, |conn| {
         let mut variants = sqlx::query_as::<_, VariantRow>(&variant_sql);
         let mut prices = sqlx::query_as::<_, PriceRow>(&price_sql);
         let mut stock = sqlx::query_as::<_, (String, i64)>(&stock_sql);
+        let mut categories = sqlx::query_as::<_, (String, String)>(&categories_sql);
         for row in &rows {
             variants = variants.bind(&row.id);
             prices = prices.bind(&row.id);
             stock = stock.bind(&row.id);
+            categories = categories.bind(&row.id);
         }
         async {
             Ok::<_, sqlx::Error>((
                 variants.fetch_all(conn).await?,
                 prices.fetch_all(conn).await?,
                 stock.fetch_all(conn).await?,
+                categories.fetch_all(conn).await?,
             ))
         }
         .await
     })?;
+    let mut categories_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (product, category) in categories {
+        categories_of.entry(product).or_default().push(category);
+    }
     let stock: BTreeMap<String, i64> = stock.into_iter().collect();
     let mut prices_of: BTreeMap<String, Vec<Price>> = BTreeMap::new();
     for price in prices {
@@ -212,6 +225,7 @@ pub(crate) async fn assemble<'c>(
         .into_iter()
         .map(|row| Product {
             variants: variants_of.remove(&row.id).unwrap_or_default(),
+            categories: categories_of.remove(&row.id).unwrap_or_default(),
             tags: from_json(&row.tags),
             options: from_json(&row.options),
             metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Object(Default::default())),
@@ -273,6 +287,9 @@ pub struct NewProduct {
     pub vendor: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The ids of the categories it sits in, up to 50.
+    #[serde(default)]
+    pub categories: Vec<String>,
     /// Up to 3 options, such as `{"name": "Size", "values": ["S", "M", "L"]}`.
     #[serde(default)]
     pub options: Vec<ProductOption>,
@@ -325,31 +342,11 @@ pub(crate) fn check_handle(handle: &str) -> bool {
 pub fn slugify(title: &str) -> String {
     let mut slug = String::with_capacity(title.len());
     for c in title.chars().flat_map(char::to_lowercase) {
-        let folded = match c {
-            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' => "a",
-            'æ' => "ae",
-            'ç' | 'ć' | 'č' => "c",
-            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ę' | 'ě' => "e",
-            'ì' | 'í' | 'î' | 'ï' | 'ī' => "i",
-            'ñ' | 'ń' | 'ň' => "n",
-            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' => "o",
-            'œ' => "oe",
-            'ß' => "ss",
-            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' => "u",
-            'ý' | 'ÿ' => "y",
-            'ž' | 'ź' | 'ż' => "z",
-            'š' | 'ś' => "s",
-            'ł' => "l",
-            'ř' => "r",
-            'đ' | 'ď' => "d",
-            'ť' => "t",
-            c if c.is_ascii_alphanumeric() => {
-                slug.push(c);
-                continue;
-            }
-            _ => "-",
-        };
-        slug.push_str(folded);
+        match super::text::fold(c) {
+            Some(folded) => slug.push_str(folded),
+            None if c.is_ascii_alphanumeric() => slug.push(c),
+            None => slug.push('-'),
+        }
     }
     let mut clean = String::with_capacity(slug.len());
     for part in slug.split('-').filter(|part| !part.is_empty()) {
@@ -361,6 +358,18 @@ pub fn slugify(title: &str) -> String {
     clean.truncate(100);
     let clean = clean.trim_end_matches('-').to_owned();
     if clean.is_empty() { "product".into() } else { clean }
+}
+
+/// A handle not yet taken in `table`: `base`, else `base-2`, `base-3`...
+pub(crate) async fn free_handle(tx: &mut Tx, table: &str, base: &str) -> AppResult<String> {
+    let sql = format!("SELECT handle FROM {table} WHERE handle = $1 OR handle LIKE $2");
+    let taken: Vec<String> = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>(&sql).bind(base).bind(format!("{base}-%")).fetch_all(conn).await
+    })?;
+    if !taken.iter().any(|h| h == base) {
+        return Ok(base.to_owned());
+    }
+    Ok((2..).map(|n| format!("{base}-{n}")).find(|h| !taken.contains(h)).unwrap_or_else(|| new_id("handle")))
 }
 
 const TAX_CLASSES: [&str; 4] = ["standard", "reduced", "zero", "exempt"];
@@ -444,6 +453,12 @@ pub(crate) fn check_fields(fields: &Fields<'_>, violations: &mut Violations) {
 pub(crate) fn clean_tags(tags: &[String]) -> Vec<String> {
     let mut seen = HashSet::new();
     tags.iter().map(|t| t.trim().to_owned()).filter(|t| seen.insert(t.to_lowercase())).collect()
+}
+
+/// Without duplicates, in the order given.
+pub(crate) fn clean_ids(ids: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
 }
 
 pub(crate) fn check_options_and_variants(

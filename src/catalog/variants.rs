@@ -74,7 +74,7 @@ async fn finish(
     }
     product.version += 1;
     product.updated_at = now;
-    tx.invalidate(super::changed());
+    tx.invalidate(super::changed(&product.id));
     webhooks::emit(state, &mut tx, "product.updated", &product).await?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, action, Some(subject), &product.handle).await?;

@@ -115,6 +115,11 @@ impl Caches {
         cache
     }
 
+    /// Registers a structure of its own that hears invalidations of `name`.
+    pub fn register_evict(&self, name: &'static str, target: Arc<dyn Evict>) {
+        self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name, target);
+    }
+
     pub fn apply(&self, invalidation: &Invalidation) {
         self.evict(invalidation.cache, invalidation.key.as_deref());
     }

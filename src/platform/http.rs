@@ -435,6 +435,14 @@ impl Rendered {
         Ok(Self { json: json.into(), etag })
     }
 
+    /// JSON already rendered, with a tag that changes whenever its bytes do.
+    pub fn from_parts(json: Bytes, tag: u64) -> Self {
+        Self {
+            json,
+            etag: HeaderValue::from_str(&format!("\"{tag:016x}\"")).unwrap_or(HeaderValue::from_static("\"0\"")),
+        }
+    }
+
     /// 200 with the body, or 304 when `If-None-Match` names this version. Caches may keep
     /// the answer but must check it again before each use.
     pub fn respond(&self, headers: &HeaderMap) -> Response {
