@@ -241,4 +241,66 @@ conformance! {
         let last = app.get(&format!("/api/v1/admin/products/{id}"), &[("authorization", &auth)]).await;
         assert_eq!(last.body, removed.body);
     }
+
+    async fn staff_change_many_products_at_once_or_none(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        let a = app.post("/api/v1/admin/products", tee("A"), &[("authorization", &auth)]).await.body;
+        let b = app.post("/api/v1/admin/products", tee("B"), &[("authorization", &auth)]).await.body;
+        let ids = [&a, &b].map(|p| p["id"].as_str().unwrap().to_owned());
+
+        let published = app.post("/api/v1/admin/products/bulk", json!({"action": "publish", "product_ids": ids}), &[("authorization", &auth)]).await;
+        assert_eq!(published.status, 200, "{}", published.text);
+        assert_eq!(published.body["updated"], json!(ids));
+        assert_eq!(app.get("/api/v1/store/products", &[]).await.body["total"], 2);
+        // Already published: nothing to change.
+        let again = app.post("/api/v1/admin/products/bulk", json!({"action": "publish", "product_ids": ids}), &[("authorization", &auth)]).await;
+        assert_eq!(again.body["updated"], json!([]));
+
+        // One unknown id and nothing is archived.
+        let unknown = json!({"action": "archive", "product_ids": [ids[0], "prd_01JZZZZZZZZZZZZZZZZZZZZZZZ"]});
+        let refused = app.post("/api/v1/admin/products/bulk", unknown, &[("authorization", &auth)]).await;
+        assert_eq!(refused.problem(422, "validation_failed")["errors"][0]["field"], "product_ids[1]");
+        assert_eq!(app.count("SELECT COUNT(*) FROM products WHERE status = 'published'").await, 2);
+
+        // Prices from a list of SKUs: the listed currency changes, the others stay.
+        let prices = json!({"action": "set_prices", "prices": [
+            {"sku": "A-S", "currency": "EUR", "amount": 1500, "compare_at_amount": 1990},
+            {"sku": "B-M", "currency": "GBP", "amount": 1700}
+        ]});
+        let priced = app.post("/api/v1/admin/products/bulk", prices, &[("authorization", &auth)]).await;
+        assert_eq!(priced.status, 200, "{}", priced.text);
+        let shown = app.get("/api/v1/store/products/cotton-tee", &[]).await.body;
+        assert_eq!(shown["variants"][0]["prices"], json!([
+            {"currency": "EUR", "amount": 1500, "compare_at_amount": 1990},
+            {"currency": "USD", "amount": 2190, "compare_at_amount": null}
+        ]));
+        let b_m = app.get("/api/v1/store/products/cotton-tee-2", &[]).await.body;
+        assert_eq!(b_m["variants"][1]["prices"][1], json!({"currency": "GBP", "amount": 1700, "compare_at_amount": null}));
+        let bad = json!({"action": "set_prices", "prices": [
+            {"sku": "A-M", "currency": "EUR", "amount": 100}, {"sku": "NOPE", "currency": "EUR", "amount": 100}
+        ]});
+        let refused = app.post("/api/v1/admin/products/bulk", bad, &[("authorization", &auth)]).await;
+        assert_eq!(refused.problem(422, "validation_failed")["errors"][0]["field"], "prices[1].sku");
+        assert_eq!(app.count("SELECT COUNT(*) FROM variant_prices WHERE amount = 100").await, 0);
+
+        // Options change: a new option gives every variant its first value; a used value stays.
+        let path = format!("/api/v1/admin/products/{}", ids[0]);
+        let options = json!({"options": [
+            {"name": "Size", "values": ["S", "M", "L"]}, {"name": "Color", "values": ["Red"]}, {"name": "Fit", "values": ["Regular", "Slim"]}
+        ]});
+        let refit = app.patch(&path, options, &[("authorization", &auth)]).await;
+        assert_eq!(refit.status, 200, "{}", refit.text);
+        assert_eq!(refit.body["variants"][0]["options"], json!({"Color": "Red", "Fit": "Regular", "Size": "S"}));
+        let shown = app.get("/api/v1/store/products/cotton-tee", &[]).await.body;
+        assert_eq!(shown["options"][2]["name"], "Fit");
+        assert_eq!(shown["variants"][1]["options"]["Fit"], "Regular");
+        let dropping = json!({"options": [{"name": "Size", "values": ["S"]}, {"name": "Color", "values": ["Red"]}]});
+        let refused = app.patch(&path, dropping, &[("authorization", &auth)]).await;
+        assert_eq!(refused.problem(422, "validation_failed")["errors"][0]["code"], "in_use");
+        let merging = json!({"options": [{"name": "Color", "values": ["Red"]}]});
+        let refused = app.patch(&path, merging, &[("authorization", &auth)]).await;
+        assert_eq!(refused.problem(422, "validation_failed")["errors"][0]["code"], "ambiguous");
+        assert_eq!(app.get(&path, &[("authorization", &auth)]).await.body["options"].as_array().unwrap().len(), 3);
+    }
 }

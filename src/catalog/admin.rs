@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::markdown;
-use super::products::{self, Fields, NewProduct, Product};
+use super::products::{self, Fields, NewProduct, Product, ProductOption};
 use crate::accounts::audit;
 use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
@@ -223,6 +223,9 @@ pub struct ProductPatch {
     pub tags: Option<Vec<String>>,
     /// The ids of the categories it sits in: the whole new list.
     pub categories: Option<Vec<String>>,
+    /// The whole new list of options. Variants keep their values by option name; a new
+    /// option gives every variant its first value. A value a variant still uses cannot go.
+    pub options: Option<Vec<ProductOption>>,
     pub seo_title: Option<String>,
     pub seo_description: Option<String>,
     #[schema(value_type = Option<Object>)]
@@ -263,6 +266,9 @@ async fn update_product(
         metadata: patch.metadata.as_ref(),
     };
     products::check_fields(&fields, &mut violations);
+    if let Some(options) = &patch.options {
+        products::check_options(options, &mut violations);
+    }
     violations.finish()?;
     let expected = http::if_match_version(&headers)?;
     if !has_shape(&id, "prd") {
@@ -279,12 +285,19 @@ async fn update_product(
     let published_at = current.published_at.or((status == "published").then_some(now));
     let tags = patch.tags.as_deref().map(products::clean_tags);
     let tags_json = Value::from(tags.clone().unwrap_or_else(|| current.tags.clone())).to_string();
+    let refitted = match &patch.options {
+        Some(options) => Some(products::refit_variants(options, &current.variants)?),
+        None => None,
+    };
+    let options = patch.options.clone().unwrap_or_else(|| current.options.clone());
+    let options_json = serde_json::to_string(&options).map_err(AppError::internal)?;
     let mut tx = state.db.begin().await?;
     let updated = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE products SET title = $1, handle = $2, description = $3, description_html = $4, status = $5, \
              product_type = $6, vendor = $7, tags = $8, seo_title = $9, seo_description = $10, metadata = $11, \
-             published_at = $12, updated_at = $13, version = version + 1 WHERE id = $14 AND version = $15",
+             published_at = $12, updated_at = $13, version = version + 1, options = $16 \
+             WHERE id = $14 AND version = $15",
         )
         .bind(patch.title.as_deref().map_or(current.title.as_str(), str::trim))
         .bind(patch.handle.as_deref().unwrap_or(&current.handle))
@@ -301,12 +314,30 @@ async fn update_product(
         .bind(now)
         .bind(&id)
         .bind(current.version)
+        .bind(&options_json)
         .execute(conn)
         .await
     })
     .map_err(handle_taken)?;
     if updated == 0 {
         return Err(http::stale_version());
+    }
+    let mut variants = current.variants;
+    if let Some(refitted) = refitted {
+        for (variant, (id, values)) in variants.iter_mut().zip(refitted) {
+            if variant.options != values {
+                let json = serde_json::to_string(&values).map_err(AppError::internal)?;
+                db_execute!(tx.conn(), |conn| {
+                    sqlx::query("UPDATE product_variants SET option_values = $1, updated_at = $2 WHERE id = $3")
+                        .bind(&json)
+                        .bind(now)
+                        .bind(&id)
+                        .execute(conn)
+                        .await
+                })?;
+                variant.options = values;
+            }
+        }
     }
     if let Some(tags) = &tags {
         products::write_tags(&mut tx, &id, tags).await?;
@@ -349,6 +380,8 @@ async fn update_product(
         vendor: patch.vendor.as_deref().map_or(current.vendor, |t| t.trim().to_owned()),
         tags: tags.unwrap_or(current.tags),
         categories: categories.unwrap_or(current.categories),
+        options,
+        variants,
         seo_title: patch.seo_title.as_deref().map_or(current.seo_title, |t| t.trim().to_owned()),
         seo_description: patch.seo_description.as_deref().map_or(current.seo_description, |t| t.trim().to_owned()),
         metadata: patch.metadata.unwrap_or(current.metadata),

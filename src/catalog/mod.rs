@@ -2,6 +2,7 @@
 //! to manage and shoppers to browse.
 
 mod admin;
+mod bulk;
 mod categories;
 mod collections;
 pub mod inventory;
@@ -38,6 +39,7 @@ use crate::app::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(admin::router())
+        .merge(bulk::router())
         .merge(inventory_admin::router())
         .merge(variants::router())
         .merge(categories::router())

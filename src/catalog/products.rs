@@ -382,7 +382,7 @@ fn check_tax_class(class: &str) -> bool {
 
 const MAX_DIMENSION: i64 = 1_000_000_000;
 /// The largest price: ten billion in major units of a two-decimal currency.
-const MAX_AMOUNT: i64 = 1_000_000_000_000;
+pub(crate) const MAX_AMOUNT: i64 = 1_000_000_000_000;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Checks the product-level fields shared by create and update.
@@ -461,11 +461,8 @@ pub(crate) fn clean_ids(ids: &[String]) -> Vec<String> {
     ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
 }
 
-pub(crate) fn check_options_and_variants(
-    options: &[ProductOption],
-    variants: &[NewVariant],
-    violations: &mut Violations,
-) {
+/// Checks a product's options: up to 3, named once each, each with 1 to 100 distinct values.
+pub(crate) fn check_options(options: &[ProductOption], violations: &mut Violations) {
     if options.len() > 3 {
         violations.add("options", "too_many", "must be at most 3");
     }
@@ -494,6 +491,14 @@ pub(crate) fn check_options_and_variants(
             }
         }
     }
+}
+
+pub(crate) fn check_options_and_variants(
+    options: &[ProductOption],
+    variants: &[NewVariant],
+    violations: &mut Violations,
+) {
+    check_options(options, violations);
     if variants.is_empty() || variants.len() > 100 {
         violations.add("variants", "out_of_range", "must list 1 to 100 variants");
     }
@@ -513,6 +518,44 @@ pub(crate) fn check_options_and_variants(
             violations.add(&format!("{prefix}sku"), "duplicate", "is given to another variant too");
         }
     }
+}
+
+/// The option values of each variant once the product's options become `options`: values
+/// are kept by option name; an option new to the product gives every variant its first
+/// value. Refused (naming `options`) when a variant's value would be dropped or two variants
+/// would no longer differ.
+pub(crate) fn refit_variants(
+    options: &[ProductOption],
+    variants: &[Variant],
+) -> AppResult<Vec<(String, BTreeMap<String, String>)>> {
+    let mut refitted = Vec::with_capacity(variants.len());
+    let mut combinations = HashSet::new();
+    for variant in variants {
+        let mut values = BTreeMap::new();
+        for option in options {
+            let value = match variant.options.get(&option.name) {
+                Some(value) if option.values.contains(value) => value.clone(),
+                Some(value) => {
+                    return Err(AppError::invalid_field(
+                        "options",
+                        "in_use",
+                        format!("`{value}` of `{}` is still used by variant {}", option.name, variant.id),
+                    ));
+                }
+                None => option.values.first().cloned().unwrap_or_default(),
+            };
+            values.insert(option.name.clone(), value);
+        }
+        if !combinations.insert(values.clone()) {
+            return Err(AppError::invalid_field(
+                "options",
+                "ambiguous",
+                "would leave two variants with the same option values: remove one first",
+            ));
+        }
+        refitted.push((variant.id.clone(), values));
+    }
+    Ok(refitted)
 }
 
 /// Checks one variant against the product's options; its fields are named `{prefix}field`.
