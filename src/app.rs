@@ -61,6 +61,8 @@ pub struct Shared {
     pub form_submissions: SlidingWindow,
     /// Every published product in memory, for shoppers' reads and searches.
     pub shelf: Arc<crate::catalog::shelf::Shelf>,
+    /// Imports running on this node: products written, of how many.
+    pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
     /// The webhook client, behind the address guard, with a circuit breaker per destination.
     pub webhooks: crate::messaging::webhooks::Sender,
     openapi_json: Arc<String>,
@@ -90,6 +92,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             shelf
         },
         webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
+        imports: Default::default(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
         openapi_json: Arc::new(openapi_json()),
         hsts: config.secure_cookies(),

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use backroom::accounts::roles::Role;
 use backroom::accounts::staff::{NewStaff, create_staff};
 use backroom::app;
+use backroom::catalog::import::{self, ImportOptions};
+use backroom::catalog::inventory::Actor;
 use backroom::messaging::jobs::run_workers;
 use backroom::platform::config::Config;
 use backroom::platform::db::Db;
@@ -37,6 +39,16 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Bring data in from a file.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+    /// Write data out to a file.
+    Export {
+        #[command(subcommand)]
+        what: ExportCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Work with the configuration.
@@ -57,6 +69,32 @@ enum AdminCommand {
         name: String,
         #[arg(long, value_enum, default_value_t = RoleArg::Owner)]
         role: RoleArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Products from CSV, one row per variant (the layout is in docs/CSV.md): products are
+    /// matched by handle and variants by SKU, so importing a file twice changes nothing.
+    /// Every row is checked first; by default one bad row stops the whole import.
+    Products {
+        file: PathBuf,
+        /// Check the file and tell what would change, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the products whose rows are good and report the others.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Every product as CSV, one row per variant, in the layout import reads.
+    Products {
+        /// Where to write; standard output when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -140,7 +178,78 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("created {} ({}) as {}", created.email, created.id, created.role.0.as_str());
             Ok(())
         }
+        Command::Import { what: ImportCommand::Products { file, dry_run, skip_invalid } } => {
+            import_products(config, &file, ImportOptions { dry_run, skip_invalid }).await
+        }
+        Command::Export { what: ExportCommand::Products { output } } => {
+            let db = Db::connect(&config).await?;
+            db.migrate().await?;
+            let written = match &output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    import::export_products(&db, &mut file).await
+                }
+                None => import::export_products(&db, &mut std::io::BufWriter::new(std::io::stdout())).await,
+            };
+            db.close().await;
+            let rows = written.map_err(|err| anyhow::anyhow!("{err}"))?;
+            eprintln!("exported {rows} variant rows");
+            Ok(())
+        }
         Command::Openapi | Command::Config { .. } => Ok(()),
+    }
+}
+
+async fn import_products(config: Config, file: &std::path::Path, options: ImportOptions) -> anyhow::Result<()> {
+    let text = std::fs::read(file).map_err(|err| anyhow::anyhow!("cannot read {}: {err}", file.display()))?;
+    let state = app::build_state(config).await?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} products ({eta} left)")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let started = Instant::now();
+    let actor = Actor { kind: "system", id: "import" };
+    let report = import::import_products(&state, &text, options, actor, &progress).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    state.db.close().await;
+    let report = report.map_err(|err| anyhow::anyhow!("{err}"))?;
+    for error in &report.errors {
+        let column = if error.column.is_empty() { String::new() } else { format!(", column {}", error.column) };
+        eprintln!("row {}{column}: {}", error.row, error.reason);
+    }
+    let verb = if report.written {
+        "imported"
+    } else if options.dry_run && report.errors.is_empty() {
+        "would import"
+    } else {
+        "nothing written"
+    };
+    eprintln!(
+        "{verb}: {} rows, {} products: {} created, {} updated, {} unchanged, {} skipped ({:.1} s)",
+        report.rows,
+        report.products,
+        report.created,
+        report.updated,
+        report.unchanged,
+        report.skipped,
+        started.elapsed().as_secs_f64()
+    );
+    if report.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{} problems in {}", report.errors.len(), file.display()))
     }
 }
 

@@ -257,3 +257,46 @@ async fn jobs_cut_short_by_a_kill_complete_after_restart_each_once() {
     assert_eq!(unfinished, 0);
     drop(server);
 }
+
+#[test]
+fn products_go_out_and_back_in_as_csv_without_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.csv");
+    std::fs::write(
+        &file,
+        "handle,title,description,status,tags,option1_name,option1_value,sku,inventory,price_EUR,price_GBP\n\
+         mug,Mug,\"=HYPERLINK(\"\"x\"\")\",published,\"kitchen, gifts\",Colour,Blue,MUG-B,7,1200,1000\n\
+         mug,,,,,,Green,MUG-G,0,1200,\n\
+         tote,Tote,,draft,,,,,,900,\n",
+    )
+    .unwrap();
+    let out = backroom(dir.path()).args(["import", "products"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 created"), "{stderr}");
+
+    let exported = dir.path().join("out.csv");
+    let out = backroom(dir.path()).args(["export", "products", "--output"]).arg(&exported).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.starts_with("handle,title,description,status"), "{text}");
+    assert!(text.contains("'=HYPERLINK"), "formulas are defused: {text}");
+    assert_eq!(text.lines().count(), 4, "a header and one row per variant: {text}");
+
+    let out = backroom(dir.path()).args(["import", "products"]).arg(&exported).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("2 unchanged"),
+        "what export writes, import leaves alone: {stderr}"
+    );
+    let again = backroom(dir.path()).args(["export", "products"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout), text);
+
+    // A bad file: the row and column of each problem, a failing exit, and nothing written.
+    std::fs::write(&file, "handle,title,sku,price_EUR\nlamp,Lamp,LAMP-1,lots\n").unwrap();
+    let out = backroom(dir.path()).args(["import", "products", "--dry-run"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("row 2, column price_EUR"), "{stderr}");
+    let after = backroom(dir.path()).args(["export", "products"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&after.stdout), text);
+}

@@ -17,7 +17,7 @@ use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::messaging::webhooks;
-use crate::platform::db::dialect;
+use crate::platform::db::{Tx, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{self, Json, Query};
 use crate::platform::ids::{has_shape, new_id};
@@ -60,29 +60,38 @@ async fn create_product(
 ) -> AppResult<Response> {
     staff.require(Permission::ProductsWrite)?;
     let mut violations = Violations::default();
-    let fields = Fields {
-        title: Some(&new.title),
-        handle: new.handle.as_deref(),
-        description: Some(&new.description),
-        status: new.status.as_deref(),
-        product_type: Some(&new.product_type),
-        vendor: Some(&new.vendor),
-        tags: Some(&new.tags),
-        seo_title: Some(&new.seo_title),
-        seo_description: Some(&new.seo_description),
-        metadata: new.metadata.as_ref(),
-    };
-    products::check_fields(&fields, &mut violations);
-    products::check_options_and_variants(&new.options, &new.variants, &mut violations);
+    products::check_new(&new, &mut violations);
     violations.finish()?;
+    let mut tx = state.db.begin().await?;
+    let categories = products::clean_ids(&new.categories);
+    super::categories::check_ids(&mut tx, &categories, "categories").await?;
+    let product = insert_product(&state, &mut tx, new, categories).await?;
+    let id = product.id.clone();
+    let (actor_kind, actor_id) = staff.actor();
+    audit::record(&mut tx, actor_kind, actor_id, "product.created", Some(&id), &product.handle).await?;
+    tx.commit().await?;
+    let location = format!("/api/v1/admin/products/{id}");
+    let mut response = http::tagged(StatusCode::CREATED, product.version, product);
+    if let Ok(location) = location.parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
 
+/// Writes a product that [`products::check_new`] accepted, in categories known to exist, and
+/// announces it; returns it as written.
+pub(crate) async fn insert_product(
+    state: &AppState,
+    tx: &mut Tx,
+    new: NewProduct,
+    categories: Vec<String>,
+) -> AppResult<Product> {
     let now = Timestamp::now();
     let status = new.status.as_deref().unwrap_or("draft");
     let tags = products::clean_tags(&new.tags);
-    let mut tx = state.db.begin().await?;
     let handle = match &new.handle {
         Some(handle) => handle.clone(),
-        None => products::free_handle(&mut tx, "products", &products::slugify(&new.title)).await?,
+        None => products::free_handle(tx, "products", &products::slugify(&new.title)).await?,
     };
     let id = new_id("prd");
     let metadata = new.metadata.clone().unwrap_or(Value::Object(Default::default()));
@@ -114,13 +123,10 @@ async fn create_product(
         .map(drop)
     });
     inserted.map_err(handle_taken)?;
-    products::write_tags(&mut tx, &id, &tags).await?;
-    let categories = products::clean_ids(&new.categories);
-    super::categories::check_ids(&mut tx, &categories, "categories").await?;
-    super::categories::place(&mut tx, &id, &categories).await?;
+    products::write_tags(tx, &id, &tags).await?;
+    super::categories::place(tx, &id, &categories).await?;
     let variants =
-        products::insert_variants(&mut tx, &id, &new.variants, now, 0, |index| format!("variants[{index}].sku"))
-            .await?;
+        products::insert_variants(tx, &id, &new.variants, now, 0, |index| format!("variants[{index}].sku")).await?;
     let product = Product {
         id: id.clone(),
         handle,
@@ -143,16 +149,8 @@ async fn create_product(
         version: 1,
     };
     tx.invalidate(super::changed(&id));
-    webhooks::emit(&state, &mut tx, "product.created", &product).await?;
-    let (actor_kind, actor_id) = staff.actor();
-    audit::record(&mut tx, actor_kind, actor_id, "product.created", Some(&id), &product.handle).await?;
-    tx.commit().await?;
-    let location = format!("/api/v1/admin/products/{id}");
-    let mut response = http::tagged(StatusCode::CREATED, product.version, product);
-    if let Ok(location) = location.parse() {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    webhooks::emit(state, tx, "product.created", &product).await?;
+    Ok(product)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -5,6 +5,8 @@ mod admin;
 mod bulk;
 mod categories;
 mod collections;
+pub mod import;
+pub(crate) mod imports_admin;
 pub mod inventory;
 mod inventory_admin;
 pub mod markdown;
@@ -40,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(admin::router())
         .merge(bulk::router())
+        .merge(imports_admin::router())
         .merge(inventory_admin::router())
         .merge(variants::router())
         .merge(categories::router())

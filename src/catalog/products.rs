@@ -449,6 +449,24 @@ pub(crate) fn check_fields(fields: &Fields<'_>, violations: &mut Violations) {
     }
 }
 
+/// Checks everything about a new product that can be checked without the database.
+pub(crate) fn check_new(new: &NewProduct, violations: &mut Violations) {
+    let fields = Fields {
+        title: Some(&new.title),
+        handle: new.handle.as_deref(),
+        description: Some(&new.description),
+        status: new.status.as_deref(),
+        product_type: Some(&new.product_type),
+        vendor: Some(&new.vendor),
+        tags: Some(&new.tags),
+        seo_title: Some(&new.seo_title),
+        seo_description: Some(&new.seo_description),
+        metadata: new.metadata.as_ref(),
+    };
+    check_fields(&fields, violations);
+    check_options_and_variants(&new.options, &new.variants, violations);
+}
+
 /// Trimmed, without duplicates, in the order given.
 pub(crate) fn clean_tags(tags: &[String]) -> Vec<String> {
     let mut seen = HashSet::new();

@@ -74,6 +74,7 @@ pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), Jo
         }
         webhooks::DELIVER => webhooks::run(state, job).await,
         newsletter::CONFIRM_EMAIL => newsletter::confirmation_email(state, id, payload).await,
+        crate::catalog::imports_admin::RUN_IMPORT => crate::catalog::imports_admin::run(state, job).await,
         NOOP => Ok(()),
         EXPIRE_RESERVATIONS => {
             let expired = crate::catalog::inventory::expire_due(state).await.map_err(JobError::retry)?;

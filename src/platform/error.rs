@@ -305,6 +305,11 @@ impl Violations {
         }
     }
 
+    /// The failures recorded, to report some other way than a 422.
+    pub fn into_errors(self) -> Vec<FieldError> {
+        self.0
+    }
+
     /// `Ok` when nothing failed, otherwise the 422 naming every field.
     pub fn finish(self) -> AppResult<()> {
         if self.0.is_empty() { Ok(()) } else { Err(AppError::validation(self.0)) }

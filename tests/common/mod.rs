@@ -170,6 +170,15 @@ impl TestApp {
         Resp::from(request.send().await.expect("the server answers")).await
     }
 
+    /// Posts `body` as it is, with its content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut request = self.client.post(self.url(path)).header("content-type", content_type).body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Resp::from(request.send().await.expect("the server answers")).await
+    }
+
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         self.request(Method::GET, path, None, headers).await
     }
