@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use backroom::accounts::roles::Role;
 use backroom::accounts::staff::{NewStaff, create_staff};
 use backroom::app;
+use backroom::catalog::demo;
 use backroom::catalog::import::{self, ImportOptions};
 use backroom::catalog::inventory::Actor;
 use backroom::messaging::jobs::run_workers;
@@ -29,7 +30,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server and the job workers (migrations are applied first).
-    Serve,
+    Serve {
+        /// Seed a sample shop (categories, collections, 240 products with stock) when the
+        /// database has no products.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Seed a sample shop into a database that has no products yet.
+    Demo {
+        /// How many products.
+        #[arg(long, default_value_t = 240)]
+        products: usize,
+        /// Write the products to this CSV file (in the import layout) instead of importing
+        /// them; the categories they name are still created.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Run only the job workers, for deployments that keep them apart from HTTP.
     Worker,
     /// Apply the database migrations and exit.
@@ -158,7 +174,32 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve { demo } => serve(config, demo).await,
+        Command::Demo { products, csv } => {
+            let state = app::build_state(config).await?;
+            let done = match &csv {
+                Some(path) => {
+                    async {
+                        demo::create_categories(&state).await?;
+                        std::fs::write(path, demo::products_csv(products)).map_err(|err| {
+                            backroom::platform::error::AppError::internal(anyhow::anyhow!(
+                                "cannot write {}: {err}",
+                                path.display()
+                            ))
+                        })?;
+                        Ok(true)
+                    }
+                    .await
+                }
+                None => demo::seed(&state, products).await,
+            };
+            state.db.close().await;
+            match done.map_err(|err| anyhow::anyhow!("{err}"))? {
+                true => eprintln!("the sample shop is ready"),
+                false => eprintln!("the database has products already; nothing was seeded"),
+            }
+            Ok(())
+        }
         Command::Worker => worker(config).await,
         Command::Migrate => {
             let db = Db::connect(&config).await?;
@@ -253,13 +294,16 @@ async fn import_products(config: Config, file: &std::path::Path, options: Import
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
     let state = app::build_state(config).await?;
+    if demo && demo::seed(&state, 240).await.map_err(|err| anyhow::anyhow!("{err}"))? {
+        println!("Seeded a sample shop: 240 products in a category tree, with collections and stock.");
+    }
     let address = listener.local_addr()?;
     tracing::info!(
         address = %address,

@@ -124,9 +124,15 @@ impl Drop for Server {
 
 /// Starts `backroom serve` on a free port with JSON logs and waits for its address line.
 fn serve(data_dir: &std::path::Path) -> Server {
+    serve_with(data_dir, &[]).0
+}
+
+/// `backroom serve` with more arguments; also returns what it printed before its address.
+fn serve_with(data_dir: &std::path::Path, args: &[&str]) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = backroom(data_dir)
         .arg("serve")
+        .args(args)
         .env("BACKROOM_LISTEN", format!("127.0.0.1:{port}"))
         .env("BACKROOM_LOG__FORMAT", "json")
         .env("BACKROOM_LOG__LEVEL", "info")
@@ -135,11 +141,28 @@ fn serve(data_dir: &std::path::Path) -> Server {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.contains(&format!("http://127.0.0.1:{port}")), "the address is printed: {line}");
+    let mut before = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the address is printed: {before}");
+        if line.contains(&format!("http://127.0.0.1:{port}")) {
+            break;
+        }
+        before.push_str(&line);
+    }
     let stderr = BufReader::new(child.stderr.take().unwrap());
-    Server { child, address: format!("127.0.0.1:{port}"), stderr }
+    (Server { child, address: format!("127.0.0.1:{port}"), stderr }, before)
+}
+
+/// The JSON body of a GET.
+fn get_json(address: &str, path: &str) -> serde_json::Value {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {body}"))
 }
 
 fn terminate(child: &Child) {
@@ -299,4 +322,30 @@ fn products_go_out_and_back_in_as_csv_without_change() {
     assert!(!out.status.success() && stderr.contains("row 2, column price_EUR"), "{stderr}");
     let after = backroom(dir.path()).args(["export", "products"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&after.stdout), text);
+}
+
+#[test]
+fn serve_demo_opens_a_living_shop_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, printed) = serve_with(dir.path(), &["--demo"]);
+    assert!(printed.contains("Seeded a sample shop"), "{printed}");
+    let list = get_json(&server.address, "/api/v1/store/products?limit=1");
+    assert_eq!(list["total"], 240);
+    let product = &list["data"][0];
+    assert!(product["variants"].as_array().unwrap().len() >= 2 && product["categories"][0].is_string(), "{product}");
+    let tree = get_json(&server.address, "/api/v1/store/categories");
+    assert_eq!(tree.as_array().unwrap().len(), 4);
+    assert!(tree[0]["product_count"].as_u64().unwrap() > 50, "{tree}");
+    assert_eq!(get_json(&server.address, "/api/v1/store/collections").as_array().unwrap().len(), 3);
+    let search = get_json(&server.address, "/api/v1/store/search?q=cotton&limit=5");
+    assert!(
+        search["total"].as_u64().unwrap() > 0 && search["facets"]["categories"].as_array().unwrap().len() > 1,
+        "{search}"
+    );
+    drop(server);
+
+    // The shop is seeded once: a second start leaves it as it is.
+    let (server, printed) = serve_with(dir.path(), &["--demo"]);
+    assert!(!printed.contains("Seeded"), "{printed}");
+    assert_eq!(get_json(&server.address, "/api/v1/store/products?limit=1")["total"], 240);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use backroom::accounts::roles::Role;
-use common::TestApp;
+use common::{TestApp, WebhookReceiver};
 use serde_json::{Value, json};
 
 const GOOD: &str = "\
@@ -35,9 +35,14 @@ async fn import(app: &TestApp, auth: &str, csv: &str, query: &str) -> Value {
 
 conformance! {
     async fn product_files_import_once_refuse_bad_rows_and_change_only_their_columns(backend) {
-        let app = TestApp::spawn(backend).await;
+        let receiver = WebhookReceiver::start().await;
+        let app = TestApp::spawn_with(backend, |config| config.webhooks.allow_loopback = true).await;
         let auth = app.staff("admin@example.com", Role::Admin).await;
         app.post("/api/v1/admin/categories", json!({"name": "Coats"}), &[("authorization", &auth)]).await;
+        let hook = app
+            .post("/api/v1/admin/webhooks", json!({"url": receiver.url("erp", 204), "event_types": ["product.*"]}), &[("authorization", &auth)])
+            .await;
+        receiver.set_secrets("erp", &[hook.body["secret"].as_str().unwrap()]);
 
         let done = import(&app, &auth, GOOD, "").await;
         let report = &done["report"];
@@ -55,6 +60,9 @@ conformance! {
         assert_eq!(jacket.body["variants"][0]["availability"], "low_stock");
         assert_eq!(jacket.body["variants"][1]["availability"], "out_of_stock");
         assert_eq!(app.get("/api/v1/store/products/wool-beanie", &[]).await.status, 404, "drafts stay hidden");
+        let received = receiver.wait_for("erp", 2, Duration::from_secs(10)).await;
+        assert!(received.iter().all(|r| r.body["type"] == "product.created" && r.verified == vec![true]));
+        assert_eq!(received[0].body["data"]["variants"][0]["sku"], "FJ-M");
         let versions = app.count("SELECT CAST(SUM(version) AS BIGINT) FROM products").await;
         let movements = app.count("SELECT COUNT(*) FROM inventory_movements").await;
 
@@ -107,6 +115,8 @@ shirt,,,,FJ-M,100,,
         assert_eq!(jacket["title"], "Field Jacket");
         assert_eq!(jacket["variants"][1]["weight_grams"], 1300);
         assert_eq!(jacket["categories"], json!(["coats"]));
+        let received = receiver.wait_for("erp", 4, Duration::from_secs(10)).await;
+        assert_eq!(received.iter().filter(|r| r.body["type"] == "product.updated").count(), 1, "only the price file changed a product");
 
         app.post_raw("/api/v1/admin/imports/products", "application/json", "{}", &[("authorization", &auth)]).await.problem(415, "unsupported_media_type");
     }

@@ -13,7 +13,7 @@ use super::inventory::{self, Actor, DEFAULT_LOCATION, Line};
 use super::markdown;
 use super::products::{self, NewProduct, NewVariant, PRODUCT_COLUMNS, Price, Product, ProductOption, ProductRow};
 use crate::app::AppState;
-use crate::messaging::webhooks;
+use crate::messaging::webhooks::Listeners;
 use crate::platform::db::{Db, Tx};
 use crate::platform::error::{AppError, AppResult, FieldError, Violations};
 use crate::platform::time::Timestamp;
@@ -610,14 +610,24 @@ pub async fn import_products(
     let total = plans.len();
     let many = total > 1_000;
     let mut tx = state.db.begin().await?;
-    for (done, plan) in plans.into_iter().enumerate() {
-        match write_plan(state, &mut tx, plan, actor, !many).await? {
-            Outcome::Created => report.created += 1,
+    let listeners = Listeners::load(&mut tx).await?;
+    let (new, existing): (Vec<Plan>, Vec<Plan>) = plans.into_iter().partition(|plan| plan.current.is_none());
+    let mut done = 0;
+    let mut new = new.into_iter().peekable();
+    while new.peek().is_some() {
+        let batch: Vec<Plan> = new.by_ref().take(200).collect();
+        done += batch.len();
+        report.created += create_batch(state, &mut tx, &listeners, batch, actor, !many).await?;
+        progress(done, total);
+    }
+    for plan in existing {
+        match write_plan(state, &mut tx, &listeners, plan, actor, !many).await? {
             Outcome::Updated => report.updated += 1,
             Outcome::Unchanged => report.unchanged += 1,
         }
-        if done % 100 == 99 || done + 1 == total {
-            progress(done + 1, total);
+        done += 1;
+        if done % 100 == 0 || done == total {
+            progress(done, total);
         }
     }
     if many {
@@ -684,9 +694,212 @@ fn clone_new(new: &NewProduct) -> NewProduct {
 }
 
 enum Outcome {
-    Created,
     Updated,
     Unchanged,
+}
+
+/// Writes new products many rows to a statement; returns how many.
+async fn create_batch(
+    state: &AppState,
+    tx: &mut Tx,
+    listeners: &Listeners,
+    plans: Vec<Plan>,
+    actor: Actor<'_>,
+    announce: bool,
+) -> AppResult<usize> {
+    use crate::platform::db::Param::{Int, MaybeInt, MaybeText, Text};
+    let now = Timestamp::now();
+    let count = plans.len();
+    let tell = listeners.listen_to("product.created");
+    let (mut products_rows, mut tag_rows, mut category_rows) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut variant_rows, mut price_rows, mut movement_rows, mut level_rows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut created = Vec::new();
+    for Plan { wanted, categories, .. } in plans {
+        let Wanted { product: new, inventory, handle, .. } = wanted;
+        let id = crate::platform::ids::new_id("prd");
+        let status = new.status.clone().unwrap_or_else(|| "draft".into());
+        let published_at = (status == "published").then_some(now);
+        let tags = products::clean_tags(&new.tags);
+        let description_html = markdown::render(&new.description);
+        let options = serde_json::to_string(&new.options).map_err(AppError::internal)?;
+        products_rows.push(vec![
+            Text(id.clone()),
+            Text(handle.clone()),
+            Text(new.title.trim().to_owned()),
+            Text(new.description.clone()),
+            Text(description_html.clone()),
+            Text(status.clone()),
+            Text(new.product_type.trim().to_owned()),
+            Text(new.vendor.trim().to_owned()),
+            Text(Value::from(tags.clone()).to_string()),
+            Text(options),
+            Text(new.seo_title.trim().to_owned()),
+            Text(new.seo_description.trim().to_owned()),
+            Text("{}".into()),
+            MaybeInt(published_at.map(|t| t.0)),
+            Int(now.0),
+            Int(now.0),
+        ]);
+        for tag in &tags {
+            tag_rows.push(vec![Text(id.clone()), Text(tag.to_lowercase())]);
+        }
+        for category in &categories {
+            category_rows.push(vec![Text(id.clone()), Text(category.clone())]);
+        }
+        let mut variants = Vec::with_capacity(new.variants.len());
+        for (position, (variant, units)) in new.variants.iter().zip(inventory).enumerate() {
+            let variant_id = crate::platform::ids::new_id("var");
+            let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
+            let policy = variant.inventory_policy.clone().unwrap_or_else(|| "deny".into());
+            let threshold = variant.low_stock_threshold.unwrap_or(5);
+            variant_rows.push(vec![
+                Text(variant_id.clone()),
+                Text(id.clone()),
+                Int(position as i64),
+                MaybeText(variant.sku.clone()),
+                MaybeText(variant.barcode.clone()),
+                Text(serde_json::to_string(&variant.options).map_err(AppError::internal)?),
+                MaybeInt(variant.weight_grams),
+                MaybeInt(variant.length_mm),
+                MaybeInt(variant.width_mm),
+                MaybeInt(variant.height_mm),
+                Text(tax_class.clone()),
+                Int(now.0),
+                Int(now.0),
+                Text(policy.clone()),
+                Int(threshold),
+            ]);
+            for price in &variant.prices {
+                price_rows.push(vec![
+                    Text(variant_id.clone()),
+                    Text(price.currency.clone()),
+                    Int(price.amount),
+                    MaybeInt(price.compare_at_amount),
+                ]);
+            }
+            let units = units.unwrap_or(0);
+            if units > 0 {
+                movement_rows.push(vec![
+                    Text(crate::platform::ids::new_id("mov")),
+                    Text(variant_id.clone()),
+                    Text(DEFAULT_LOCATION.into()),
+                    Int(units),
+                    Text("adjusted".into()),
+                    Text("import".into()),
+                    MaybeText(None),
+                    Text(actor.kind.into()),
+                    Text(actor.id.into()),
+                    Int(now.0),
+                ]);
+                level_rows.push(vec![
+                    Text(variant_id.clone()),
+                    Text(DEFAULT_LOCATION.into()),
+                    Int(units),
+                    Int(0),
+                    Int(now.0),
+                ]);
+            }
+            if tell {
+                let mut prices = variant.prices.clone();
+                prices.sort_by(|a, b| a.currency.cmp(&b.currency));
+                variants.push(products::Variant {
+                    id: variant_id,
+                    sku: variant.sku.clone(),
+                    barcode: variant.barcode.clone(),
+                    options: variant.options.clone(),
+                    weight_grams: variant.weight_grams,
+                    length_mm: variant.length_mm,
+                    width_mm: variant.width_mm,
+                    height_mm: variant.height_mm,
+                    tax_class,
+                    prices,
+                    inventory_policy: policy,
+                    low_stock_threshold: threshold,
+                    available: units,
+                });
+            }
+        }
+        if announce {
+            tx.invalidate(super::changed(&id));
+        }
+        if tell {
+            created.push(Product {
+                id,
+                handle,
+                title: new.title.trim().to_owned(),
+                description: new.description.clone(),
+                description_html,
+                status,
+                product_type: new.product_type.trim().to_owned(),
+                vendor: new.vendor.trim().to_owned(),
+                tags,
+                categories,
+                options: new.options.clone(),
+                seo_title: new.seo_title.trim().to_owned(),
+                seo_description: new.seo_description.trim().to_owned(),
+                metadata: Value::Object(Default::default()),
+                variants,
+                published_at,
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            });
+        }
+    }
+    let taken = |err: sqlx::Error| {
+        if crate::platform::db::dialect::is_unique_violation(&err, "products", "handle")
+            || crate::platform::db::dialect::is_unique_violation(&err, "product_variants", "sku")
+        {
+            return AppError::new(
+                crate::platform::error::ErrorCode::Conflict,
+                "A handle or SKU in the file was taken while the import ran; nothing was written. Try again.",
+            );
+        }
+        err.into()
+    };
+    tx.insert_rows(
+        "INSERT INTO products (id, handle, title, description, description_html, status, product_type, vendor, \
+         tags, options, seo_title, seo_description, metadata, published_at, created_at, updated_at)",
+        &products_rows,
+        "",
+    )
+    .await
+    .map_err(taken)?;
+    tx.insert_rows("INSERT INTO product_tags (product_id, tag)", &tag_rows, "ON CONFLICT DO NOTHING").await?;
+    tx.insert_rows(
+        "INSERT INTO product_categories (product_id, category_id)",
+        &category_rows,
+        "ON CONFLICT DO NOTHING",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO product_variants (id, product_id, position, sku, barcode, option_values, weight_grams, \
+         length_mm, width_mm, height_mm, tax_class, created_at, updated_at, inventory_policy, low_stock_threshold)",
+        &variant_rows,
+        "",
+    )
+    .await
+    .map_err(taken)?;
+    tx.insert_rows("INSERT INTO variant_prices (variant_id, currency, amount, compare_at_amount)", &price_rows, "")
+        .await?;
+    tx.insert_rows(
+        "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
+         actor_kind, actor_id, created_at)",
+        &movement_rows,
+        "",
+    )
+    .await?;
+    tx.insert_rows(
+        "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at)",
+        &level_rows,
+        "",
+    )
+    .await?;
+    for product in &created {
+        listeners.emit(state, tx, "product.created", product).await?;
+    }
+    Ok(count)
 }
 
 /// Brings one variant's on-hand count at the default location to `units` with an
@@ -716,18 +929,16 @@ async fn set_stock(state: &AppState, tx: &mut Tx, variant_id: &str, units: i64, 
     Ok(true)
 }
 
-async fn write_plan(state: &AppState, tx: &mut Tx, plan: Plan, actor: Actor<'_>, announce: bool) -> AppResult<Outcome> {
+async fn write_plan(
+    state: &AppState,
+    tx: &mut Tx,
+    listeners: &Listeners,
+    plan: Plan,
+    actor: Actor<'_>,
+    announce: bool,
+) -> AppResult<Outcome> {
     let Plan { wanted, current, categories } = plan;
-    let Some(current) = current else {
-        let inventory = wanted.inventory.clone();
-        let product = super::admin::insert_product(state, tx, wanted.product, categories).await?;
-        for (variant, units) in product.variants.iter().zip(inventory) {
-            if let Some(units) = units {
-                set_stock(state, tx, &variant.id, units, actor).await?;
-            }
-        }
-        return Ok(Outcome::Created);
-    };
+    let Some(current) = current else { return Ok(Outcome::Unchanged) };
     let new = &wanted.product;
     let now = Timestamp::now();
     let tags = products::clean_tags(&new.tags);
@@ -879,7 +1090,7 @@ async fn write_plan(state: &AppState, tx: &mut Tx, plan: Plan, actor: Actor<'_>,
         version: current.version + 1,
         ..current
     };
-    webhooks::emit(state, tx, "product.updated", &product).await?;
+    listeners.emit(state, tx, "product.updated", &product).await?;
     Ok(Outcome::Updated)
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod bulk;
 mod categories;
 mod collections;
+pub mod demo;
 pub mod import;
 pub(crate) mod imports_admin;
 pub mod inventory;

@@ -83,24 +83,53 @@ pub fn signature(secret: &str, id: &str, timestamp: i64, body: &str) -> anyhow::
 /// subscribed to it, in the caller's transaction. Nothing is written when no endpoint
 /// listens.
 pub async fn emit(state: &AppState, tx: &mut Tx, event_type: &'static str, data: &impl Serialize) -> AppResult<()> {
-    let endpoints = db_run!(tx.conn(), |conn| {
-        sqlx::query_as::<_, (String, String)>("SELECT id, event_types FROM webhook_endpoints WHERE status = 'enabled'")
+    Listeners::load(tx).await?.emit(state, tx, event_type, data).await
+}
+
+/// The enabled endpoints and what they listen to, read once for a transaction that emits
+/// many events.
+pub struct Listeners(Vec<(String, String)>);
+
+impl Listeners {
+    pub async fn load(tx: &mut Tx) -> AppResult<Self> {
+        let endpoints = db_run!(tx.conn(), |conn| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT id, event_types FROM webhook_endpoints WHERE status = 'enabled'",
+            )
             .fetch_all(conn)
             .await
-    })?;
-    let targets: Vec<String> = endpoints
-        .into_iter()
-        .filter(|(_, patterns)| patterns.split_whitespace().any(|pattern| matches(pattern, event_type)))
-        .map(|(id, _)| id)
-        .collect();
-    if targets.is_empty() {
-        return Ok(());
+        })?;
+        Ok(Self(endpoints))
     }
-    let event_id = record_event(tx, event_type, data).await?;
-    for endpoint_id in targets {
-        create_delivery(state, tx, &event_id, &endpoint_id).await?;
+
+    /// Whether some endpoint listens to `event_type`.
+    pub fn listen_to(&self, event_type: &str) -> bool {
+        self.0.iter().any(|(_, patterns)| patterns.split_whitespace().any(|pattern| matches(pattern, event_type)))
     }
-    Ok(())
+
+    /// As [`emit`], with the endpoints read before.
+    pub async fn emit(
+        &self,
+        state: &AppState,
+        tx: &mut Tx,
+        event_type: &'static str,
+        data: &impl Serialize,
+    ) -> AppResult<()> {
+        let targets: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(_, patterns)| patterns.split_whitespace().any(|pattern| matches(pattern, event_type)))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let event_id = record_event(tx, event_type, data).await?;
+        for endpoint_id in targets {
+            create_delivery(state, tx, &event_id, endpoint_id).await?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]

@@ -254,7 +254,67 @@ impl Db {
     }
 }
 
+/// A value for [`Tx::insert_rows`].
+#[derive(Debug, Clone)]
+pub enum Param {
+    Text(String),
+    MaybeText(Option<String>),
+    Int(i64),
+    MaybeInt(Option<i64>),
+    Bool(bool),
+}
+
+/// The most values one statement binds: under SQLite's limit of 32,766 and PostgreSQL's 65,535.
+const MAX_BINDS: usize = 30_000;
+
 impl Tx {
+    /// Inserts many rows with few statements: `insert` is `INSERT INTO table (columns)`,
+    /// `rows` hold one value per column, and `tail` follows the values (`ON CONFLICT ...`).
+    pub async fn insert_rows(&mut self, insert: &str, rows: &[Vec<Param>], tail: &str) -> Result<(), sqlx::Error> {
+        let Some(width) = rows.first().map(Vec::len).filter(|w| *w > 0) else { return Ok(()) };
+        // SQLite finds a numbered parameter's name by a linear scan, which makes binding
+        // thousands of `$n` quadratic; anonymous `?`s it binds in order at no such cost.
+        let numbered = matches!(self.inner, Backend::Postgres(_));
+        for chunk in rows.chunks((MAX_BINDS / width).max(1)) {
+            let mut sql = String::with_capacity(insert.len() + chunk.len() * width * 5);
+            sql.push_str(insert);
+            sql.push_str(" VALUES ");
+            let mut n = 0;
+            for (at, row) in chunk.iter().enumerate() {
+                sql.push_str(if at == 0 { "(" } else { ", (" });
+                for column in 0..row.len() {
+                    n += 1;
+                    if column > 0 {
+                        sql.push_str(", ");
+                    }
+                    if numbered {
+                        sql.push('$');
+                        sql.push_str(&n.to_string());
+                    } else {
+                        sql.push('?');
+                    }
+                }
+                sql.push(')');
+            }
+            sql.push(' ');
+            sql.push_str(tail);
+            crate::db_run!(self.conn(), |conn| {
+                let mut query = sqlx::query(&sql);
+                for param in chunk.iter().flatten() {
+                    query = match param {
+                        Param::Text(value) => query.bind(value.as_str()),
+                        Param::MaybeText(value) => query.bind(value.as_deref()),
+                        Param::Int(value) => query.bind(*value),
+                        Param::MaybeInt(value) => query.bind(*value),
+                        Param::Bool(value) => query.bind(*value),
+                    };
+                }
+                query.execute(conn).await.map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
     /// The transaction's connection, for [`db_run!`].
     pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
         match &mut self.inner {
