@@ -114,8 +114,9 @@ pub struct Item {
     /// The best of its variants'.
     pub availability: Availability,
     pub variants: Vec<String>,
-    /// Each word of the product once, with the weight of the field it was found in.
-    pub words: Vec<(String, u8)>,
+    /// Each word of the product once, separated by spaces: what to take out of the index
+    /// when the product leaves the shelf.
+    pub words: Box<str>,
     pub json: Bytes,
     /// A hash of `json`, for `ETag`s.
     pub hash: u64,
@@ -196,7 +197,7 @@ impl Contents {
         for variant in &item.variants {
             self.by_variant.remove(variant);
         }
-        for (word, _) in &item.words {
+        for word in item.words.split(' ') {
             if let Some(list) = self.postings.get_mut(word) {
                 list.retain(|(at, _)| *at != slot);
                 if list.is_empty() {
@@ -207,7 +208,9 @@ impl Contents {
         self.free.push(slot);
     }
 
-    fn insert(&mut self, item: Item) {
+    /// Puts `item` on the shelf with its words, each with the weight of the field it was
+    /// found in.
+    fn insert(&mut self, (item, weighted): (Item, Vec<(String, u8)>)) {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -220,8 +223,8 @@ impl Contents {
         for variant in &item.variants {
             self.by_variant.insert(variant.clone(), item.id.clone());
         }
-        for (word, weight) in &item.words {
-            self.postings.entry(word.clone()).or_default().push((slot, *weight));
+        for (word, weight) in weighted {
+            self.postings.entry(word).or_default().push((slot, weight));
         }
         self.items[slot as usize] = Some(item);
     }
@@ -248,6 +251,20 @@ impl Contents {
     }
 }
 
+/// Rendered answers by request, and their size.
+#[derive(Default)]
+struct Answers {
+    by_key: HashMap<String, Arc<Rendered>>,
+    bytes: usize,
+}
+
+impl Answers {
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.bytes = 0;
+    }
+}
+
 /// What has changed since the shelf was last brought up to date.
 #[derive(Default)]
 struct Pending {
@@ -266,12 +283,14 @@ pub struct Shelf {
     refreshing: tokio::sync::Mutex<()>,
     /// Rendered answers by request, emptied whenever the contents change (under their write
     /// lock, so an answer rendered from old contents never lands after).
-    answers: RwLock<HashMap<String, Arc<Rendered>>>,
+    answers: RwLock<Answers>,
     show_quantity: bool,
 }
 
-/// How many rendered answers the shelf keeps before it starts over.
+/// How many rendered answers, and how many bytes of them, the shelf keeps before it starts
+/// over: a crawler asking for every combination of filters must not grow memory unbounded.
 const MAX_ANSWERS: usize = 10_000;
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 impl Evict for Shelf {
     /// A product (`prd_...`) or a variant (`var_...`) changed.
@@ -298,7 +317,7 @@ impl Shelf {
             noted: AtomicU64::new(1),
             applied: AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
-            answers: RwLock::new(HashMap::new()),
+            answers: RwLock::new(Answers::default()),
             show_quantity,
         }
     }
@@ -327,15 +346,17 @@ impl Shelf {
         render: impl FnOnce(&Contents) -> AppResult<Rendered>,
     ) -> AppResult<Arc<Rendered>> {
         self.read(db, |contents| {
-            if let Some(hit) = self.answers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key) {
+            if let Some(hit) = self.answers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).by_key.get(key) {
                 return Ok(hit.clone());
             }
             let rendered = Arc::new(render(contents)?);
             let mut answers = self.answers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if answers.len() >= MAX_ANSWERS {
+            let size = key.len() + rendered.body_len();
+            if answers.by_key.len() >= MAX_ANSWERS || answers.bytes + size > MAX_ANSWER_BYTES {
                 answers.clear();
             }
-            answers.insert(key.to_owned(), rendered.clone());
+            answers.bytes += size;
+            answers.by_key.insert(key.to_owned(), rendered.clone());
             Ok(rendered)
         })
         .await?
@@ -424,7 +445,12 @@ impl Shelf {
     }
 
     /// The published products among `ids`, read and rendered.
-    async fn load_items(&self, db: &Db, taxonomy: &Contents, ids: &[String]) -> AppResult<Vec<Item>> {
+    async fn load_items(
+        &self,
+        db: &Db,
+        taxonomy: &Contents,
+        ids: &[String],
+    ) -> AppResult<Vec<(Item, Vec<(String, u8)>)>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -483,7 +509,7 @@ fn item_of(
     collections: Vec<(String, i64)>,
     taxonomy: &Contents,
     show_quantity: bool,
-) -> AppResult<Item> {
+) -> AppResult<(Item, Vec<(String, u8)>)> {
     let mut words: HashMap<String, u8> = HashMap::new();
     let mut add = |text: &str, weight: u8| {
         for word in text::words(text) {
@@ -543,8 +569,11 @@ fn item_of(
         published_at: product.published_at,
         updated_at: product.updated_at,
     };
-    let json = serde_json::to_vec(&store).map_err(AppError::internal)?;
-    Ok(Item {
+    let mut json = serde_json::to_vec(&store).map_err(AppError::internal)?;
+    // Bytes keeps a vector's spare capacity: up to as much again, times every product.
+    json.shrink_to_fit();
+    let words: Vec<(String, u8)> = words.into_iter().collect();
+    let item = Item {
         variants: product.variants.iter().map(|v| v.id.clone()).collect(),
         title_key: text::words(&product.title).join(" "),
         published_at: product.published_at.map_or(product.created_at.0, |t| t.0),
@@ -554,12 +583,13 @@ fn item_of(
         options,
         prices,
         availability: availability.unwrap_or(Availability::OutOfStock),
-        words: words.into_iter().collect(),
+        words: words.iter().map(|(word, _)| word.as_str()).collect::<Vec<_>>().join(" ").into(),
         hash: hash_of(&json),
         json: json.into(),
         id: product.id,
         handle: product.handle,
-    })
+    };
+    Ok((item, words))
 }
 
 /// Which of two variants' availability the product shows: the most buyable.

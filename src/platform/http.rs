@@ -443,6 +443,11 @@ impl Rendered {
         }
     }
 
+    /// The size of the body, in bytes.
+    pub fn body_len(&self) -> usize {
+        self.json.len()
+    }
+
     /// 200 with the body, or 304 when `If-None-Match` names this version. Caches may keep
     /// the answer but must check it again before each use.
     pub fn respond(&self, headers: &HeaderMap) -> Response {
