@@ -61,6 +61,8 @@ pub struct Shared {
     pub form_submissions: SlidingWindow,
     /// Every published product in memory, for shoppers' reads and searches.
     pub shelf: Arc<crate::catalog::shelf::Shelf>,
+    /// Where images are kept.
+    pub media: Arc<crate::catalog::media::MediaStore>,
     /// Imports running on this node: products written, of how many.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
     /// The webhook client, behind the address guard, with a circuit breaker per destination.
@@ -79,6 +81,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let mailer = Mailer::from_config(&config)?;
     let templates = EmailTemplates::load(&config)?;
     let window = Duration::from_secs(config.auth.failure_window_secs);
+    let media = Arc::new(crate::catalog::media::MediaStore::from_config(&config)?);
     Ok(AppState(Arc::new(Shared {
         mailer,
         templates,
@@ -87,12 +90,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         credentials: db.caches().register(CREDENTIALS, CACHE_TTL),
         customers: db.caches().register(CUSTOMERS, CACHE_TTL),
         shelf: {
-            let shelf = Arc::new(crate::catalog::shelf::Shelf::new(config.catalog.show_stock_quantity));
+            let shelf = Arc::new(crate::catalog::shelf::Shelf::new(config.catalog.show_stock_quantity, media.clone()));
             db.caches().register_evict(crate::catalog::CATALOG, shelf.clone());
             shelf
         },
         webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
         imports: Default::default(),
+        media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
         openapi_json: Arc::new(openapi_json()),
         hsts: config.secure_cookies(),
@@ -133,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(openapi::docs_router())
+    .merge(crate::catalog::media::files_router())
     .fallback(http::not_found)
     .layer(CatchPanicLayer::custom(http::panic_response))
     // Bodies are read only by extractors, which honour this limit whether or not the

@@ -225,12 +225,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Export { what: ExportCommand::Products { output } } => {
             let db = Db::connect(&config).await?;
             db.migrate().await?;
+            let media = backroom::catalog::media::MediaStore::from_config(&config)?;
             let written = match &output {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-                    import::export_products(&db, &mut file).await
+                    import::export_products(&db, &media, &mut file).await
                 }
-                None => import::export_products(&db, &mut std::io::BufWriter::new(std::io::stdout())).await,
+                None => import::export_products(&db, &media, &mut std::io::BufWriter::new(std::io::stdout())).await,
             };
             db.close().await;
             let rows = written.map_err(|err| anyhow::anyhow!("{err}"))?;

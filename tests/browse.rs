@@ -106,6 +106,8 @@ conformance! {
         let jeans = shop.product("Jeans", "", &[], &[&bottoms], &[("J-1", "32", "Blue", 8000)]).await;
         shop.product("Gift Card", "", &[], &[&gifts], &[("G-1", "One", "None", 2500)]).await;
         assert_eq!(tee["categories"], json!([tees]));
+        let by_id = shop.app.get(&format!("/api/v1/store/products/{}", tee["id"].as_str().unwrap()), &[]).await;
+        assert_eq!(by_id.body["handle"], "plain-tee", "a product by its id too: {}", by_id.text);
 
         // The tree, in order, with counts that include what sits below.
         let tree = shop.app.get("/api/v1/store/categories", &[]).await;

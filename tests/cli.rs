@@ -333,6 +333,13 @@ fn serve_demo_opens_a_living_shop_once() {
     assert_eq!(list["total"], 240);
     let product = &list["data"][0];
     assert!(product["variants"].as_array().unwrap().len() >= 2 && product["categories"][0].is_string(), "{product}");
+    let picture = product["images"][0]["sizes"][0]["url"].as_str().unwrap_or_else(|| panic!("a picture: {product}"));
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    write!(stream, "GET {picture} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let head = String::from_utf8_lossy(&answer[..200.min(answer.len())]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("image/webp"), "{head}");
     let tree = get_json(&server.address, "/api/v1/store/categories");
     assert_eq!(tree.as_array().unwrap().len(), 4);
     assert!(tree[0]["product_count"].as_u64().unwrap() > 50, "{tree}");

@@ -65,6 +65,7 @@ async fn create_product(
     let mut tx = state.db.begin().await?;
     let categories = products::clean_ids(&new.categories);
     super::categories::check_ids(&mut tx, &categories, "categories").await?;
+    products::check_images(&mut tx, &new.images).await?;
     let product = insert_product(&state, &mut tx, new, categories).await?;
     let id = product.id.clone();
     let (actor_kind, actor_id) = staff.actor();
@@ -125,6 +126,8 @@ pub(crate) async fn insert_product(
     inserted.map_err(handle_taken)?;
     products::write_tags(tx, &id, &tags).await?;
     super::categories::place(tx, &id, &categories).await?;
+    products::write_images(tx, &id, &new.images).await?;
+    let images = products::find_images(tx, state, &id).await?;
     let variants =
         products::insert_variants(tx, &id, &new.variants, now, 0, |index| format!("variants[{index}].sku")).await?;
     let product = Product {
@@ -138,6 +141,7 @@ pub(crate) async fn insert_product(
         vendor: new.vendor.trim().to_owned(),
         tags,
         categories,
+        images,
         options: new.options,
         seo_title: new.seo_title.trim().to_owned(),
         seo_description: new.seo_description.trim().to_owned(),
@@ -183,7 +187,8 @@ async fn list_products(
     }
     violations.finish()?;
     let binds = [filter.after.as_deref().unwrap_or(""), filter.status.as_deref().unwrap_or("")];
-    let rows = products::page(&state.db, "id > $1 AND ($2 = '' OR status = $2)", "id", &binds, limit).await?;
+    let rows =
+        products::page(&state.db, &state.media, "id > $1 AND ($2 = '' OR status = $2)", "id", &binds, limit).await?;
     Ok(Json(Page::from_rows(rows, limit, |row| row.id.clone())))
 }
 
@@ -204,7 +209,7 @@ async fn get_product(
     if !has_shape(&id, "prd") {
         return Err(not_found());
     }
-    let product = products::find(&state.db, "id", &id, "").await?.ok_or_else(not_found)?;
+    let product = products::find(&state, "id", &id, "").await?.ok_or_else(not_found)?;
     Ok(http::tagged(StatusCode::OK, product.version, product))
 }
 
@@ -221,6 +226,8 @@ pub struct ProductPatch {
     pub tags: Option<Vec<String>>,
     /// The ids of the categories it sits in: the whole new list.
     pub categories: Option<Vec<String>>,
+    /// The whole new list of images, in order.
+    pub images: Option<Vec<products::ImageRef>>,
     /// The whole new list of options. Variants keep their values by option name; a new
     /// option gives every variant its first value. A value a variant still uses cannot go.
     pub options: Option<Vec<ProductOption>>,
@@ -272,7 +279,7 @@ async fn update_product(
     if !has_shape(&id, "prd") {
         return Err(not_found());
     }
-    let current = products::find(&state.db, "id", &id, "").await?.ok_or_else(not_found)?;
+    let current = products::find(&state, "id", &id, "").await?.ok_or_else(not_found)?;
     if expected.is_some_and(|version| version != current.version) {
         return Err(http::stale_version());
     }
@@ -345,6 +352,14 @@ async fn update_product(
         super::categories::check_ids(&mut tx, categories, "categories").await?;
         super::categories::place(&mut tx, &id, categories).await?;
     }
+    let images = match &patch.images {
+        Some(images) => {
+            products::check_images(&mut tx, images).await?;
+            products::write_images(&mut tx, &id, images).await?;
+            Some(products::find_images(&mut tx, &state, &id).await?)
+        }
+        None => None,
+    };
     if let Some(handle) = patch.handle.as_deref().filter(|h| *h != current.handle) {
         // The old address keeps working (the storefront redirects it), and the new one may be
         // an address this product had before.
@@ -378,6 +393,7 @@ async fn update_product(
         vendor: patch.vendor.as_deref().map_or(current.vendor, |t| t.trim().to_owned()),
         tags: tags.unwrap_or(current.tags),
         categories: categories.unwrap_or(current.categories),
+        images: images.unwrap_or(current.images),
         options,
         variants,
         seo_title: patch.seo_title.as_deref().map_or(current.seo_title, |t| t.trim().to_owned()),

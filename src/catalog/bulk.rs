@@ -16,7 +16,6 @@ use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::messaging::webhooks;
-use crate::platform::db::Db;
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::Json;
 use crate::platform::ids::has_shape;
@@ -124,7 +123,7 @@ async fn bulk_products(
 
 /// The products `ids` as they are now, in the order asked; unknown ids are reported as
 /// `{field}[n]`.
-async fn read_products(db: &Db, ids: &[String], field: &str) -> AppResult<Vec<Product>> {
+async fn read_products(state: &AppState, ids: &[String], field: &str) -> AppResult<Vec<Product>> {
     if ids.is_empty() || ids.len() > MAX_ITEMS {
         return Err(AppError::invalid_field(field, "out_of_range", format!("must list 1 to {MAX_ITEMS} items")));
     }
@@ -134,14 +133,14 @@ async fn read_products(db: &Db, ids: &[String], field: &str) -> AppResult<Vec<Pr
     for chunk in wanted.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})", list.join(", "));
-        let rows = db_run!(db.read(), |conn| {
+        let rows = db_run!(state.db.read(), |conn| {
             let mut query = sqlx::query_as::<_, ProductRow>(&sql);
             for id in chunk {
                 query = query.bind(*id);
             }
             query.fetch_all(conn).await
         })?;
-        for product in products::assemble(db.read(), rows).await? {
+        for product in products::assemble(state.db.read(), &state.media, rows).await? {
             found.insert(product.id.clone(), product);
         }
     }
@@ -162,7 +161,7 @@ async fn read_products(db: &Db, ids: &[String], field: &str) -> AppResult<Vec<Pr
 /// The products whose status changes, as they will be.
 async fn set_status(state: &AppState, ids: &[String], status: &str) -> AppResult<Vec<Product>> {
     let now = Timestamp::now();
-    let products = read_products(&state.db, ids, "product_ids").await?;
+    let products = read_products(state, ids, "product_ids").await?;
     Ok(products
         .into_iter()
         .filter(|product| product.status != status)
@@ -223,7 +222,7 @@ async fn set_prices(state: &AppState, lines: &[PriceLine]) -> AppResult<Vec<Prod
     let mut product_ids: Vec<String> = owner.values().map(|(_, product)| product.clone()).collect();
     product_ids.sort();
     product_ids.dedup();
-    let mut products = read_products(&state.db, &product_ids, "prices").await?;
+    let mut products = read_products(state, &product_ids, "prices").await?;
     let mut new_prices: BTreeMap<&str, Vec<&PriceLine>> = BTreeMap::new();
     for line in lines {
         if let Some((variant, _)) = owner.get(&line.sku) {

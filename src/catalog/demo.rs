@@ -9,6 +9,7 @@ use super::import::{self, ImportOptions};
 use super::inventory::Actor;
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::db::Param;
 use crate::platform::error::{AppError, AppResult};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -93,6 +94,21 @@ const MATERIALS: &[&str] = &[
 ];
 const COLOURS: &[&str] =
     &["Black", "White", "Navy", "Grey", "Olive", "Sand", "Rust", "Forest", "Sky", "Burgundy", "Cream", "Charcoal"];
+/// The colours as pictures show them.
+const COLOUR_RGB: &[[u8; 3]] = &[
+    [30, 30, 32],
+    [236, 236, 230],
+    [28, 42, 84],
+    [128, 130, 134],
+    [96, 110, 52],
+    [206, 186, 146],
+    [170, 78, 40],
+    [34, 84, 54],
+    [120, 176, 222],
+    [112, 28, 42],
+    [240, 228, 200],
+    [62, 64, 68],
+];
 const VENDORS: &[&str] = &["North & Co", "Backroom Basics", "Fjell", "Harbour Mill", "Loom Street", "Oak & Thread"];
 const TAGS: &[&str] = &["new", "bestseller", "sustainable", "gift", "limited", "sale", "unisex", "handmade"];
 const SENTENCES: &[&str] = &[
@@ -249,8 +265,61 @@ pub async fn create_categories(state: &AppState) -> AppResult<()> {
     Ok(())
 }
 
+/// A product picture in one colour: a rounded shape on a soft light background, as a PNG.
+fn picture(colour: [u8; 3]) -> AppResult<Vec<u8>> {
+    let size = 800u32;
+    let picture = image::RgbImage::from_fn(size, size, |x, y| {
+        let (dx, dy) = (x as f32 - 400.0, y as f32 - 420.0);
+        let inside = (dx * dx) / (250.0 * 250.0) + (dy * dy) / (300.0 * 300.0) < 1.0;
+        let shade = y as f32 / size as f32;
+        if inside {
+            let light = 1.0 - 0.25 * shade;
+            image::Rgb(colour.map(|c| (f32::from(c) * light).min(255.0) as u8))
+        } else {
+            let grey = (246.0 - 14.0 * shade) as u8;
+            image::Rgb([grey, grey, grey.saturating_sub(2)])
+        }
+    });
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(picture)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(AppError::internal)?;
+    Ok(png)
+}
+
+/// Gives every product a picture in the colour of its first variant.
+async fn add_pictures(state: &AppState) -> AppResult<()> {
+    let mut media_ids = Vec::with_capacity(COLOURS.len());
+    for rgb in COLOUR_RGB {
+        let (media, _) = super::media::save_image(state, picture(*rgb)?.into()).await?;
+        media_ids.push(media.id);
+    }
+    let products = db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT p.id, p.title, v.option_values FROM products p \
+             JOIN product_variants v ON v.product_id = p.id AND v.position = 0",
+        )
+        .fetch_all(conn)
+        .await
+    })?;
+    let rows: Vec<Vec<Param>> = products
+        .into_iter()
+        .map(|(id, title, options)| {
+            let options: std::collections::BTreeMap<String, String> =
+                serde_json::from_str(&options).unwrap_or_default();
+            let colour = options.get("Colour").and_then(|c| COLOURS.iter().position(|known| known == c)).unwrap_or(0);
+            vec![Param::Text(id), Param::Text(media_ids[colour].clone()), Param::Int(0), Param::Text(title)]
+        })
+        .collect();
+    let mut tx = state.db.begin().await?;
+    tx.insert_rows("INSERT INTO product_images (product_id, media_id, position, alt)", &rows, "").await?;
+    tx.invalidate(super::taxonomy_changed());
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Seeds the sample shop into a database without products: categories, `count` products
-/// with stock, and three collections. Returns whether it seeded.
+/// with stock and a picture each (drawn here, one per colour), and three collections. Returns whether it seeded.
 pub async fn seed(state: &AppState, count: usize) -> AppResult<bool> {
     let products = db_run!(state.db.read(), |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM products").fetch_one(conn).await
@@ -271,6 +340,7 @@ pub async fn seed(state: &AppState, count: usize) -> AppResult<bool> {
             first.reason
         )));
     }
+    add_pictures(state).await?;
     let ids = db_run!(state.db.read(), |conn| {
         sqlx::query_scalar::<_, String>("SELECT id FROM products ORDER BY handle").fetch_all(conn).await
     })?;

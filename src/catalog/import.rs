@@ -169,6 +169,14 @@ fn read_sheet(csv_text: &[u8], errors: &mut Vec<RowError>) -> Option<Sheet> {
     errors.is_empty().then_some(Sheet { columns, currencies, rows })
 }
 
+/// The problems with a file's header row (unknown or repeated columns, no `handle`) or its
+/// CSV itself: what can be told at once, before an import is queued.
+pub fn check_layout(csv_text: &[u8]) -> Vec<RowError> {
+    let mut errors = Vec::new();
+    read_sheet(csv_text, &mut errors);
+    errors
+}
+
 /// One product's rows, as the file wants it.
 struct Wanted {
     handle: String,
@@ -295,6 +303,7 @@ fn wanted_products(sheet: &Sheet, errors: &mut Vec<RowError>) -> Vec<Wanted> {
                 vendor: text("vendor"),
                 tags: list(sheet.cell(first, "tags")),
                 categories: Vec::new(),
+                images: Vec::new(),
                 options,
                 variants,
                 seo_title: text("seo_title"),
@@ -350,7 +359,11 @@ struct Plan {
 }
 
 /// Reads products by handle, whole.
-async fn current_products(db: &Db, handles: &[&str]) -> AppResult<HashMap<String, Product>> {
+async fn current_products(
+    db: &Db,
+    media: &super::media::MediaStore,
+    handles: &[&str],
+) -> AppResult<HashMap<String, Product>> {
     let mut found = HashMap::new();
     for chunk in handles.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
@@ -362,7 +375,7 @@ async fn current_products(db: &Db, handles: &[&str]) -> AppResult<HashMap<String
             }
             query.fetch_all(conn).await
         })?;
-        for product in products::assemble(db.read(), rows).await? {
+        for product in products::assemble(db.read(), media, rows).await? {
             found.insert(product.handle.clone(), product);
         }
     }
@@ -508,7 +521,7 @@ pub async fn import_products(
     let wanted = wanted_products(&sheet, &mut errors);
     report.products = wanted.len();
     let handles: Vec<&str> = wanted.iter().map(|w| w.handle.as_str()).collect();
-    let mut current = current_products(&state.db, &handles).await?;
+    let mut current = current_products(&state.db, &state.media, &handles).await?;
     let skus: Vec<&str> =
         wanted.iter().flat_map(|w| w.product.variants.iter().filter_map(|v| v.sku.as_deref())).collect();
     let owners = sku_owners(&state.db, &skus).await?;
@@ -685,6 +698,7 @@ fn clone_new(new: &NewProduct) -> NewProduct {
         vendor: new.vendor.clone(),
         tags: new.tags.clone(),
         categories: new.categories.clone(),
+        images: new.images.clone(),
         options: new.options.clone(),
         variants: Vec::new(),
         seo_title: new.seo_title.clone(),
@@ -839,6 +853,7 @@ async fn create_batch(
                 seo_title: new.seo_title.trim().to_owned(),
                 seo_description: new.seo_description.trim().to_owned(),
                 metadata: Value::Object(Default::default()),
+                images: Vec::new(),
                 variants,
                 published_at,
                 created_at: now,
@@ -1096,7 +1111,11 @@ async fn write_plan(
 
 /// Writes every product, one row per variant, in the import layout: what this writes,
 /// importing changes nothing.
-pub async fn export_products(db: &Db, out: &mut (dyn std::io::Write + Send)) -> AppResult<usize> {
+pub async fn export_products(
+    db: &Db,
+    media: &super::media::MediaStore,
+    out: &mut (dyn std::io::Write + Send),
+) -> AppResult<usize> {
     let currencies: Vec<String> = db_run!(db.read(), |conn| {
         sqlx::query_scalar::<_, String>("SELECT DISTINCT currency FROM variant_prices ORDER BY currency")
             .fetch_all(conn)
@@ -1126,7 +1145,7 @@ pub async fn export_products(db: &Db, out: &mut (dyn std::io::Write + Send)) -> 
     let mut after = String::new();
     let mut rows = 0;
     loop {
-        let page = products::page(db, "id > $1", "id", &[&after], 500).await?;
+        let page = products::page(db, media, "id > $1", "id", &[&after], 500).await?;
         let Some(last) = page.last() else { break };
         after = last.id.clone();
         for product in &page {

@@ -16,7 +16,7 @@ use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::messaging::jobs::{self, ClaimedJob, JobError, NewJob};
-use crate::platform::error::{AppError, AppResult, ErrorCode, Problem};
+use crate::platform::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::platform::http::{self, Query};
 use crate::platform::ids::{has_shape, new_id};
 use crate::platform::time::Timestamp;
@@ -109,6 +109,19 @@ async fn create_import(
     };
     if content.trim().is_empty() {
         return Err(AppError::invalid_field("body", "required", "is an empty file"));
+    }
+    let problems = import::check_layout(content.as_bytes());
+    if !problems.is_empty() {
+        let errors = problems
+            .into_iter()
+            .take(20)
+            .map(|problem| FieldError {
+                field: if problem.column.is_empty() { "body".into() } else { format!("body.{}", problem.column) },
+                code: "invalid_layout".into(),
+                message: format!("row {}: {}", problem.row, problem.reason),
+            })
+            .collect();
+        return Err(AppError::validation(errors));
     }
     let id = new_id("imp");
     let now = Timestamp::now();

@@ -11,6 +11,7 @@ pub(crate) mod imports_admin;
 pub mod inventory;
 mod inventory_admin;
 pub mod markdown;
+pub mod media;
 pub mod money;
 pub mod products;
 pub mod search;
@@ -44,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(bulk::router())
         .merge(imports_admin::router())
+        .merge(media::router())
         .merge(inventory_admin::router())
         .merge(variants::router())
         .merge(categories::router())

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::media::{ImageSize, MediaStore};
 use super::money::is_currency;
+use crate::app::AppState;
 use crate::db_run;
 use crate::platform::db::{Backend, Db, Tx, dialect};
 use crate::platform::error::{AppError, AppResult, Violations};
@@ -32,6 +34,26 @@ pub struct Price {
 pub struct ProductOption {
     pub name: String,
     pub values: Vec<String>,
+}
+
+/// An image to show with a product: an uploaded image's id and the text that stands for it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    pub media_id: String,
+    /// What the image shows, for screen readers and search engines.
+    #[serde(default)]
+    pub alt: String,
+}
+
+/// An image of a product, with its sizes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProductImage {
+    pub media_id: String,
+    pub alt: String,
+    pub width: u32,
+    pub height: u32,
+    pub sizes: Vec<ImageSize>,
 }
 
 /// One purchasable combination of option values.
@@ -80,6 +102,8 @@ pub struct Product {
     pub seo_description: String,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// In display order; the first is the main one.
+    pub images: Vec<ProductImage>,
     pub variants: Vec<Variant>,
     pub published_at: Option<Timestamp>,
     pub created_at: Timestamp,
@@ -139,10 +163,11 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-/// Reads the variants, prices, stock and categories of `rows` (four queries in all) and assembles the products,
+/// Reads the images, variants, prices, stock and categories of `rows` (five queries in all) and assembles the products,
 /// in the order of `rows`.
 pub(crate) async fn assemble<'c>(
     db: Backend<&'c sqlx::SqlitePool, &'c sqlx::PgPool>,
+    media: &MediaStore,
     rows: Vec<ProductRow>,
 ) -> AppResult<Vec<Product>> {
     if rows.is_empty() {
@@ -163,10 +188,31 @@ pub(crate) async fn assemble<'c>(
         "SELECT product_id, category_id FROM product_categories WHERE product_id IN ({list}) \
          ORDER BY product_id, category_id"
     );
+    let images_sql = format!(
+        "SELECT i.product_id, i.media_id, i.alt, m.width, m.height, m.variants FROM product_images i \
+         JOIN media m ON m.id = i.media_id WHERE i.product_id IN ({list}) ORDER BY i.product_id, i.position"
+    );
     let stock_sql = format!(
         "SELECT l.variant_id, CAST(SUM(l.on_hand - l.reserved) AS BIGINT) FROM inventory_levels l \
          JOIN product_variants v ON v.id = l.variant_id WHERE v.product_id IN ({list}) GROUP BY l.variant_id"
     );
+    let images = db_run!(db, |conn| {
+        let mut images = sqlx::query_as::<_, (String, String, String, i64, i64, String)>(&images_sql);
+        for row in &rows {
+            images = images.bind(&row.id);
+        }
+        images.fetch_all(conn).await
+    })?;
+    let mut images_of: BTreeMap<String, Vec<ProductImage>> = BTreeMap::new();
+    for (product, media_id, alt, width, height, variants) in images {
+        images_of.entry(product).or_default().push(ProductImage {
+            media_id,
+            alt,
+            width: width as u32,
+            height: height as u32,
+            sizes: media.sizes(&variants),
+        });
+    }
     let (variants, prices, stock, categories) = db_run!(db, |conn| {
         let mut variants = sqlx::query_as::<_, VariantRow>(&variant_sql);
         let mut prices = sqlx::query_as::<_, PriceRow>(&price_sql);
@@ -226,6 +272,7 @@ pub(crate) async fn assemble<'c>(
         .map(|row| Product {
             variants: variants_of.remove(&row.id).unwrap_or_default(),
             categories: categories_of.remove(&row.id).unwrap_or_default(),
+            images: images_of.remove(&row.id).unwrap_or_default(),
             tags: from_json(&row.tags),
             options: from_json(&row.options),
             metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Object(Default::default())),
@@ -248,15 +295,23 @@ pub(crate) async fn assemble<'c>(
 }
 
 /// One product by a column (`id` or `handle`), with `extra` conditions (`AND status = ...`).
-pub(crate) async fn find(db: &Db, column: &str, value: &str, extra: &str) -> AppResult<Option<Product>> {
+pub(crate) async fn find(state: &AppState, column: &str, value: &str, extra: &str) -> AppResult<Option<Product>> {
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE {column} = $1{extra}");
+    let db = &state.db;
     let rows = db_run!(db.read(), |conn| sqlx::query_as::<_, ProductRow>(&sql).bind(value).fetch_all(conn).await)?;
-    Ok(assemble(db.read(), rows).await?.pop())
+    Ok(assemble(db.read(), &state.media, rows).await?.pop())
 }
 
 /// A page of products: `filter` is the rest of a `WHERE` with `$1` the cursor and `$2` the
 /// limit.
-pub(crate) async fn page(db: &Db, filter: &str, order: &str, binds: &[&str], limit: u32) -> AppResult<Vec<Product>> {
+pub(crate) async fn page(
+    db: &Db,
+    media: &MediaStore,
+    filter: &str,
+    order: &str,
+    binds: &[&str],
+    limit: u32,
+) -> AppResult<Vec<Product>> {
     let sql =
         format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE {filter} ORDER BY {order} LIMIT ${}", binds.len() + 1);
     let rows = db_run!(db.read(), |conn| {
@@ -266,7 +321,7 @@ pub(crate) async fn page(db: &Db, filter: &str, order: &str, binds: &[&str], lim
         }
         query.bind(i64::from(limit) + 1).fetch_all(conn).await
     })?;
-    assemble(db.read(), rows).await
+    assemble(db.read(), media, rows).await
 }
 
 /// What a product is made with: the body of `POST /api/v1/admin/products`.
@@ -290,6 +345,9 @@ pub struct NewProduct {
     /// The ids of the categories it sits in, up to 50.
     #[serde(default)]
     pub categories: Vec<String>,
+    /// Uploaded images (`POST /api/v1/admin/media`), in display order, up to 50.
+    #[serde(default)]
+    pub images: Vec<ImageRef>,
     /// Up to 3 options, such as `{"name": "Size", "values": ["S", "M", "L"]}`.
     #[serde(default)]
     pub options: Vec<ProductOption>,
@@ -780,6 +838,87 @@ pub(crate) async fn write_prices(tx: &mut Tx, variant_id: &str, prices: &[Price]
         })?;
     }
     Ok(())
+}
+
+/// Checks a product's images: at most 50, each named once, with alternative text of at most
+/// 500 characters on one line, each an uploaded image.
+pub(crate) async fn check_images(tx: &mut Tx, images: &[ImageRef]) -> AppResult<()> {
+    let mut violations = Violations::default();
+    if images.len() > 50 {
+        violations.add("images", "too_many", "must be at most 50");
+    }
+    let ids: Vec<&str> = images.iter().map(|i| i.media_id.as_str()).collect();
+    let mut known: Vec<String> = Vec::new();
+    if !ids.is_empty() && ids.len() <= 50 {
+        let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT id FROM media WHERE id IN ({})", list.join(", "));
+        known = db_run!(tx.conn(), |conn| {
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for id in &ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(conn).await
+        })?;
+    }
+    let mut seen = HashSet::new();
+    for (index, image) in images.iter().enumerate().take(50) {
+        if !known.contains(&image.media_id) {
+            violations.add(&format!("images[{index}].media_id"), "unknown", "names no uploaded image");
+        } else if !seen.insert(image.media_id.as_str()) {
+            violations.add(&format!("images[{index}].media_id"), "duplicate", "is listed twice");
+        }
+        if !single_line(&image.alt, 500) {
+            violations.add(
+                &format!("images[{index}].alt"),
+                "invalid_format",
+                "must be at most 500 characters on one line",
+            );
+        }
+    }
+    violations.finish()
+}
+
+/// Replaces a product's images, in order.
+pub(crate) async fn write_images(tx: &mut Tx, product_id: &str, images: &[ImageRef]) -> AppResult<()> {
+    db_run!(tx.conn(), |conn| {
+        sqlx::query("DELETE FROM product_images WHERE product_id = $1").bind(product_id).execute(conn).await.map(drop)
+    })?;
+    for (position, image) in images.iter().enumerate() {
+        db_run!(tx.conn(), |conn| {
+            sqlx::query("INSERT INTO product_images (product_id, media_id, position, alt) VALUES ($1, $2, $3, $4)")
+                .bind(product_id)
+                .bind(&image.media_id)
+                .bind(position as i64)
+                .bind(image.alt.trim())
+                .execute(conn)
+                .await
+                .map(drop)
+        })?;
+    }
+    Ok(())
+}
+
+/// A product's images as written in `tx`, with their sizes.
+pub(crate) async fn find_images(tx: &mut Tx, state: &AppState, product_id: &str) -> AppResult<Vec<ProductImage>> {
+    let rows = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, (String, String, i64, i64, String)>(
+            "SELECT i.media_id, i.alt, m.width, m.height, m.variants FROM product_images i \
+             JOIN media m ON m.id = i.media_id WHERE i.product_id = $1 ORDER BY i.position",
+        )
+        .bind(product_id)
+        .fetch_all(conn)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(media_id, alt, width, height, variants)| ProductImage {
+            media_id,
+            alt,
+            width: width as u32,
+            height: height as u32,
+            sizes: state.media.sizes(&variants),
+        })
+        .collect())
 }
 
 /// Replaces a product's rows in `product_tags`.

@@ -13,7 +13,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::inventory::Availability;
-use super::products::{self, PRODUCT_COLUMNS, Price, Product, ProductOption, ProductRow, Variant};
+use super::media::MediaStore;
+use super::products::{self, PRODUCT_COLUMNS, Price, Product, ProductImage, ProductOption, ProductRow, Variant};
 use super::text;
 use crate::db_run;
 use crate::platform::cache::Evict;
@@ -38,6 +39,8 @@ pub struct StoreProduct {
     pub tags: Vec<String>,
     /// The handles of the categories it sits in.
     pub categories: Vec<String>,
+    /// In display order; the first is the main one.
+    pub images: Vec<ProductImage>,
     pub options: Vec<ProductOption>,
     pub variants: Vec<StoreVariant>,
     pub seo_title: String,
@@ -285,6 +288,8 @@ pub struct Shelf {
     /// lock, so an answer rendered from old contents never lands after).
     answers: RwLock<Answers>,
     show_quantity: bool,
+    /// For the addresses of product images.
+    media: Arc<MediaStore>,
 }
 
 /// How many rendered answers, and how many bytes of them, the shelf keeps before it starts
@@ -310,8 +315,9 @@ impl Evict for Shelf {
 
 impl Shelf {
     /// An empty shelf that fills itself on first use.
-    pub fn new(show_quantity: bool) -> Self {
+    pub fn new(show_quantity: bool, media: Arc<MediaStore>) -> Self {
         Self {
+            media,
             contents: RwLock::new(Contents::default()),
             pending: Mutex::new(Pending { everything: true, ids: HashSet::new() }),
             noted: AtomicU64::new(1),
@@ -472,7 +478,7 @@ impl Shelf {
         for (product, collection, position) in memberships {
             collections_of.entry(product).or_default().push((collection, position));
         }
-        let products = products::assemble(db.read(), rows).await?;
+        let products = products::assemble(db.read(), &self.media, rows).await?;
         products
             .into_iter()
             .map(|product| {
@@ -562,6 +568,7 @@ fn item_of(
         vendor: product.vendor,
         tags: product.tags.clone(),
         categories: category_names.iter().map(|c| c.handle.clone()).collect(),
+        images: product.images,
         options: product.options,
         variants: product.variants.iter().cloned().map(|v| StoreVariant::new(v, show_quantity)).collect(),
         seo_title: product.seo_title,

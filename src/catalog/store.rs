@@ -158,8 +158,9 @@ async fn search_products(
     products_answer(&state, &headers, query, true).await
 }
 
-/// Read a published product by its handle.
-#[utoipa::path(get, path = "/api/v1/store/products/{handle}", tag = "store: products", params(("handle" = String, Path)),
+/// Read a published product by its handle (or by its id).
+#[utoipa::path(get, path = "/api/v1/store/products/{handle}", tag = "store: products",
+    params(("handle" = String, Path, description = "The product's handle, or its id (`prd_...`)")),
     responses(
         (status = 200, body = StoreProduct, headers(("ETag" = String))),
         (status = 301, description = "A handle the product had before: `Location` gives the current address"),
@@ -174,7 +175,11 @@ async fn product_by_handle(
     let found = state
         .shelf
         .read(&state.db, |contents| {
-            let item = contents.by_handle.get(&handle).and_then(|slot| contents.item(*slot))?;
+            let slot = match contents.by_handle.get(&handle) {
+                Some(slot) => slot,
+                None => contents.by_id.get(&handle)?,
+            };
+            let item = contents.item(*slot)?;
             Some(Rendered::from_parts(item.json.clone(), item.hash))
         })
         .await?;

@@ -47,7 +47,7 @@ async fn product_of_variant(state: &AppState, variant_id: &str) -> AppResult<Pro
             .await
     })?
     .ok_or_else(variant_not_found)?;
-    products::find(&state.db, "id", &product_id, "").await?.ok_or_else(variant_not_found)
+    products::find(state, "id", &product_id, "").await?.ok_or_else(variant_not_found)
 }
 
 /// Makes the change a new version of the product, provided it is still the version the
@@ -106,7 +106,7 @@ async fn add_variant(
     if !has_shape(&id, "prd") {
         return Err(product_not_found());
     }
-    let mut product = products::find(&state.db, "id", &id, "").await?.ok_or_else(product_not_found)?;
+    let mut product = products::find(&state, "id", &id, "").await?.ok_or_else(product_not_found)?;
     http::require_version(&headers, product.version)?;
     let mut violations = Violations::default();
     let combination = products::check_variant(&product.options, &variant, "", &mut violations);

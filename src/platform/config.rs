@@ -33,6 +33,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub forms: FormsConfig,
     pub catalog: CatalogConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -223,6 +224,60 @@ pub struct CatalogConfig {
     pub show_stock_quantity: bool,
 }
 
+/// Where images go and what they become.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The largest upload taken, in bytes.
+    pub max_upload_bytes: usize,
+    /// The most pixels (width times height) an image may have: more is refused before
+    /// decoding, against decompression bombs.
+    pub max_pixels: u64,
+    /// The widths each image is made in (WebP); never wider than the original.
+    pub widths: Vec<u32>,
+    /// `local` (under `data_dir/media`) or `s3`.
+    pub store: MediaStoreKind,
+    pub s3: S3Config,
+    /// Where shoppers fetch images from, such as a CDN in front of the bucket; by default
+    /// Backroom serves them under `/media/`.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStoreKind {
+    Local,
+    S3,
+}
+
+/// An S3-compatible bucket.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// For stores other than AWS (MinIO, R2...): their address.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<SecretString>,
+    /// Paths like `endpoint/bucket/key` instead of `bucket.endpoint/key`.
+    pub path_style: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            widths: vec![320, 640, 1280],
+            store: MediaStoreKind::Local,
+            s3: S3Config { region: "us-east-1".into(), ..S3Config::default() },
+            public_url: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FormsConfig {
@@ -267,6 +322,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             forms: FormsConfig::default(),
             catalog: CatalogConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -406,6 +462,19 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be at least 1"));
             }
+        }
+        let media = &self.media;
+        if media.widths.is_empty() || media.widths.len() > 8 || media.widths.iter().any(|w| !(16..=4096).contains(w)) {
+            return Err(ConfigError::new("media.widths", "must list 1 to 8 widths between 16 and 4096"));
+        }
+        if media.max_upload_bytes < 1024 {
+            return Err(ConfigError::new("media.max_upload_bytes", "must be at least 1024"));
+        }
+        if media.max_pixels < 1024 {
+            return Err(ConfigError::new("media.max_pixels", "must be at least 1024"));
+        }
+        if media.store == MediaStoreKind::S3 && media.s3.bucket.is_empty() {
+            return Err(ConfigError::new("media.s3.bucket", "is needed when media.store is `s3`"));
         }
         if self.jobs.workers == 0 || self.jobs.workers > 256 {
             return Err(ConfigError::new("jobs.workers", "must be between 1 and 256"));

@@ -154,6 +154,11 @@ impl TestApp {
         peer
     }
 
+    /// The app's data folder (its SQLite file, mail and media).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
@@ -325,6 +330,11 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Reads a response sent some other way than through [`TestApp::request`].
+    pub async fn read(response: reqwest::Response) -> Self {
+        Self::from(response).await
+    }
+
     async fn from(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -468,7 +478,7 @@ fn decode_quoted_printable(body: &str) -> String {
 pub fn python_with(package: &str) -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
     let python = venv.join("bin/python");
-    let module = package.split("==").next().unwrap_or(package);
+    let module = package.split(['=', '[']).next().unwrap_or(package);
     let script = format!(
         "set -e; [ -x '{python}' ] || python3 -m venv '{venv}'; \
          '{python}' -c 'import {module}' 2>/dev/null || '{python}' -m pip install --quiet --disable-pip-version-check '{package}'",
