@@ -578,8 +578,7 @@ pub async fn import_products(
         }
         // The product as it will be, with the variants the file leaves alone, passes the
         // same checks as one made through the API.
-        let mut whole = NewProduct { variants: Vec::new(), categories: Vec::new(), ..clone_new(&wanted.product) };
-        whole.variants = wanted.product.variants.iter().map(clone_variant).collect();
+        let mut whole = wanted.product.clone();
         if let Some(current) = &existing {
             for variant in &current.variants {
                 let named = wanted
@@ -588,7 +587,7 @@ pub async fn import_products(
                     .iter()
                     .any(|v| matching_variant(current, v, false).is_some_and(|m| m.id == variant.id));
                 if !named {
-                    whole.variants.push(variant_as_new(variant));
+                    whole.variants.push(variant.as_new());
                 }
             }
         }
@@ -656,57 +655,6 @@ pub async fn import_products(
     Ok(report)
 }
 
-fn clone_variant(variant: &NewVariant) -> NewVariant {
-    NewVariant {
-        sku: variant.sku.clone(),
-        barcode: variant.barcode.clone(),
-        options: variant.options.clone(),
-        weight_grams: variant.weight_grams,
-        length_mm: variant.length_mm,
-        width_mm: variant.width_mm,
-        height_mm: variant.height_mm,
-        tax_class: variant.tax_class.clone(),
-        prices: variant.prices.clone(),
-        inventory_policy: variant.inventory_policy.clone(),
-        low_stock_threshold: variant.low_stock_threshold,
-    }
-}
-
-fn variant_as_new(variant: &products::Variant) -> NewVariant {
-    NewVariant {
-        sku: variant.sku.clone(),
-        barcode: variant.barcode.clone(),
-        options: variant.options.clone(),
-        weight_grams: variant.weight_grams,
-        length_mm: variant.length_mm,
-        width_mm: variant.width_mm,
-        height_mm: variant.height_mm,
-        tax_class: Some(variant.tax_class.clone()),
-        prices: variant.prices.clone(),
-        inventory_policy: Some(variant.inventory_policy.clone()),
-        low_stock_threshold: Some(variant.low_stock_threshold),
-    }
-}
-
-fn clone_new(new: &NewProduct) -> NewProduct {
-    NewProduct {
-        title: new.title.clone(),
-        handle: new.handle.clone(),
-        description: new.description.clone(),
-        status: new.status.clone(),
-        product_type: new.product_type.clone(),
-        vendor: new.vendor.clone(),
-        tags: new.tags.clone(),
-        categories: new.categories.clone(),
-        images: new.images.clone(),
-        options: new.options.clone(),
-        variants: Vec::new(),
-        seo_title: new.seo_title.clone(),
-        seo_description: new.seo_description.clone(),
-        metadata: new.metadata.clone(),
-    }
-}
-
 enum Outcome {
     Updated,
     Unchanged,
@@ -763,10 +711,9 @@ async fn create_batch(
         }
         let mut variants = Vec::with_capacity(new.variants.len());
         for (position, (variant, units)) in new.variants.iter().zip(inventory).enumerate() {
-            let variant_id = crate::platform::ids::new_id("var");
-            let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
-            let policy = variant.inventory_policy.clone().unwrap_or_else(|| "deny".into());
-            let threshold = variant.low_stock_threshold.unwrap_or(5);
+            let units = units.unwrap_or(0);
+            let variant = variant.written(crate::platform::ids::new_id("var"), units);
+            let variant_id = variant.id.clone();
             variant_rows.push(vec![
                 Text(variant_id.clone()),
                 Text(id.clone()),
@@ -778,11 +725,11 @@ async fn create_batch(
                 MaybeInt(variant.length_mm),
                 MaybeInt(variant.width_mm),
                 MaybeInt(variant.height_mm),
-                Text(tax_class.clone()),
+                Text(variant.tax_class.clone()),
                 Int(now.0),
                 Int(now.0),
-                Text(policy.clone()),
-                Int(threshold),
+                Text(variant.inventory_policy.clone()),
+                Int(variant.low_stock_threshold),
             ]);
             for price in &variant.prices {
                 price_rows.push(vec![
@@ -792,7 +739,6 @@ async fn create_batch(
                     MaybeInt(price.compare_at_amount),
                 ]);
             }
-            let units = units.unwrap_or(0);
             if units > 0 {
                 movement_rows.push(vec![
                     Text(crate::platform::ids::new_id("mov")),
@@ -815,23 +761,7 @@ async fn create_batch(
                 ]);
             }
             if tell {
-                let mut prices = variant.prices.clone();
-                prices.sort_by(|a, b| a.currency.cmp(&b.currency));
-                variants.push(products::Variant {
-                    id: variant_id,
-                    sku: variant.sku.clone(),
-                    barcode: variant.barcode.clone(),
-                    options: variant.options.clone(),
-                    weight_grams: variant.weight_grams,
-                    length_mm: variant.length_mm,
-                    width_mm: variant.width_mm,
-                    height_mm: variant.height_mm,
-                    tax_class,
-                    prices,
-                    inventory_policy: policy,
-                    low_stock_threshold: threshold,
-                    available: units,
-                });
+                variants.push(variant);
             }
         }
         if announce {

@@ -325,7 +325,7 @@ pub(crate) async fn page(
 }
 
 /// What a product is made with: the body of `POST /api/v1/admin/products`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub title: String,
@@ -362,7 +362,7 @@ pub struct NewProduct {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVariant {
     pub sku: Option<String>,
@@ -382,6 +382,49 @@ pub struct NewVariant {
     pub inventory_policy: Option<String>,
     /// Default 5.
     pub low_stock_threshold: Option<i64>,
+}
+
+impl NewVariant {
+    /// The variant as written under `id`, its defaults filled in and its prices in currency
+    /// order.
+    pub(crate) fn written(&self, id: String, available: i64) -> Variant {
+        let mut prices = self.prices.clone();
+        prices.sort_by(|a, b| a.currency.cmp(&b.currency));
+        Variant {
+            id,
+            sku: self.sku.clone(),
+            barcode: self.barcode.clone(),
+            options: self.options.clone(),
+            weight_grams: self.weight_grams,
+            length_mm: self.length_mm,
+            width_mm: self.width_mm,
+            height_mm: self.height_mm,
+            tax_class: self.tax_class.clone().unwrap_or_else(|| "standard".into()),
+            prices,
+            inventory_policy: self.inventory_policy.clone().unwrap_or_else(|| "deny".into()),
+            low_stock_threshold: self.low_stock_threshold.unwrap_or(5),
+            available,
+        }
+    }
+}
+
+impl Variant {
+    /// The variant as a new one would be given, to check it with new ones.
+    pub(crate) fn as_new(&self) -> NewVariant {
+        NewVariant {
+            sku: self.sku.clone(),
+            barcode: self.barcode.clone(),
+            options: self.options.clone(),
+            weight_grams: self.weight_grams,
+            length_mm: self.length_mm,
+            width_mm: self.width_mm,
+            height_mm: self.height_mm,
+            tax_class: Some(self.tax_class.clone()),
+            prices: self.prices.clone(),
+            inventory_policy: Some(self.inventory_policy.clone()),
+            low_stock_threshold: Some(self.low_stock_threshold),
+        }
+    }
 }
 
 pub(crate) fn single_line(text: &str, max: usize) -> bool {
@@ -761,31 +804,28 @@ pub(crate) async fn insert_variants(
     let mut written = Vec::with_capacity(variants.len());
     for (index, variant) in variants.iter().enumerate() {
         let position = first_position + index as i64;
-        let id = new_id("var");
-        let options = serde_json::to_string(&variant.options).map_err(AppError::internal)?;
-        let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
-        let policy = variant.inventory_policy.clone().unwrap_or_else(|| "deny".into());
-        let threshold = variant.low_stock_threshold.unwrap_or(5);
+        let new = variant.written(new_id("var"), 0);
+        let options = serde_json::to_string(&new.options).map_err(AppError::internal)?;
         let inserted = db_run!(tx.conn(), |conn| {
             sqlx::query(
                 "INSERT INTO product_variants (id, product_id, position, sku, barcode, option_values, weight_grams, \
                  length_mm, width_mm, height_mm, tax_class, created_at, updated_at, inventory_policy, \
                  low_stock_threshold) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
             )
-            .bind(&id)
+            .bind(&new.id)
             .bind(product_id)
             .bind(position)
-            .bind(&variant.sku)
-            .bind(&variant.barcode)
+            .bind(&new.sku)
+            .bind(&new.barcode)
             .bind(&options)
-            .bind(variant.weight_grams)
-            .bind(variant.length_mm)
-            .bind(variant.width_mm)
-            .bind(variant.height_mm)
-            .bind(&tax_class)
+            .bind(new.weight_grams)
+            .bind(new.length_mm)
+            .bind(new.width_mm)
+            .bind(new.height_mm)
+            .bind(&new.tax_class)
             .bind(now)
-            .bind(&policy)
-            .bind(threshold)
+            .bind(&new.inventory_policy)
+            .bind(new.low_stock_threshold)
             .execute(conn)
             .await
             .map(drop)
@@ -796,24 +836,8 @@ pub(crate) async fn insert_variants(
             }
             other => other?,
         }
-        write_prices(tx, &id, &variant.prices).await?;
-        let mut prices = variant.prices.clone();
-        prices.sort_by(|a, b| a.currency.cmp(&b.currency));
-        written.push(Variant {
-            id,
-            sku: variant.sku.clone(),
-            barcode: variant.barcode.clone(),
-            options: variant.options.clone(),
-            weight_grams: variant.weight_grams,
-            length_mm: variant.length_mm,
-            width_mm: variant.width_mm,
-            height_mm: variant.height_mm,
-            tax_class,
-            prices,
-            inventory_policy: policy,
-            low_stock_threshold: threshold,
-            available: 0,
-        });
+        write_prices(tx, &new.id, &new.prices).await?;
+        written.push(new);
     }
     Ok(written)
 }
