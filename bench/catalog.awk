@@ -49,12 +49,14 @@ END {
     list = rps_of("backroom", "list 20"); pb_list = rps_of("pocketbase", "list 20, skipTotal")
     get = rps_of("backroom", "product by handle (2,000 products)"); pb_get = rps_of("pocketbase", "record by id (2,000 records)")
     search = p99["backroom", "search 'cotton', with facets"]; searches = p99["backroom", "search, 300 queries, with facets"]
+    fresh = p99["backroom", "search, 30,000 queries, none cached"]
     print "| target | measured | met |"
     print "| --- | ---: | --- |"
     printf "| list 20: at least 5× PocketBase's requests/s | %s | %s |\n", times(list, pb_list), (pb_list > 0 && list >= 5 * pb_list) ? "yes" : "**no**"
     printf "| product: at least 5× PocketBase's requests/s | %s | %s |\n", times(get, pb_get), (pb_get > 0 && get >= 5 * pb_get) ? "yes" : "**no**"
     printf "| search p99 under 10 ms at %s connections (one word) | %s | %s |\n", meta["connections"], ms(search), (search < 10000) ? "yes" : "**no**"
     printf "| search p99 under 10 ms at %s connections (300 queries) | %s | %s |\n", meta["connections"], ms(searches), (searches < 10000) ? "yes" : "**no**"
+    printf "| search p99 under 10 ms at %s connections (30,000 queries, none cached) | %s | %s |\n", meta["connections"], ms(fresh), (fresh < 10000) ? "yes" : "**no**"
     printf "| RSS under load under 150 MB | %s | %s |\n", mib(peak), (peak * 1024 < 150 * 1000 * 1000) ? "yes" : "**no**"
     printf "| %d-product import under 10 s on SQLite | %.1f s | %s |\n", products, imported["backroom"] / 1000, (imported["backroom"] < 10000) ? "yes" : "**no**"
 }

@@ -63,9 +63,15 @@ for word in words:
     queries += [word, word[:3], word[:2] + word[3:2:-1] + word[2] + word[4:] if len(word) > 5 else word[:-1]]
 rng.shuffle(queries)
 open(sys.argv[2] + "/queries.txt", "w").write("\n".join(queries[:300]) + "\n")
+# The same queries with every page size: 30,000 different requests, three times what the
+# shelf keeps rendered, taken in turn, so that each one is searched afresh.
+fresh = [f"{q}&limit={n}" for q in queries[:300] for n in range(1, 101)]
+rng.shuffle(fresh)
+open(sys.argv[2] + "/fresh-queries.txt", "w").write("\n".join(fresh) + "\n")
 EOF
 sed 's|^|/api/v1/store/products/|' "$WORK/handles.txt" >"$WORK/backroom-handles.txt"
 sed 's|^|/api/v1/store/search?limit=20\&q=|' "$WORK/queries.txt" >"$WORK/backroom-searches.txt"
+sed 's|^|/api/v1/store/search?q=|' "$WORK/fresh-queries.txt" >"$WORK/backroom-fresh-searches.txt"
 for path in "$(head -n1 "$WORK/backroom-handles.txt")" "$(head -n1 "$WORK/backroom-searches.txt")"; do
     curl -fsS -o /dev/null "$BR$path" || die "Backroom does not answer $path"
 done
@@ -74,6 +80,7 @@ bench catalog backroom "list 20" "$BR_PID" "$BR/api/v1/store/products?limit=20" 
 BENCH_PATHS_FILE="$WORK/backroom-handles.txt" bench catalog backroom "product by handle (2,000 products)" "$BR_PID" "$BR" "${PATHS[@]}"
 bench catalog backroom "search 'cotton', with facets" "$BR_PID" "$BR/api/v1/store/search?limit=20&q=cotton" "${REPORT[@]}"
 BENCH_PATHS_FILE="$WORK/backroom-searches.txt" bench catalog backroom "search, 300 queries, with facets" "$BR_PID" "$BR" "${PATHS[@]}"
+BENCH_PATHS_FILE="$WORK/backroom-fresh-searches.txt" bench catalog backroom "search, 30,000 queries, none cached" "$BR_PID" "$BR" "${PATHS[@]}"
 bench catalog backroom "category t-shirts, 20" "$BR_PID" "$BR/api/v1/store/products?limit=20&category=t-shirts" "${REPORT[@]}"
 bench catalog backroom "category clothing (and below), 20" "$BR_PID" "$BR/api/v1/store/products?limit=20&category=clothing" "${REPORT[@]}"
 sleep "$IDLE_SECS"

@@ -3,7 +3,6 @@
 //! answers.
 
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::inventory::Availability;
 use super::money::is_currency;
-use super::shelf::{Contents, Item, Postings};
+use super::shelf::{Contents, FacetKey, Item, Postings};
 use super::text;
 use crate::platform::error::{AppResult, Violations};
 use crate::platform::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -270,16 +269,20 @@ const AVAILABILITY: u64 = 1 << 3;
 const FIRST_OPTION: u32 = 4;
 
 /// The slots matching every word, with their relevance.
-fn matching_words(contents: &Contents, words: &[String]) -> HashMap<u32, u32> {
-    let mut result: Option<HashMap<u32, u32>> = None;
+fn matching_words(contents: &Contents, words: &[String]) -> Vec<(u32, u32)> {
+    // Scores by slot, dense: a match always scores above zero.
+    let slots = contents.items.len();
+    let mut total: Option<Vec<u32>> = None;
+    let mut term_chars: Vec<char> = Vec::with_capacity(40);
     for (index, word) in words.iter().enumerate() {
         let last = index + 1 == words.len();
-        let mut best: HashMap<u32, u32> = HashMap::new();
+        let mut best = vec![0u32; slots];
         let mut credit = |postings: &[(u32, u8)], quality: u32| {
             for (slot, weight) in postings {
                 let score = u32::from(*weight) * quality;
-                let entry = best.entry(*slot).or_insert(0);
-                *entry = (*entry).max(score);
+                if let Some(entry) = best.get_mut(*slot as usize) {
+                    *entry = (*entry).max(score);
+                }
             }
         };
         if let Some(postings) = contents.postings.get(word) {
@@ -309,7 +312,8 @@ fn matching_words(contents: &Contents, words: &[String]) -> HashMap<u32, u32> {
                 if term == word || term.len().abs_diff(word.len()) > allowed * 4 {
                     continue;
                 }
-                let term_chars: Vec<char> = term.chars().collect();
+                term_chars.clear();
+                term_chars.extend(term.chars());
                 match text::distance_within(&chars, &term_chars, allowed) {
                     Some(1) => credit(postings, ONE_TYPO),
                     Some(2) => credit(postings, TWO_TYPOS),
@@ -317,32 +321,39 @@ fn matching_words(contents: &Contents, words: &[String]) -> HashMap<u32, u32> {
                 }
             }
         }
-        result = Some(match result {
+        total = Some(match total {
             None => best,
             Some(mut so_far) => {
-                so_far.retain(|slot, score| match best.get(slot) {
-                    Some(more) => {
-                        *score += more;
-                        true
-                    }
-                    None => false,
-                });
+                for (score, more) in so_far.iter_mut().zip(&best) {
+                    *score = if *score == 0 || *more == 0 { 0 } else { *score + more };
+                }
                 so_far
             }
         });
     }
-    result.unwrap_or_default()
+    total
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, score)| *score > 0)
+        .map(|(slot, score)| (slot as u32, score))
+        .collect()
 }
 
 /// Counts facet values over the results, and over the results but for one filter.
-#[derive(Default)]
+/// Counts by the shelf's numbers: counting a product allocates and hashes nothing.
 struct Counter {
-    categories: HashMap<String, usize>,
-    tags: HashMap<String, usize>,
-    options: HashMap<(String, String), usize>,
+    categories: Vec<u32>,
+    facets: Vec<u32>,
     prices: Vec<i64>,
-    availability: HashMap<&'static str, usize>,
+    availability: [usize; 4],
 }
+
+const AVAILABILITIES: [Availability; 4] =
+    [Availability::InStock, Availability::LowStock, Availability::OutOfStock, Availability::Backorder];
+
+/// A result's place in the order: the sort key of [`Key`], borrowed from the shelf.
+type Place<'a> = (i64, i64, &'a str, &'a str);
 
 fn availability_name(availability: Availability) -> &'static str {
     match availability {
@@ -358,7 +369,7 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
     let scored: Vec<(u32, u32)> = if search.words.is_empty() {
         contents.items().map(|(slot, _)| (slot, 0)).collect()
     } else {
-        matching_words(contents, &search.words).into_iter().collect()
+        matching_words(contents, &search.words)
     };
     let collection = search.collection.as_ref().map(|handle| {
         contents
@@ -366,23 +377,59 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
             .get(handle)
             .filter(|id| contents.collections.get(*id).is_some_and(|c| c.published))
     });
-    let allowed_categories: Option<HashSet<String>> = (!search.categories.is_empty()).then(|| {
+    // A product's category set holds every category above its own: being in a category or
+    // below it is having it in the set.
+    let allowed_categories: Option<Vec<u32>> = (!search.categories.is_empty()).then(|| {
         search
             .categories
             .iter()
             .filter_map(|handle| contents.category_by_handle.get(handle))
-            .flat_map(|id| contents.with_descendants(id))
+            .filter_map(|id| contents.category_numbers.get(id).copied())
             .collect()
     });
+    let tags: Vec<u32> =
+        search.tags.iter().filter_map(|tag| contents.facet_number(&FacetKey::Tag(tag.clone()))).collect();
     let mut option_names: Vec<&str> = Vec::new();
     for (name, _) in &search.options {
         if !option_names.contains(&name.as_str()) {
             option_names.push(name);
         }
     }
+    // For each option filtered on, the numbers of the values chosen.
+    let chosen: Vec<Vec<u32>> = option_names
+        .iter()
+        .map(|name| {
+            search
+                .options
+                .iter()
+                .filter(|(option, _)| option == name)
+                .filter_map(|(option, value)| contents.facet_number(&FacetKey::Option(option.clone(), value.clone())))
+                .collect()
+        })
+        .collect();
+    // The option filter each numbered value belongs to, as its bit.
+    let option_bits: Vec<u64> = if with_facets && !option_names.is_empty() {
+        contents
+            .facet_keys
+            .iter()
+            .map(|key| match key {
+                FacetKey::Option(name, _) => {
+                    option_names.iter().position(|n| n == name).map_or(0, |at| 1 << (FIRST_OPTION + at as u32))
+                }
+                FacetKey::Tag(_) => 0,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let price_range = search.price_min.is_some() || search.price_max.is_some();
-    let mut counter = Counter::default();
-    let mut results: Vec<(Key, u32)> = Vec::new();
+    let mut counter = Counter {
+        categories: if with_facets { vec![0; contents.category_ids.len()] } else { Vec::new() },
+        facets: if with_facets { vec![0; contents.facet_keys.len()] } else { Vec::new() },
+        prices: Vec::new(),
+        availability: [0; 4],
+    };
+    let mut results: Vec<(Place, u32)> = Vec::new();
     for (slot, score) in scored {
         let Some(item) = contents.item(slot) else { continue };
         let position = match collection {
@@ -395,11 +442,11 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
         };
         let mut failed = 0u64;
         if let Some(allowed) = &allowed_categories
-            && !item.categories.iter().any(|c| allowed.contains(c))
+            && !item.category_set.iter().any(|c| allowed.contains(c))
         {
             failed |= CATEGORY;
         }
-        if !search.tags.is_empty() && !item.tags.iter().any(|t| search.tags.contains(t)) {
+        if !search.tags.is_empty() && !item.facets.iter().any(|f| tags.contains(f)) {
             failed |= TAG;
         }
         let price = search.currency.as_ref().and_then(|currency| item.prices.get(currency)).copied();
@@ -415,31 +462,40 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
         {
             failed |= AVAILABILITY;
         }
-        for (at, name) in option_names.iter().enumerate() {
-            let chosen = |(option, value): &(String, String)| {
-                option == name && item.options.iter().any(|(n, v)| n == option && v == value)
-            };
-            if !search.options.iter().any(chosen) {
+        for (at, values) in chosen.iter().enumerate() {
+            if !item.facets.iter().any(|f| values.contains(f)) {
                 failed |= 1 << (FIRST_OPTION + at as u32);
             }
         }
         if with_facets && failed.count_ones() <= 1 {
-            count(&mut counter, contents, item, failed, price, &option_names);
+            count(&mut counter, contents, item, failed, price, &option_bits);
         }
         if failed == 0 {
             results.push((key_of(search.sort, item, score, position, price), slot));
         }
     }
     let total = results.len();
+    if let Some(after) = &search.after {
+        let after: Place = (after.0, after.1, after.2.as_str(), after.3.as_str());
+        results.retain(|(place, _)| *place > after);
+    }
+    // Only the page is put in order: a partial selection, not a sort of every match.
+    let wanted = search.limit as usize + 1;
+    if results.len() > wanted {
+        results.select_nth_unstable(wanted - 1);
+        results.truncate(wanted);
+    }
     results.sort_unstable();
-    let start = match &search.after {
-        Some(after) => results.partition_point(|(key, _)| key <= after),
-        None => 0,
+    let more = results.len() > search.limit as usize;
+    results.truncate(search.limit as usize);
+    let next_cursor = if more {
+        results
+            .last()
+            .map(|((a, b, title, id), _)| encode_cursor(search.sort, &Key(*a, *b, (*title).into(), (*id).into())))
+    } else {
+        None
     };
-    let page: Vec<&(Key, u32)> = results[start..].iter().take(search.limit as usize + 1).collect();
-    let more = page.len() > search.limit as usize;
-    let page = &page[..page.len().min(search.limit as usize)];
-    let next_cursor = if more { page.last().map(|(key, _)| encode_cursor(search.sort, key)) } else { None };
+    let page = results;
     Found {
         slots: page.iter().map(|(_, slot)| *slot).collect(),
         next_cursor,
@@ -448,15 +504,15 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
     }
 }
 
-fn key_of(sort: Sort, item: &Item, score: u32, position: i64, price: Option<i64>) -> Key {
-    let id = item.id.clone();
+fn key_of(sort: Sort, item: &Item, score: u32, position: i64, price: Option<i64>) -> Place<'_> {
+    let id = item.id.as_str();
     match sort {
-        Sort::Newest => Key(-item.published_at, 0, String::new(), id),
-        Sort::Price => Key(price.unwrap_or(i64::MAX), 0, String::new(), id),
-        Sort::PriceDescending => Key(price.map_or(i64::MAX, |p| -p), 0, String::new(), id),
-        Sort::Title => Key(0, 0, item.title_key.clone(), id),
-        Sort::Relevance => Key(-i64::from(score), -item.published_at, String::new(), id),
-        Sort::Position => Key(position, 0, String::new(), id),
+        Sort::Newest => (-item.published_at, 0, "", id),
+        Sort::Price => (price.unwrap_or(i64::MAX), 0, "", id),
+        Sort::PriceDescending => (price.map_or(i64::MAX, |p| -p), 0, "", id),
+        Sort::Title => (0, 0, item.title_key.as_str(), id),
+        Sort::Relevance => (-i64::from(score), -item.published_at, "", id),
+        Sort::Position => (position, 0, "", id),
     }
 }
 
@@ -468,23 +524,12 @@ fn count(
     item: &Item,
     failed: u64,
     price: Option<i64>,
-    option_names: &[&str],
+    option_bits: &[u64],
 ) {
     let counts = |bit: u64| failed == 0 || failed == bit;
     if counts(CATEGORY) {
-        let mut seen: Vec<&str> = Vec::new();
-        for category in &item.categories {
-            for id in contents.with_ancestors(category) {
-                if !seen.contains(&id) {
-                    seen.push(id);
-                    *counter.categories.entry(id.to_owned()).or_default() += 1;
-                }
-            }
-        }
-    }
-    if counts(TAG) {
-        for tag in &item.tags {
-            *counter.tags.entry(tag.clone()).or_default() += 1;
+        for number in &item.category_set {
+            counter.categories[*number as usize] += 1;
         }
     }
     if counts(PRICE)
@@ -493,12 +538,17 @@ fn count(
         counter.prices.push(price);
     }
     if counts(AVAILABILITY) {
-        *counter.availability.entry(availability_name(item.availability)).or_default() += 1;
+        counter.availability[AVAILABILITIES.iter().position(|a| *a == item.availability).unwrap_or(2)] += 1;
     }
-    for (name, value) in &item.options {
-        let bit = option_names.iter().position(|n| n == name).map_or(0, |at| 1 << (FIRST_OPTION + at as u32));
-        if failed == 0 || (bit != 0 && failed == bit) {
-            *counter.options.entry((name.clone(), value.clone())).or_default() += 1;
+    for number in &item.facets {
+        let tag = matches!(contents.facet_keys.get(*number as usize), Some(FacetKey::Tag(_)));
+        let counted = if tag {
+            counts(TAG)
+        } else {
+            failed == 0 || option_bits.get(*number as usize).is_some_and(|bit| *bit != 0 && *bit == failed)
+        };
+        if counted {
+            counter.facets[*number as usize] += 1;
         }
     }
 }
@@ -512,33 +562,50 @@ fn by_count(mut values: Vec<FacetValue>, most: usize) -> Vec<FacetValue> {
 fn facets_of(counter: Counter, contents: &Contents) -> Facets {
     let categories = counter
         .categories
-        .into_iter()
-        .filter_map(|(id, count)| {
-            let category = contents.categories.get(&id)?;
-            Some(FacetValue { value: category.handle.clone(), name: Some(category.name.clone()), count })
+        .iter()
+        .enumerate()
+        .filter(|(_, count)| **count > 0)
+        .filter_map(|(number, count)| {
+            let category = contents.categories.get(contents.category_ids.get(number)?)?;
+            Some(FacetValue {
+                value: category.handle.clone(),
+                name: Some(category.name.clone()),
+                count: *count as usize,
+            })
         })
         .collect();
-    let tags = counter.tags.into_iter().map(|(value, count)| FacetValue { value, name: None, count }).collect();
+    let mut tags = Vec::new();
     let mut options: Vec<OptionFacet> = Vec::new();
-    for ((name, value), count) in counter.options {
-        let value = FacetValue { value, name: None, count };
-        match options.iter_mut().find(|o| o.name == name) {
-            Some(option) => option.values.push(value),
-            None => options.push(OptionFacet { name, values: vec![value] }),
+    for (number, count) in counter.facets.iter().enumerate().filter(|(_, count)| **count > 0) {
+        let count = *count as usize;
+        match contents.facet_keys.get(number) {
+            Some(FacetKey::Tag(tag)) => tags.push(FacetValue { value: tag.clone(), name: None, count }),
+            Some(FacetKey::Option(name, value)) => {
+                let value = FacetValue { value: value.clone(), name: None, count };
+                match options.iter_mut().find(|o| &o.name == name) {
+                    Some(option) => option.values.push(value),
+                    None => options.push(OptionFacet { name: name.clone(), values: vec![value] }),
+                }
+            }
+            None => {}
         }
     }
     options.sort_by(|a, b| a.name.cmp(&b.name));
     for option in &mut options {
         option.values = by_count(std::mem::take(&mut option.values), 100);
     }
-    let availability =
-        counter.availability.into_iter().map(|(value, count)| FacetValue { value: value.into(), name: None, count });
+    let availability = AVAILABILITIES
+        .iter()
+        .zip(counter.availability)
+        .filter(|(_, count)| *count > 0)
+        .map(|(availability, count)| FacetValue { value: availability_name(*availability).into(), name: None, count })
+        .collect();
     Facets {
         categories: by_count(categories, 100),
         tags: by_count(tags, 50),
         options,
         price: price_buckets(counter.prices),
-        availability: by_count(availability.collect(), 4),
+        availability: by_count(availability, 4),
     }
 }
 

@@ -116,6 +116,12 @@ pub struct Item {
     pub prices: BTreeMap<String, i64>,
     /// The best of its variants'.
     pub availability: Availability,
+    /// Its tags and option values as numbered on the shelf ([`Contents::facet_keys`]), for
+    /// filtering and counting without comparing strings.
+    pub facets: Vec<u32>,
+    /// Its categories and every category above them, once each, as numbered on the shelf
+    /// ([`Contents::category_numbers`]).
+    pub category_set: Vec<u32>,
     pub variants: Vec<String>,
     /// Each word of the product once, separated by spaces: what to take out of the index
     /// when the product leaves the shelf.
@@ -156,6 +162,21 @@ pub struct Contents {
     pub children: HashMap<String, Vec<String>>,
     pub collections: HashMap<String, CollectionNode>,
     pub collection_by_handle: HashMap<String, String>,
+    /// Every tag and option value on the shelf, numbered; numbers stay until the shelf is
+    /// filled again.
+    pub facet_keys: Vec<FacetKey>,
+    facet_numbers: HashMap<FacetKey, u32>,
+    /// Category ids by number, and numbers by id.
+    pub category_ids: Vec<String>,
+    pub category_numbers: HashMap<String, u32>,
+}
+
+/// A value products are filtered and counted by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FacetKey {
+    Tag(String),
+    /// An option's name and value.
+    Option(String, String),
 }
 
 impl Contents {
@@ -179,20 +200,6 @@ impl Contents {
         })
     }
 
-    /// `id` and every category below it.
-    pub fn with_descendants(&self, id: &str) -> HashSet<String> {
-        let mut found = HashSet::new();
-        let mut stack = vec![id.to_owned()];
-        while let Some(at) = stack.pop() {
-            if found.insert(at.clone())
-                && let Some(children) = self.children.get(&at)
-            {
-                stack.extend(children.iter().cloned());
-            }
-        }
-        found
-    }
-
     fn remove(&mut self, id: &str) {
         let Some(slot) = self.by_id.remove(id) else { return };
         let Some(item) = self.items.get_mut(slot as usize).and_then(Option::take) else { return };
@@ -213,7 +220,43 @@ impl Contents {
 
     /// Puts `item` on the shelf with its words, each with the weight of the field it was
     /// found in.
-    fn insert(&mut self, (item, weighted): (Item, Vec<(String, u8)>)) {
+    /// The number of a tag or option value, if some product on the shelf has it.
+    pub fn facet_number(&self, key: &FacetKey) -> Option<u32> {
+        self.facet_numbers.get(key).copied()
+    }
+
+    fn number(&mut self, key: FacetKey) -> u32 {
+        if let Some(number) = self.facet_numbers.get(&key) {
+            return *number;
+        }
+        let number = self.facet_keys.len() as u32;
+        self.facet_keys.push(key.clone());
+        self.facet_numbers.insert(key, number);
+        number
+    }
+
+    fn insert(&mut self, (mut item, weighted): (Item, Vec<(String, u8)>)) {
+        let mut facets: Vec<u32> = Vec::with_capacity(item.tags.len() + item.options.len());
+        for tag in &item.tags {
+            facets.push(self.number(FacetKey::Tag(tag.clone())));
+        }
+        for (name, value) in &item.options {
+            facets.push(self.number(FacetKey::Option(name.clone(), value.clone())));
+        }
+        facets.sort_unstable();
+        facets.dedup();
+        item.facets = facets;
+        let mut set: Vec<u32> = Vec::new();
+        for category in &item.categories {
+            for id in self.with_ancestors(category) {
+                if let Some(number) = self.category_numbers.get(id)
+                    && !set.contains(number)
+                {
+                    set.push(*number);
+                }
+            }
+        }
+        item.category_set = set;
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -245,6 +288,8 @@ impl Contents {
                 (parent, list.into_iter().map(|c| c.id.clone()).collect())
             })
             .collect();
+        self.category_ids = categories.iter().map(|c| c.id.clone()).collect();
+        self.category_numbers = self.category_ids.iter().enumerate().map(|(n, id)| (id.clone(), n as u32)).collect();
         self.categories = categories.into_iter().map(|c| (c.id.clone(), c)).collect();
     }
 
@@ -295,7 +340,7 @@ pub struct Shelf {
 /// How many rendered answers, and how many bytes of them, the shelf keeps before it starts
 /// over: a crawler asking for every combination of filters must not grow memory unbounded.
 const MAX_ANSWERS: usize = 10_000;
-const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 impl Evict for Shelf {
     /// A product (`prd_...`) or a variant (`var_...`) changed.
@@ -590,6 +635,8 @@ fn item_of(
         options,
         prices,
         availability: availability.unwrap_or(Availability::OutOfStock),
+        facets: Vec::new(),
+        category_set: Vec::new(),
         words: words.iter().map(|(word, _)| word.as_str()).collect::<Vec<_>>().join(" ").into(),
         hash: hash_of(&json),
         json: json.into(),

@@ -222,19 +222,13 @@ pub struct CategoryBranch {
 
 /// Published products per category, each counted once in every category above its own.
 fn product_counts(contents: &Contents) -> HashMap<&str, usize> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut counts = vec![0usize; contents.category_ids.len()];
     for (_, item) in contents.items() {
-        let mut seen: Vec<&str> = Vec::new();
-        for category in &item.categories {
-            for id in contents.with_ancestors(category) {
-                if !seen.contains(&id) {
-                    seen.push(id);
-                    *counts.entry(id).or_default() += 1;
-                }
-            }
+        for number in &item.category_set {
+            counts[*number as usize] += 1;
         }
     }
-    counts
+    contents.category_ids.iter().map(String::as_str).zip(counts).collect()
 }
 
 fn branch(contents: &Contents, counts: &HashMap<&str, usize>, id: &str, depth: usize) -> Option<CategoryBranch> {

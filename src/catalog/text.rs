@@ -66,10 +66,18 @@ pub fn distance_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > max {
         return None;
     }
+    // Words are at most 40 characters (see `words`): three rows on the stack do.
+    const ROW: usize = 64;
+    if b.len() >= ROW {
+        return None;
+    }
     let width = b.len() + 1;
-    let mut before = vec![0usize; width];
-    let mut previous: Vec<usize> = (0..width).collect();
-    let mut current = vec![0usize; width];
+    let mut before = [0usize; ROW];
+    let mut previous = [0usize; ROW];
+    let mut current = [0usize; ROW];
+    for (j, cell) in previous.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
     for i in 1..=a.len() {
         current[0] = i;
         let mut row_min = current[0];
@@ -85,8 +93,8 @@ pub fn distance_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
         if row_min > max {
             return None;
         }
-        std::mem::swap(&mut before, &mut previous);
-        std::mem::swap(&mut previous, &mut current);
+        before = previous;
+        previous = current;
     }
     let distance = previous[b.len()];
     (distance <= max).then_some(distance)
