@@ -105,13 +105,8 @@ pub struct Item {
     /// The title folded to lowercase, for sorting.
     pub title_key: String,
     pub published_at: i64,
-    pub categories: Vec<String>,
     /// Collection id and the product's position in it.
     pub collections: Vec<(String, i64)>,
-    /// Lowercase.
-    pub tags: Vec<String>,
-    /// Option name and value, for every value some variant has.
-    pub options: Vec<(String, String)>,
     /// The lowest price of its variants in each currency.
     pub prices: BTreeMap<String, i64>,
     /// The best of its variants'.
@@ -129,6 +124,16 @@ pub struct Item {
     pub json: Bytes,
     /// A hash of `json`, for `ETag`s.
     pub hash: u64,
+}
+
+/// A product read for the shelf, with what it is filed under: its words with the weight of
+/// the field each was found in, its tags (lowercase), its option values and its categories.
+pub struct Loaded {
+    item: Item,
+    words: Vec<(String, u8)>,
+    tags: Vec<String>,
+    options: Vec<(String, String)>,
+    categories: Vec<String>,
 }
 
 /// The weight of a word found in each field: a title match beats a description match.
@@ -235,19 +240,20 @@ impl Contents {
         number
     }
 
-    fn insert(&mut self, (mut item, weighted): (Item, Vec<(String, u8)>)) {
-        let mut facets: Vec<u32> = Vec::with_capacity(item.tags.len() + item.options.len());
-        for tag in &item.tags {
-            facets.push(self.number(FacetKey::Tag(tag.clone())));
+    fn insert(&mut self, loaded: Loaded) {
+        let Loaded { mut item, words: weighted, tags, options, categories } = loaded;
+        let mut facets: Vec<u32> = Vec::with_capacity(tags.len() + options.len());
+        for tag in tags {
+            facets.push(self.number(FacetKey::Tag(tag)));
         }
-        for (name, value) in &item.options {
-            facets.push(self.number(FacetKey::Option(name.clone(), value.clone())));
+        for (name, value) in options {
+            facets.push(self.number(FacetKey::Option(name, value)));
         }
         facets.sort_unstable();
         facets.dedup();
         item.facets = facets;
         let mut set: Vec<u32> = Vec::new();
-        for category in &item.categories {
+        for category in &categories {
             for id in self.with_ancestors(category) {
                 if let Some(number) = self.category_numbers.get(id)
                     && !set.contains(number)
@@ -496,12 +502,7 @@ impl Shelf {
     }
 
     /// The published products among `ids`, read and rendered.
-    async fn load_items(
-        &self,
-        db: &Db,
-        taxonomy: &Contents,
-        ids: &[String],
-    ) -> AppResult<Vec<(Item, Vec<(String, u8)>)>> {
+    async fn load_items(&self, db: &Db, taxonomy: &Contents, ids: &[String]) -> AppResult<Vec<Loaded>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -560,7 +561,7 @@ fn item_of(
     collections: Vec<(String, i64)>,
     taxonomy: &Contents,
     show_quantity: bool,
-) -> AppResult<(Item, Vec<(String, u8)>)> {
+) -> AppResult<Loaded> {
     let mut words: HashMap<String, u8> = HashMap::new();
     let mut add = |text: &str, weight: u8| {
         for word in text::words(text) {
@@ -629,10 +630,7 @@ fn item_of(
         variants: product.variants.iter().map(|v| v.id.clone()).collect(),
         title_key: text::words(&product.title).join(" "),
         published_at: product.published_at.map_or(product.created_at.0, |t| t.0),
-        categories: product.categories,
         collections,
-        tags: product.tags.iter().map(|t| t.to_lowercase()).collect(),
-        options,
         prices,
         availability: availability.unwrap_or(Availability::OutOfStock),
         facets: Vec::new(),
@@ -643,7 +641,13 @@ fn item_of(
         id: product.id,
         handle: product.handle,
     };
-    Ok((item, words))
+    Ok(Loaded {
+        item,
+        words,
+        tags: product.tags.iter().map(|t| t.to_lowercase()).collect(),
+        options,
+        categories: product.categories,
+    })
 }
 
 /// Which of two variants' availability the product shows: the most buyable.
