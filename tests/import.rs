@@ -121,6 +121,21 @@ shirt,,,,FJ-M,100,,
         let received = receiver.wait_for("erp", 4, Duration::from_secs(10)).await;
         assert_eq!(received.iter().filter(|r| r.body["type"] == "product.updated").count(), 1, "only the price file changed a product");
 
+        // A variant without a SKU, changed by a file without option columns, keeps what the
+        // file does not speak of.
+        let tote = json!({"title": "Tote", "handle": "tote", "status": "published", "variants": [{"weight_grams": 300, "barcode": "4006381333931",
+            "prices": [{"currency": "EUR", "amount": 900}, {"currency": "USD", "amount": 1000}]}]});
+        assert_eq!(app.post("/api/v1/admin/products", tote, &[("authorization", &auth)]).await.status, 201);
+        let renamed = import(&app, &auth, "handle,title,price_EUR\ntote,Tote Bag,950\n", "").await;
+        assert_eq!(renamed["report"]["updated"], 1, "{renamed}");
+        let tote = app.get("/api/v1/store/products/tote", &[]).await.body;
+        assert_eq!((tote["title"].as_str(), tote["variants"].as_array().unwrap().len()), (Some("Tote Bag"), 1));
+        assert_eq!(tote["variants"][0]["weight_grams"], 300);
+        assert_eq!(tote["variants"][0]["prices"], json!([
+            {"currency": "EUR", "amount": 950, "compare_at_amount": null},
+            {"currency": "USD", "amount": 1000, "compare_at_amount": null}
+        ]));
+
         app.post_raw("/api/v1/admin/imports/products", "application/json", "{}", &[("authorization", &auth)]).await.problem(415, "unsupported_media_type");
     }
 }

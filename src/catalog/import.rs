@@ -98,15 +98,24 @@ struct Sheet {
 impl Sheet {
     /// A cell, trimmed, with the apostrophe an export puts before a formula sign taken off.
     fn cell<'a>(&self, row: &'a csv::StringRecord, column: &str) -> Option<&'a str> {
-        let cell = self.columns.get(column).map(|at| row.get(*at).unwrap_or("").trim())?;
-        Some(match cell.strip_prefix('\'') {
-            Some(rest) if rest.starts_with(['=', '+', '@', '-']) => rest,
-            _ => cell,
-        })
+        self.raw_cell(row, column).map(|cell| undefuse(cell.trim()))
+    }
+
+    /// A cell as written, but for that apostrophe.
+    fn raw_cell<'a>(&self, row: &'a csv::StringRecord, column: &str) -> Option<&'a str> {
+        self.columns.get(column).map(|at| undefuse(row.get(*at).unwrap_or("")))
     }
 
     fn has(&self, column: &str) -> bool {
         self.columns.contains_key(column)
+    }
+}
+
+/// Takes off the apostrophe an export puts before a cell a spreadsheet would run.
+fn undefuse(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '@', '-']) => rest,
+        _ => cell,
     }
 }
 
@@ -226,6 +235,8 @@ fn wanted_products(sheet: &Sheet, errors: &mut Vec<RowError>) -> Vec<Wanted> {
         let rows = rows_of.remove(&handle).unwrap_or_default();
         let first = &sheet.rows[rows[0] - 2];
         let text = |column: &str| sheet.cell(first, column).unwrap_or("").to_owned();
+        // A description is Markdown, where trailing spaces and newlines can mean something.
+        let description = sheet.raw_cell(first, "description").unwrap_or("").to_owned();
         let mut options: Vec<ProductOption> = Vec::new();
         for n in 1..=3 {
             let name = text(&format!("option{n}_name"));
@@ -297,7 +308,7 @@ fn wanted_products(sheet: &Sheet, errors: &mut Vec<RowError>) -> Vec<Wanted> {
             product: NewProduct {
                 title: text("title"),
                 handle: Some(handle.clone()),
-                description: text("description"),
+                description,
                 status: (!status.is_empty()).then_some(status),
                 product_type: text("product_type"),
                 vendor: text("vendor"),
@@ -356,6 +367,9 @@ struct Plan {
     wanted: Wanted,
     current: Option<Product>,
     categories: Vec<String>,
+    /// Whether a row without a SKU is matched by SKU only (the file has no option columns,
+    /// so its option values say nothing).
+    by_sku_only: bool,
 }
 
 /// Reads products by handle, whole.
@@ -412,7 +426,11 @@ fn matching_variant<'a>(
 ) -> Option<&'a products::Variant> {
     match &variant.sku {
         Some(sku) => current.variants.iter().find(|v| v.sku.as_deref() == Some(sku)),
-        None if by_sku_only => None,
+        // Without option columns a row without a SKU can only stand for a product's one variant.
+        None if by_sku_only => match current.variants.as_slice() {
+            [only] if only.sku.is_none() => Some(only),
+            _ => None,
+        },
         None => current.variants.iter().find(|v| v.sku.is_none() && v.options == variant.options),
     }
 }
@@ -578,6 +596,7 @@ pub async fn import_products(
         }
         // The product as it will be, with the variants the file leaves alone, passes the
         // same checks as one made through the API.
+        let by_sku_only = !sheet.has("option1_name");
         let mut whole = wanted.product.clone();
         if let Some(current) = &existing {
             for variant in &current.variants {
@@ -585,7 +604,7 @@ pub async fn import_products(
                     .product
                     .variants
                     .iter()
-                    .any(|v| matching_variant(current, v, false).is_some_and(|m| m.id == variant.id));
+                    .any(|v| matching_variant(current, v, by_sku_only).is_some_and(|m| m.id == variant.id));
                 if !named {
                     whole.variants.push(variant.as_new());
                 }
@@ -609,7 +628,7 @@ pub async fn import_products(
             errors.extend(problems);
             continue;
         }
-        plans.push(Plan { wanted, current: existing, categories: category_ids });
+        plans.push(Plan { wanted, current: existing, categories: category_ids, by_sku_only });
     }
     errors.sort_by(|a, b| (a.row, &a.column).cmp(&(b.row, &b.column)));
     report.errors = errors;
@@ -882,7 +901,7 @@ async fn write_plan(
     actor: Actor<'_>,
     announce: bool,
 ) -> AppResult<Outcome> {
-    let Plan { wanted, current, categories } = plan;
+    let Plan { wanted, current, categories, by_sku_only } = plan;
     let Some(current) = current else { return Ok(Outcome::Unchanged) };
     let new = &wanted.product;
     let now = Timestamp::now();
@@ -930,7 +949,7 @@ async fn write_plan(
     let mut variants = current.variants.clone();
     let mut position = current.variants.len() as i64;
     for (variant, units) in new.variants.iter().zip(&wanted.inventory) {
-        let id = match matching_variant(&current, variant, false) {
+        let id = match matching_variant(&current, variant, by_sku_only) {
             Some(existing) => {
                 let tax_class = variant.tax_class.clone().unwrap_or_else(|| "standard".into());
                 let policy = variant.inventory_policy.clone().unwrap_or_else(|| "deny".into());
@@ -1007,13 +1026,22 @@ async fn write_plan(
     if !changed {
         return Ok(Outcome::Unchanged);
     }
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query("UPDATE products SET updated_at = $1, version = version + 1 WHERE id = $2")
+    // The product was read before the transaction: if staff changed it since, stop rather
+    // than write over their change.
+    let bumped = db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE products SET updated_at = $1, version = version + 1 WHERE id = $2 AND version = $3")
             .bind(now)
             .bind(&current.id)
+            .bind(current.version)
             .execute(conn)
             .await
     })?;
+    if bumped == 0 {
+        return Err(AppError::new(
+            crate::platform::error::ErrorCode::Conflict,
+            format!("Product `{}` changed while the import ran; nothing was written. Try again.", current.handle),
+        ));
+    }
     if announce {
         tx.invalidate(super::changed(&current.id));
     }

@@ -236,7 +236,22 @@ pub(crate) async fn run(state: &AppState, job: &ClaimedJob) -> Result<(), JobErr
     let options = ImportOptions { dry_run, skip_invalid };
     let outcome = import::import_products(state, content.as_bytes(), options, actor, &progress).await;
     state.imports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
-    let report = outcome.map_err(JobError::retry)?;
+    let report = match outcome {
+        Ok(report) => report,
+        Err(err) => {
+            // A refusal (a handle taken meanwhile, stock that would go below what is held)
+            // will not change by trying again; nor does anything once the attempts run out.
+            let last = job.attempts >= job.max_attempts;
+            if err.status().is_client_error() || last {
+                let failed = serde_json::json!({ "error": err.to_string() }).to_string();
+                set_status(state, &id, "failed", Some(&failed)).await.map_err(JobError::retry)?;
+                tracing::warn!(import.id = %id, error = %err, "import failed");
+                return Ok(());
+            }
+            set_status(state, &id, "queued", None).await.map_err(JobError::retry)?;
+            return Err(JobError::retry(err));
+        }
+    };
     let report_json = serde_json::to_string(&report).map_err(|err| JobError::Permanent(err.to_string()))?;
     set_status(state, &id, "succeeded", Some(&report_json)).await.map_err(JobError::retry)?;
     tracing::info!(import.id = %id, created = report.created, updated = report.updated, errors = report.errors.len(), "import finished");

@@ -31,7 +31,9 @@ use crate::platform::time::Timestamp;
 use crate::{db_execute, db_run};
 
 /// The largest body the upload route reads; `media.max_upload_bytes` is checked within it.
-const UPLOAD_LIMIT: usize = 256 * 1024 * 1024;
+const UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
+/// Images decoded at once: each may take hundreds of megabytes while it is worked on.
+const PROCESSING_AT_ONCE: usize = 2;
 /// No side longer than this, whatever `media.max_pixels` allows.
 const MAX_SIDE: u32 = 20_000;
 
@@ -51,6 +53,7 @@ pub fn files_router() -> axum::Router<AppState> {
 pub struct MediaStore {
     store: Arc<dyn ObjectStore>,
     public_base: String,
+    processing: tokio::sync::Semaphore,
 }
 
 impl MediaStore {
@@ -81,7 +84,7 @@ impl MediaStore {
             }
         };
         let public_base = media.public_url.clone().unwrap_or_else(|| "/media".into()).trim_end_matches('/').to_owned();
-        Ok(Self { store, public_base })
+        Ok(Self { store, public_base, processing: tokio::sync::Semaphore::new(PROCESSING_AT_ONCE) })
     }
 
     /// The address of a stored file.
@@ -205,8 +208,16 @@ pub struct Processed {
 const HIDDEN: [&[u8]; 9] =
     [b"<script", b"<html", b"<svg", b"<?php", b"<iframe", b"<body", b"javascript:", b"PK\x03\x04", b"PK\x05\x06"];
 
+/// Looks where such text hides (the headers and comments at the start, what trails the
+/// picture at the end) rather than through the compressed picture itself, where a few
+/// bytes can match by chance.
 fn hides_something(bytes: &[u8]) -> bool {
-    HIDDEN.iter().any(|needle| bytes.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle)))
+    const WINDOW: usize = 64 * 1024;
+    let head = &bytes[..bytes.len().min(WINDOW)];
+    let tail = &bytes[bytes.len().saturating_sub(WINDOW)..];
+    [head, tail].iter().any(|part| {
+        HIDDEN.iter().any(|needle| part.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle)))
+    })
 }
 
 /// Checks an upload and makes its sizes. Runs for a while on big images: call it off the
@@ -317,6 +328,12 @@ pub async fn save_image(state: &AppState, body: Bytes) -> AppResult<(Media, bool
         return Ok((existing, false));
     }
     let config = state.config.media.clone();
+    let _turn = state
+        .media
+        .processing
+        .acquire()
+        .await
+        .map_err(|err| AppError::internal(anyhow::anyhow!("image processing is closed: {err}")))?;
     let processed = tokio::task::spawn_blocking(move || process(&body, &config))
         .await
         .map_err(|err| AppError::internal(anyhow::anyhow!("image processing stopped: {err}")))?

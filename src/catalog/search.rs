@@ -18,6 +18,8 @@ use crate::platform::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// The most words of a query that count.
 const MAX_WORDS: usize = 10;
+/// How many of a query's words may carry typos.
+const MAX_TYPO_WORDS: usize = 3;
 /// The most words a prefix stands for.
 const MAX_EXPANSIONS: usize = 100;
 /// How much a match is worth, times the weight of its field.
@@ -298,7 +300,8 @@ fn matching_words(contents: &Contents, words: &[String]) -> Vec<(u32, u32)> {
                 credit(postings, PREFIX);
             }
         }
-        let allowed = text::typos_allowed(word);
+        // Typos are forgiven in the first words only: each costs a scan of the vocabulary.
+        let allowed = if index < MAX_TYPO_WORDS { text::typos_allowed(word) } else { 0 };
         if allowed > 0 {
             let chars: Vec<char> = word.chars().collect();
             // One typo may not touch the first letter, which keeps the scan short; two may.

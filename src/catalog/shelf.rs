@@ -208,9 +208,14 @@ impl Contents {
     fn remove(&mut self, id: &str) {
         let Some(slot) = self.by_id.remove(id) else { return };
         let Some(item) = self.items.get_mut(slot as usize).and_then(Option::take) else { return };
-        self.by_handle.remove(&item.handle);
+        // Another product may have taken the handle (or a variant moved) already.
+        if self.by_handle.get(&item.handle) == Some(&slot) {
+            self.by_handle.remove(&item.handle);
+        }
         for variant in &item.variants {
-            self.by_variant.remove(variant);
+            if self.by_variant.get(variant) == Some(&item.id) {
+                self.by_variant.remove(variant);
+            }
         }
         for word in item.words.split(' ') {
             if let Some(list) = self.postings.get_mut(word) {

@@ -185,6 +185,11 @@ impl AppError {
         Self::new(ErrorCode::Conflict, detail.clone()).with_field(field, "taken", detail.into_owned())
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
     /// A 422 naming every failing field.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let detail = match errors.as_slice() {
