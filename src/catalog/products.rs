@@ -536,8 +536,13 @@ pub(crate) fn check_fields(fields: &Fields<'_>, violations: &mut Violations) {
             violations.add("tags", "too_many", "must be at most 50");
         }
         for (index, tag) in tags.iter().enumerate() {
-            if tag.trim().is_empty() || !single_line(tag, 50) {
-                violations.add(&format!("tags[{index}]"), "invalid_format", "must be 1 to 50 characters on one line");
+            // Commas separate tags in CSV files and in most shops' tools.
+            if tag.trim().is_empty() || !single_line(tag, 50) || tag.contains(',') {
+                violations.add(
+                    &format!("tags[{index}]"),
+                    "invalid_format",
+                    "must be 1 to 50 characters on one line, without commas",
+                );
             }
         }
     }

@@ -162,10 +162,17 @@ impl Db {
                 match listener.try_recv().await {
                     Ok(Some(notification)) if notification.payload() == JOBS_PAYLOAD => jobs_signal.notify_waiters(),
                     Ok(Some(notification)) => caches.apply_payload(notification.payload()),
-                    Ok(None) => caches.clear_all(),
+                    // The connection was lost, and changes announced meanwhile with it: forget
+                    // everything now, and once more when listening has surely resumed, for what
+                    // was read again in between.
+                    Ok(None) => {
+                        caches.clear_all();
+                        clear_again_soon(&caches);
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "cache invalidation listener lost; retrying");
                         caches.clear_all();
+                        clear_again_soon(&caches);
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
@@ -377,4 +384,13 @@ pub mod dialect {
             None => db_err.message().contains(&format!("{table}.{column}")),
         }
     }
+}
+
+/// Empties every cache again a few seconds from now: after the listener reconnects.
+fn clear_again_soon(caches: &Arc<Caches>) {
+    let caches = caches.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        caches.clear_all();
+    });
 }
