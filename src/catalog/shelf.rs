@@ -4,7 +4,7 @@
 //! up to date first (on every node: the marks travel as cache invalidations).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -641,7 +641,7 @@ fn item_of(
         facets: Vec::new(),
         category_set: Vec::new(),
         words: words.iter().map(|(word, _)| word.as_str()).collect::<Vec<_>>().join(" ").into(),
-        hash: hash_of(&json),
+        hash: crate::platform::http::content_hash(&json),
         json: json.into(),
         id: product.id,
         handle: product.handle,
@@ -664,11 +664,4 @@ fn best_of(a: Availability, b: Availability) -> Availability {
         Availability::OutOfStock => 0,
     };
     if rank(a) >= rank(b) { a } else { b }
-}
-
-/// A hash of bytes, the same on every node running this build.
-pub fn hash_of(bytes: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    hasher.finish()
 }

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::search::{self, Facets, Search};
-use super::shelf::{Contents, StoreProduct, hash_of};
+use super::shelf::{Contents, StoreProduct};
 use crate::app::AppState;
 use crate::db_run;
 use crate::platform::error::{AppError, AppResult, Problem};
@@ -248,12 +248,6 @@ fn children_of(contents: &Contents, counts: &HashMap<&str, usize>, id: &str, dep
     ids.iter().filter_map(|child| branch(contents, counts, child, depth)).collect()
 }
 
-fn render(value: &impl Serialize) -> AppResult<Rendered> {
-    let json = serde_json::to_vec(value).map_err(AppError::internal)?;
-    let tag = hash_of(&json);
-    Ok(Rendered::from_parts(json.into(), tag))
-}
-
 /// The whole category tree, roots first, each with its product count.
 #[utoipa::path(get, path = "/api/v1/store/categories", tag = "store: catalog",
     responses(
@@ -265,7 +259,7 @@ async fn category_tree(State(state): State<AppState>, headers: HeaderMap) -> App
         .shelf
         .answer(&state.db, "categories", |contents| {
             let counts = product_counts(contents);
-            render(&children_of(contents, &counts, "", 0))
+            Rendered::new(&children_of(contents, &counts, "", 0))
         })
         .await?;
     Ok(rendered.respond(&headers))
@@ -312,7 +306,7 @@ async fn category_by_handle(
                 .map(|c| CategoryLink { handle: c.handle.clone(), name: c.name.clone() })
                 .collect();
             ancestors.reverse();
-            Some(render(&CategoryPage { category, ancestors }))
+            Some(Rendered::new(&CategoryPage { category, ancestors }))
         })
         .await?;
     let rendered = found.ok_or_else(|| AppError::not_found("No category has this handle."))??;
@@ -360,7 +354,7 @@ fn collections_in(contents: &Contents, only: Option<&str>) -> Vec<StoreCollectio
     ))]
 async fn list_collections(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let rendered =
-        state.shelf.answer(&state.db, "collections", |contents| render(&collections_in(contents, None))).await?;
+        state.shelf.answer(&state.db, "collections", |contents| Rendered::new(&collections_in(contents, None))).await?;
     Ok(rendered.respond(&headers))
 }
 
@@ -378,7 +372,7 @@ async fn collection_by_handle(
 ) -> AppResult<Response> {
     let found = state
         .shelf
-        .read(&state.db, |contents| collections_in(contents, Some(&handle)).pop().map(|c| render(&c)))
+        .read(&state.db, |contents| collections_in(contents, Some(&handle)).pop().map(|c| Rendered::new(&c)))
         .await?;
     let rendered = found.ok_or_else(|| AppError::not_found("No published collection has this handle."))??;
     Ok(rendered.respond(&headers))
