@@ -110,6 +110,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(accounts::router())
         .merge(crate::catalog::router())
+        .merge(crate::checkout::router())
+        .merge(crate::orders::router())
         .merge(crate::messaging::admin::router())
         .merge(crate::messaging::webhooks_admin::router())
         .merge(crate::messaging::forms::router())

@@ -6,5 +6,8 @@
 pub mod accounts;
 pub mod app;
 pub mod catalog;
+pub mod checkout;
 pub mod messaging;
+pub mod orders;
+pub mod payments;
 pub mod platform;

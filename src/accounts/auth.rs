@@ -455,6 +455,27 @@ impl FromRequestParts<AppState> for CurrentCustomer {
     }
 }
 
+/// A signed-in customer, or nobody. A credential that is sent but not valid is still a 401.
+#[derive(Debug, Clone)]
+pub struct MaybeCustomer(pub Option<CurrentCustomer>);
+
+impl MaybeCustomer {
+    pub fn customer_id(&self) -> Option<&str> {
+        self.0.as_ref().map(CurrentCustomer::customer_id)
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeCustomer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if presented(&parts.headers, SubjectKind::Customer)?.is_none() {
+            return Ok(Self(None));
+        }
+        CurrentCustomer::from_request_parts(parts, state).await.map(|customer| Self(Some(customer)))
+    }
+}
+
 /// A signed-in staff member or an API key, with what it may do. Handlers call
 /// [`CurrentStaff::require`] with the permission their endpoint needs.
 #[derive(Debug, Clone)]

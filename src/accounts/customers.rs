@@ -54,6 +54,8 @@ pub struct Customer {
     pub last_name: String,
     pub phone: Option<String>,
     pub email_verified_at: Option<Timestamp>,
+    /// Pays no tax (a reseller, a charity); set by staff.
+    pub tax_exempt: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(skip)]
@@ -61,7 +63,7 @@ pub struct Customer {
 }
 
 pub const CUSTOMER_COLUMNS: &str =
-    "id, email, first_name, last_name, phone, email_verified_at, created_at, updated_at, version";
+    "id, email, first_name, last_name, phone, email_verified_at, tax_exempt, created_at, updated_at, version";
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -170,6 +172,7 @@ async fn register(
                 last_name,
                 phone,
                 email_verified_at: None,
+                tax_exempt: false,
                 created_at: now,
                 updated_at: now,
                 version: 1,

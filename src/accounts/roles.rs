@@ -38,10 +38,16 @@ pub enum Permission {
     NewsletterRead,
     #[serde(rename = "newsletter:manage")]
     NewsletterManage,
+    #[serde(rename = "settings:manage")]
+    SettingsManage,
+    #[serde(rename = "orders:read")]
+    OrdersRead,
+    #[serde(rename = "orders:write")]
+    OrdersWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 19] = [
         Self::StaffRead,
         Self::StaffManage,
         Self::CustomersRead,
@@ -58,6 +64,9 @@ impl Permission {
         Self::FormsManage,
         Self::NewsletterRead,
         Self::NewsletterManage,
+        Self::SettingsManage,
+        Self::OrdersRead,
+        Self::OrdersWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +87,9 @@ impl Permission {
             Self::FormsManage => "forms:manage",
             Self::NewsletterRead => "newsletter:read",
             Self::NewsletterManage => "newsletter:manage",
+            Self::SettingsManage => "settings:manage",
+            Self::OrdersRead => "orders:read",
+            Self::OrdersWrite => "orders:write",
         }
     }
 
@@ -128,8 +140,11 @@ impl Role {
                 FormsManage,
                 NewsletterRead,
                 NewsletterManage,
+                SettingsManage,
+                OrdersRead,
+                OrdersWrite,
             ],
-            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead],
+            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead, OrdersRead, OrdersWrite],
         }
     }
 

@@ -319,8 +319,10 @@ async fn add_pictures(state: &AppState) -> AppResult<()> {
 }
 
 /// Seeds the sample shop into a database without products: categories, `count` products
-/// with stock and a picture each (drawn here, one per colour), and three collections. Returns whether it seeded.
+/// with stock and a picture each (drawn here, one per colour), three collections, and the
+/// regions, taxes and shipping a checkout needs. Returns whether it seeded.
 pub async fn seed(state: &AppState, count: usize) -> AppResult<bool> {
+    crate::checkout::demo::seed(state).await?;
     let products = db_run!(state.db.read(), |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM products").fetch_one(conn).await
     })?;

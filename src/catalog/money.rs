@@ -13,6 +13,38 @@ pub fn is_currency(code: &str) -> bool {
     code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) && CURRENCIES.split_whitespace().any(|c| c == code)
 }
 
+/// How many digits follow the decimal point in `currency`'s amounts: 2 for most, 0 for the
+/// yen, 3 for the dinars.
+pub fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV"
+        | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// `amount` minor units written for people: "1,234.50 EUR", "1,200 JPY".
+pub fn format(amount: i64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    let scale = 10_i64.pow(digits);
+    let (major, minor) = (amount.unsigned_abs() / scale as u64, amount.unsigned_abs() % scale as u64);
+    let grouped = major
+        .to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(",");
+    let sign = if amount < 0 { "-" } else { "" };
+    if digits == 0 {
+        format!("{sign}{grouped} {currency}")
+    } else {
+        format!("{sign}{grouped}.{minor:0width$} {currency}", width = digits as usize)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -21,5 +53,14 @@ mod tests {
     fn currencies_are_iso_codes() {
         assert!(is_currency("EUR") && is_currency("JPY") && is_currency("USD"));
         assert!(!is_currency("eur") && !is_currency("EURO") && !is_currency("XXX") && !is_currency(""));
+    }
+
+    #[test]
+    fn amounts_are_written_with_the_currency_s_digits() {
+        assert_eq!(format(123_450, "EUR"), "1,234.50 EUR");
+        assert_eq!(format(5, "USD"), "0.05 USD");
+        assert_eq!(format(1_200, "JPY"), "1,200 JPY");
+        assert_eq!(format(1_234, "KWD"), "1.234 KWD");
+        assert_eq!(format(-250, "GBP"), "-2.50 GBP");
     }
 }

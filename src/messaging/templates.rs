@@ -39,10 +39,13 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("newsletter_welcome.subject.txt", include_str!("../../templates/email/newsletter_welcome.subject.txt")),
     ("newsletter_welcome.txt", include_str!("../../templates/email/newsletter_welcome.txt")),
     ("newsletter_welcome.html", include_str!("../../templates/email/newsletter_welcome.html")),
+    ("order_confirmation.subject.txt", include_str!("../../templates/email/order_confirmation.subject.txt")),
+    ("order_confirmation.txt", include_str!("../../templates/email/order_confirmation.txt")),
+    ("order_confirmation.html", include_str!("../../templates/email/order_confirmation.html")),
 ];
 
 /// The emails every template set must be able to render.
-const EMAILS: [&str; 8] = [
+const EMAILS: [&str; 9] = [
     "welcome",
     "verify",
     "reset",
@@ -51,6 +54,7 @@ const EMAILS: [&str; 8] = [
     "form_submission",
     "newsletter_confirm",
     "newsletter_welcome",
+    "order_confirmation",
 ];
 
 /// What templates know of the shop.
@@ -98,6 +102,17 @@ impl EmailTemplates {
                 sender => "ana@example.com",
                 submitted_at => "2026-01-01T00:00:00Z",
                 fields => vec![context! { label => "Message", value => "Hello" }],
+                number => 1001,
+                lines => vec![context! { title => "Mug", variant_title => "Blue", quantity => 2, total => "24.00 EUR" }],
+                subtotal => "24.00 EUR",
+                shipping => "4.90 EUR",
+                shipping_method => "Standard",
+                estimate => "2 to 4 working days",
+                tax => "4.82 EUR",
+                tax_inclusive => true,
+                total => "28.90 EUR",
+                address => context! { first_name => "Ana", last_name => "Silva", company => "", line1 => "1 Rua",
+                    line2 => "", city => "Lisboa", subdivision => "", postcode => "1000-001", country => "PT" },
             };
             templates
                 .render(name, "sample@example.com", sample)

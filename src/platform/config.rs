@@ -34,6 +34,7 @@ pub struct Config {
     pub forms: FormsConfig,
     pub catalog: CatalogConfig,
     pub media: MediaConfig,
+    pub checkout: CheckoutConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -224,6 +225,43 @@ pub struct CatalogConfig {
     pub show_stock_quantity: bool,
 }
 
+/// When card payments are captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// When the order is placed.
+    Immediate,
+    /// Authorised when the order is placed, captured when it is fulfilled.
+    Fulfilment,
+}
+
+/// Carts, stock holds and payments.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckoutConfig {
+    /// How long an untouched cart lives.
+    pub cart_ttl_days: u64,
+    /// How long stock stays held for a payment that waits on the shopper (3-D Secure).
+    pub hold_secs: u64,
+    /// How long a payment provider may take to answer before the attempt is called off.
+    pub payment_timeout_secs: u64,
+    pub capture: CaptureMode,
+    /// The payment providers shoppers may choose: `manual`, `test`.
+    pub providers: Vec<String>,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            cart_ttl_days: 30,
+            hold_secs: 900,
+            payment_timeout_secs: 20,
+            capture: CaptureMode::Immediate,
+            providers: vec!["manual".into()],
+        }
+    }
+}
+
 /// Where images go and what they become.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -323,6 +361,7 @@ impl Default for Config {
             forms: FormsConfig::default(),
             catalog: CatalogConfig::default(),
             media: MediaConfig::default(),
+            checkout: CheckoutConfig::default(),
         }
     }
 }
@@ -431,6 +470,19 @@ impl Config {
             && !(public.starts_with("http://") || public.starts_with("https://"))
         {
             return Err(ConfigError::new("public_url", "must start with http:// or https://"));
+        }
+        let checkout = &self.checkout;
+        if !(1..=365).contains(&checkout.cart_ttl_days) {
+            return Err(ConfigError::new("checkout.cart_ttl_days", "must be between 1 and 365"));
+        }
+        if !(60..=86_400).contains(&checkout.hold_secs) {
+            return Err(ConfigError::new("checkout.hold_secs", "must be between 60 and 86400"));
+        }
+        if !(1..=120).contains(&checkout.payment_timeout_secs) {
+            return Err(ConfigError::new("checkout.payment_timeout_secs", "must be between 1 and 120"));
+        }
+        if let Some(unknown) = checkout.providers.iter().find(|p| !["manual", "test"].contains(&p.as_str())) {
+            return Err(ConfigError::new("checkout.providers", format!("`{unknown}` is not manual or test")));
         }
         if self.http.body_limit_bytes < 1024 {
             return Err(ConfigError::new("http.body_limit_bytes", "must be at least 1024"));

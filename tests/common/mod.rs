@@ -96,6 +96,7 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
         ..Config::default()
     };
     config.database.max_connections = 4;
+    config.checkout.providers = vec!["manual".into(), "test".into()];
     config
 }
 

@@ -1,0 +1,459 @@
+//! A cart and its pricing. A cart is priced again on every read and change, from the catalog
+//! as it is now: prices, stock, tax at the address, shipping. What changed since the shopper
+//! last saw it, and what still stands in the way of placing the order, is said in the answer.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::address::Address;
+use super::pricing::{self, PriceInput, PriceLine};
+use super::regions::{self, Region};
+use super::shipping::{self, ShippingOption, Zone};
+use super::tax::{Applied, TaxTable};
+use crate::db_run;
+use crate::platform::db::{Backend, Db, Tx};
+use crate::platform::error::{AppError, AppResult};
+use crate::platform::ids::has_shape;
+use crate::platform::time::Timestamp;
+
+/// The most lines a cart holds, and units a line.
+pub const MAX_LINES: usize = 100;
+pub const MAX_QUANTITY: i64 = 1_000;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CartRow {
+    pub id: String,
+    pub customer_id: Option<String>,
+    pub region_id: String,
+    pub email: Option<String>,
+    pub shipping_address: Option<String>,
+    pub billing_address: Option<String>,
+    pub shipping_method_id: Option<String>,
+    pub status: String,
+    pub checkout_key: Option<String>,
+    pub checkout_until: Option<Timestamp>,
+    pub order_id: Option<String>,
+    pub expires_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: i64,
+}
+
+pub const CART_COLUMNS: &str = "id, customer_id, region_id, email, shipping_address, billing_address, \
+     shipping_method_id, status, checkout_key, checkout_until, order_id, expires_at, created_at, updated_at, version";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LineRow {
+    pub id: String,
+    pub variant_id: String,
+    pub quantity: i64,
+    pub shown_amount: Option<i64>,
+}
+
+/// What the catalog says of a line's variant now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Facts {
+    pub variant_id: String,
+    pub product_id: String,
+    pub handle: String,
+    pub title: String,
+    pub status: String,
+    pub sku: Option<String>,
+    pub option_values: String,
+    pub weight_grams: Option<i64>,
+    pub tax_class: String,
+    pub inventory_policy: String,
+    pub amount: Option<i64>,
+    pub compare_at_amount: Option<i64>,
+    pub available: i64,
+}
+
+impl Facts {
+    /// "Red / M": the variant's option values in the product's order.
+    pub fn variant_title(&self) -> String {
+        let values: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.option_values).unwrap_or_default();
+        values.values().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" / ")
+    }
+}
+
+/// Everything pricing needs besides the cart.
+pub struct Context {
+    pub region: Region,
+    pub taxes: TaxTable,
+    pub zones: Vec<Zone>,
+    pub tax_exempt: bool,
+}
+
+impl Context {
+    pub async fn load(db: &Db, cart: &CartRow) -> AppResult<Self> {
+        let region = regions::find(db, &cart.region_id).await?;
+        let taxes = TaxTable::load(db).await?;
+        let zones = if cart.shipping_address.is_some() { shipping::all(db).await? } else { Vec::new() };
+        let tax_exempt = match &cart.customer_id {
+            Some(customer) => db_run!(db.read(), |conn| {
+                sqlx::query_scalar::<_, bool>("SELECT tax_exempt FROM customers WHERE id = $1")
+                    .bind(customer)
+                    .fetch_optional(conn)
+                    .await
+            })?
+            .unwrap_or(false),
+            None => false,
+        };
+        Ok(Self { region, taxes, zones, tax_exempt })
+    }
+}
+
+/// A line as the shopper sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartLine {
+    pub id: String,
+    pub variant_id: String,
+    pub product_id: String,
+    pub handle: String,
+    pub title: String,
+    /// The variant's option values: "Red / M".
+    pub variant_title: String,
+    pub sku: Option<String>,
+    pub quantity: i64,
+    /// Absent when the variant can no longer be bought.
+    pub unit_amount: Option<i64>,
+    pub compare_at_amount: Option<i64>,
+    pub subtotal: i64,
+    pub discount: i64,
+    pub tax: i64,
+    pub tax_rate_bps: i64,
+    pub total: i64,
+    /// Units that can be sold now; absent for variants that take backorders.
+    pub available: Option<i64>,
+    #[serde(skip)]
+    pub tax_class: String,
+    #[serde(skip)]
+    pub tax_name: String,
+    #[serde(skip)]
+    pub weight_grams: i64,
+}
+
+/// Something that changed since the shopper last saw the cart, or that stops the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Change {
+    /// `price_changed`, `unavailable`, `insufficient_stock`, `shipping_method_unavailable`.
+    pub kind: &'static str,
+    pub line_id: Option<String>,
+    pub message: String,
+    /// Whether the order cannot be placed until the shopper acts.
+    pub blocking: bool,
+}
+
+/// The money of a cart, in minor units of its currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CartTotals {
+    /// The goods at their listed prices.
+    pub subtotal: i64,
+    pub discount_total: i64,
+    pub shipping: i64,
+    pub shipping_discount: i64,
+    pub shipping_tax: i64,
+    /// Included in the prices when `tax_inclusive`, added to them otherwise.
+    pub tax_total: i64,
+    /// What the shopper pays.
+    pub total: i64,
+}
+
+/// A cart, priced.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Cart {
+    pub id: String,
+    pub region_id: String,
+    pub currency: String,
+    pub tax_inclusive: bool,
+    /// Whether tax is only an estimate: no shipping address yet.
+    pub tax_estimated: bool,
+    /// Whether the customer pays no tax.
+    pub tax_exempt: bool,
+    pub customer_id: Option<String>,
+    pub email: Option<String>,
+    pub shipping_address: Option<Address>,
+    pub billing_address: Option<Address>,
+    pub lines: Vec<CartLine>,
+    /// The chosen method, as priced now.
+    pub shipping_method: Option<ShippingOption>,
+    /// The methods that can be chosen for the shipping address.
+    pub shipping_options: Vec<ShippingOption>,
+    pub totals: CartTotals,
+    pub changes: Vec<Change>,
+    /// What is still needed before the order can be placed: `lines`, `email`,
+    /// `shipping_address`, `shipping_method`, or a blocking change.
+    pub missing: Vec<String>,
+    /// `active`, or `completed` once it became an order.
+    pub status: String,
+    pub order_id: Option<String>,
+    pub expires_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+fn not_found() -> AppError {
+    AppError::not_found("No cart has this id, or it has expired.")
+}
+
+/// The cart `id`, unless it has expired; read in `tx` when given.
+pub async fn find_row(db: &Db, tx: Option<&mut Tx>, id: &str) -> AppResult<CartRow> {
+    if !has_shape(id, "cart") {
+        return Err(not_found());
+    }
+    let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE id = $1");
+    let row = match tx {
+        Some(tx) => db_run!(tx.conn(), |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?,
+        None => db_run!(db.read(), |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?,
+    };
+    let row = row.ok_or_else(not_found)?;
+    if row.status == "active" && row.expires_at < Timestamp::now() {
+        return Err(not_found());
+    }
+    Ok(row)
+}
+
+pub async fn lines_of(db: &Db, cart_id: &str) -> AppResult<Vec<LineRow>> {
+    Ok(db_run!(db.read(), |conn| {
+        sqlx::query_as::<_, LineRow>(
+            "SELECT id, variant_id, quantity, shown_amount FROM cart_lines WHERE cart_id = $1 ORDER BY created_at, id",
+        )
+        .bind(cart_id)
+        .fetch_all(conn)
+        .await
+    })?)
+}
+
+/// What the catalog says now of each variant in `ids`, priced in `currency`.
+pub async fn facts<'a>(
+    executor: Backend<&'a sqlx::SqlitePool, &'a sqlx::PgPool>,
+    currency: &str,
+    ids: &[&str],
+) -> AppResult<HashMap<String, Facts>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT v.id AS variant_id, v.product_id, p.handle, p.title, p.status, v.sku, v.option_values, \
+         v.weight_grams, v.tax_class, v.inventory_policy, pr.amount, pr.compare_at_amount, \
+         CAST(COALESCE((SELECT SUM(l.on_hand - l.reserved) FROM inventory_levels l WHERE l.variant_id = v.id), 0) \
+           AS BIGINT) AS available \
+         FROM product_variants v JOIN products p ON p.id = v.product_id \
+         LEFT JOIN variant_prices pr ON pr.variant_id = v.id AND pr.currency = $1 \
+         WHERE v.id IN ({})",
+        list.join(", ")
+    );
+    let rows = db_run!(executor, |conn| {
+        let mut query = sqlx::query_as::<_, Facts>(&sql).bind(currency);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    Ok(rows.into_iter().map(|row| (row.variant_id.clone(), row)).collect())
+}
+
+/// Reads and prices the cart `id`.
+pub async fn load(db: &Db, id: &str) -> AppResult<Cart> {
+    let row = find_row(db, None, id).await?;
+    priced(db, &row).await
+}
+
+/// Prices a cart row as the catalog and settings are now.
+pub async fn priced(db: &Db, row: &CartRow) -> AppResult<Cart> {
+    let lines = lines_of(db, &row.id).await?;
+    let context = Context::load(db, row).await?;
+    let ids: Vec<&str> = lines.iter().map(|line| line.variant_id.as_str()).collect();
+    let facts = facts(db.read(), &context.region.currency, &ids).await?;
+    Ok(price(row, &lines, &facts, &context))
+}
+
+fn parse_address(json: Option<&str>) -> Option<Address> {
+    json.and_then(|json| serde_json::from_str(json).ok())
+}
+
+/// Prices a cart: pure, from what was read.
+pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, context: &Context) -> Cart {
+    let region = &context.region;
+    let shipping_address = parse_address(row.shipping_address.as_deref());
+    let billing_address = parse_address(row.billing_address.as_deref());
+    let (country, subdivision) = match &shipping_address {
+        Some(address) => (address.country.clone(), address.subdivision.clone()),
+        None => (region.countries.first().cloned().unwrap_or_default(), String::new()),
+    };
+    let mut changes = Vec::new();
+    let mut priced_lines = Vec::with_capacity(lines.len());
+    for line in lines {
+        let fact = facts.get(&line.variant_id);
+        let sellable = fact.filter(|f| f.status == "published" && f.amount.is_some());
+        let Some(fact) = sellable else {
+            changes.push(Change {
+                kind: "unavailable",
+                line_id: Some(line.id.clone()),
+                message: "This item can no longer be bought; remove it to continue.".into(),
+                blocking: true,
+            });
+            priced_lines.push(CartLine {
+                id: line.id.clone(),
+                variant_id: line.variant_id.clone(),
+                product_id: fact.map(|f| f.product_id.clone()).unwrap_or_default(),
+                handle: fact.map(|f| f.handle.clone()).unwrap_or_default(),
+                title: fact.map(|f| f.title.clone()).unwrap_or_default(),
+                variant_title: fact.map(Facts::variant_title).unwrap_or_default(),
+                sku: fact.and_then(|f| f.sku.clone()),
+                quantity: line.quantity,
+                unit_amount: None,
+                compare_at_amount: None,
+                subtotal: 0,
+                discount: 0,
+                tax: 0,
+                tax_rate_bps: 0,
+                total: 0,
+                available: Some(0),
+                tax_class: String::new(),
+                tax_name: String::new(),
+                weight_grams: 0,
+            });
+            continue;
+        };
+        let amount = fact.amount.unwrap_or_default();
+        if let Some(shown) = line.shown_amount
+            && shown != amount
+        {
+            changes.push(Change {
+                kind: "price_changed",
+                line_id: Some(line.id.clone()),
+                message: format!("The price of {} changed from {shown} to {amount}.", fact.title),
+                blocking: false,
+            });
+        }
+        let backorders = fact.inventory_policy == "continue";
+        if !backorders && fact.available < line.quantity {
+            changes.push(Change {
+                kind: "insufficient_stock",
+                line_id: Some(line.id.clone()),
+                message: format!("Only {} of {} can be sold now.", fact.available.max(0), fact.title),
+                blocking: true,
+            });
+        }
+        // Pricing takes an exempt customer's tax off; it needs the rate to know how much.
+        let applied: Applied = if country.is_empty() {
+            Applied { rate_bps: 0, name: String::new() }
+        } else {
+            context.taxes.rate(&country, &subdivision, &fact.tax_class)
+        };
+        priced_lines.push(CartLine {
+            id: line.id.clone(),
+            variant_id: line.variant_id.clone(),
+            product_id: fact.product_id.clone(),
+            handle: fact.handle.clone(),
+            title: fact.title.clone(),
+            variant_title: fact.variant_title(),
+            sku: fact.sku.clone(),
+            quantity: line.quantity,
+            unit_amount: Some(amount),
+            compare_at_amount: fact.compare_at_amount,
+            subtotal: 0,
+            discount: 0,
+            tax: 0,
+            tax_rate_bps: applied.rate_bps,
+            total: 0,
+            available: (!backorders).then_some(fact.available.max(0)),
+            tax_class: fact.tax_class.clone(),
+            tax_name: applied.name,
+            weight_grams: fact.weight_grams.unwrap_or(0).max(0) * line.quantity,
+        });
+    }
+    let goods: i64 = priced_lines.iter().map(|line| line.unit_amount.unwrap_or(0) * line.quantity).sum();
+    let weight: i64 = priced_lines.iter().map(|line| line.weight_grams).sum();
+    let shipping_options = match &shipping_address {
+        Some(address) => shipping::options(&context.zones, address, &region.currency, weight, goods),
+        None => Vec::new(),
+    };
+    let shipping_method =
+        row.shipping_method_id.as_ref().and_then(|id| shipping_options.iter().find(|option| &option.id == id).cloned());
+    if row.shipping_method_id.is_some() && shipping_method.is_none() {
+        changes.push(Change {
+            kind: "shipping_method_unavailable",
+            line_id: None,
+            message: "The chosen shipping method does not serve this cart any more; choose another.".into(),
+            blocking: true,
+        });
+    }
+    let shipping_rate = if region.shipping_taxable && !country.is_empty() {
+        context.taxes.rate(&country, &subdivision, "standard").rate_bps
+    } else {
+        0
+    };
+    let input = PriceInput {
+        lines: priced_lines
+            .iter()
+            .map(|line| PriceLine {
+                unit_amount: line.unit_amount.unwrap_or(0),
+                quantity: line.quantity,
+                tax_rate_bps: line.tax_rate_bps,
+                discount: 0,
+            })
+            .collect(),
+        tax_inclusive: region.tax_inclusive,
+        tax_exempt: context.tax_exempt,
+        shipping_amount: shipping_method.as_ref().map_or(0, |method| method.amount),
+        shipping_discount: 0,
+        shipping_tax_rate_bps: shipping_rate,
+    };
+    let totals = pricing::compute(&input);
+    for (line, computed) in priced_lines.iter_mut().zip(&totals.lines) {
+        line.subtotal = computed.subtotal;
+        line.discount = computed.discount;
+        line.tax = computed.tax;
+        line.total = computed.total;
+    }
+    let mut missing = Vec::new();
+    if priced_lines.is_empty() {
+        missing.push("lines".to_owned());
+    }
+    if row.email.is_none() {
+        missing.push("email".to_owned());
+    }
+    if shipping_address.is_none() {
+        missing.push("shipping_address".to_owned());
+    }
+    if shipping_method.is_none() {
+        missing.push("shipping_method".to_owned());
+    }
+    missing.extend(changes.iter().filter(|change| change.blocking).map(|change| change.kind.to_owned()));
+    missing.dedup();
+    Cart {
+        id: row.id.clone(),
+        region_id: region.id.clone(),
+        currency: region.currency.clone(),
+        tax_inclusive: region.tax_inclusive,
+        tax_estimated: shipping_address.is_none(),
+        tax_exempt: context.tax_exempt,
+        customer_id: row.customer_id.clone(),
+        email: row.email.clone(),
+        billing_address: billing_address.or_else(|| shipping_address.clone()),
+        shipping_address,
+        lines: priced_lines,
+        shipping_method,
+        shipping_options,
+        totals: CartTotals {
+            subtotal: totals.subtotal,
+            discount_total: totals.discount_total,
+            shipping: totals.shipping,
+            shipping_discount: totals.shipping_discount,
+            shipping_tax: totals.shipping_tax,
+            tax_total: totals.tax_total,
+            total: totals.total,
+        },
+        changes,
+        missing,
+        status: row.status.clone(),
+        order_id: row.order_id.clone(),
+        expires_at: row.expires_at,
+        updated_at: row.updated_at,
+    }
+}

@@ -1,0 +1,611 @@
+//! The shopper's cart endpoints. A guest's cart is opened by its id, which only its shopper
+//! knows; a customer's cart only by that customer. Every answer is the cart priced again.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::address::Address;
+use super::cart::{self, CART_COLUMNS, Cart, CartRow, MAX_LINES, MAX_QUANTITY};
+use super::regions;
+use crate::accounts::auth::{CurrentCustomer, MaybeCustomer};
+use crate::accounts::email_address::EmailAddress;
+use crate::app::AppState;
+use crate::platform::db::Tx;
+use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
+use crate::platform::http::Json;
+use crate::platform::ids::{has_shape, new_id};
+use crate::platform::time::Timestamp;
+use crate::{db_execute, db_run};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_cart))
+        .routes(routes!(get_cart, update_cart))
+        .routes(routes!(add_line))
+        .routes(routes!(update_line, remove_line))
+        .routes(routes!(claim_cart))
+        .routes(routes!(my_cart))
+}
+
+fn not_found() -> AppError {
+    AppError::not_found("No cart has this id, or it has expired.")
+}
+
+/// The cart, if the caller may open it: a customer's cart is that customer's alone.
+async fn open(state: &AppState, id: &str, caller: &MaybeCustomer) -> AppResult<CartRow> {
+    let row = cart::find_row(&state.db, None, id).await?;
+    match &row.customer_id {
+        Some(owner) if caller.customer_id() != Some(owner.as_str()) => Err(not_found()),
+        _ => Ok(row),
+    }
+}
+
+fn ttl_secs(state: &AppState) -> u64 {
+    state.config.checkout.cart_ttl_days * 86_400
+}
+
+/// Marks the cart changed (and alive for longer), unless it is being checked out or is
+/// already an order: then a 409 says which.
+async fn begin_change(state: &AppState, tx: &mut Tx, row: &CartRow) -> AppResult<()> {
+    let now = Timestamp::now();
+    let changed = db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE carts SET updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 \
+             AND status = 'active' AND (checkout_until IS NULL OR checkout_until < $1)",
+        )
+        .bind(now)
+        .bind(now.plus_secs(ttl_secs(state)))
+        .bind(&row.id)
+        .execute(conn)
+        .await
+    })?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let current = cart::find_row(&state.db, Some(tx), &row.id).await?;
+    Err(if current.status == "completed" {
+        AppError::new(ErrorCode::Conflict, "This cart has become an order; start a new cart.")
+    } else {
+        AppError::new(ErrorCode::Conflict, "This cart is being checked out; try again in a moment.")
+    })
+}
+
+/// Records the prices the shopper is now shown, so that later changes can be told.
+async fn acknowledge_prices(tx: &mut Tx, cart_id: &str, currency: &str) -> AppResult<()> {
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE cart_lines SET shown_amount = (SELECT amount FROM variant_prices p \
+             WHERE p.variant_id = cart_lines.variant_id AND p.currency = $2) WHERE cart_id = $1",
+        )
+        .bind(cart_id)
+        .bind(currency)
+        .execute(conn)
+        .await
+    })?;
+    Ok(())
+}
+
+async fn currency_of(state: &AppState, region_id: &str) -> AppResult<String> {
+    Ok(regions::find(&state.db, region_id).await?.currency)
+}
+
+fn answer(status: StatusCode, cart: Cart) -> Response {
+    (status, Json(cart)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCart {
+    /// The shop's default region when absent.
+    pub region_id: Option<String>,
+    /// A signed-in customer's address when absent.
+    pub email: Option<String>,
+}
+
+/// Start a cart. Signed in, it is the customer's; otherwise its id is the guest's key to it.
+#[utoipa::path(post, path = "/api/v1/store/carts", tag = "store: cart", request_body = NewCart,
+    responses(
+        (status = 201, body = Cart),
+        (status = 409, description = "The shop has no region yet", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_cart(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Json(new): Json<NewCart>,
+) -> AppResult<Response> {
+    let mut violations = Violations::default();
+    let email = new.email.as_deref().and_then(|raw| violations.check("email", EmailAddress::parse(raw)));
+    violations.finish()?;
+    let region = match &new.region_id {
+        Some(id) => regions::find(&state.db, id)
+            .await
+            .map_err(|_| AppError::invalid_field("region_id", "unknown", "names no region"))?,
+        None => regions::all(&state.db).await?.into_iter().find(|region| region.is_default).ok_or_else(|| {
+            AppError::new(ErrorCode::Conflict, "The shop has no region yet: staff must create one before carts.")
+        })?,
+    };
+    let email = match (email, caller.customer_id()) {
+        (Some(email), _) => Some(email.as_str().to_owned()),
+        (None, Some(customer)) => db_run!(state.db.read(), |conn| {
+            sqlx::query_scalar::<_, String>("SELECT email FROM customers WHERE id = $1")
+                .bind(customer)
+                .fetch_optional(conn)
+                .await
+        })?,
+        (None, None) => None,
+    };
+    let id = new_id("cart");
+    let now = Timestamp::now();
+    db_execute!(state.db.write(), |conn| {
+        sqlx::query(
+            "INSERT INTO carts (id, customer_id, region_id, email, status, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $6)",
+        )
+        .bind(&id)
+        .bind(caller.customer_id())
+        .bind(&region.id)
+        .bind(&email)
+        .bind(now.plus_secs(ttl_secs(&state)))
+        .bind(now)
+        .execute(conn)
+        .await
+    })?;
+    Ok(answer(StatusCode::CREATED, cart::load(&state.db, &id).await?))
+}
+
+/// Read a cart, priced as the shop is now, with what changed since the last change to it.
+#[utoipa::path(get, path = "/api/v1/store/carts/{id}", tag = "store: cart", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_cart(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path(id): Path<String>,
+) -> AppResult<Json<Cart>> {
+    let row = open(&state, &id, &caller).await?;
+    Ok(Json(cart::priced(&state.db, &row).await?))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartPatch {
+    pub email: Option<String>,
+    /// Choosing a country of another region moves the cart to that region and its currency.
+    pub shipping_address: Option<Address>,
+    /// `null` for the same as the shipping address.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Address>)]
+    pub billing_address: Option<Option<Address>>,
+    /// One of the cart's `shipping_options`.
+    pub shipping_method_id: Option<String>,
+}
+
+fn normalised(address: Address, field: &str, violations: &mut Violations) -> Option<Address> {
+    match address.normalised() {
+        Ok(address) => Some(address),
+        Err(problems) => {
+            for problem in problems {
+                violations.add(&format!("{field}.{}", problem.field), problem.code, problem.message);
+            }
+            None
+        }
+    }
+}
+
+/// Set the cart's email, addresses or shipping method.
+#[utoipa::path(patch, path = "/api/v1/store/carts/{id}", tag = "store: cart", request_body = CartPatch,
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is being checked out or is an order", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_cart(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path(id): Path<String>,
+    Json(patch): Json<CartPatch>,
+) -> AppResult<Json<Cart>> {
+    let row = open(&state, &id, &caller).await?;
+    let mut violations = Violations::default();
+    let email = patch.email.as_deref().and_then(|raw| violations.check("email", EmailAddress::parse(raw)));
+    let shipping = patch.shipping_address.and_then(|a| normalised(a, "shipping_address", &mut violations));
+    let billing = match patch.billing_address {
+        Some(Some(address)) => normalised(address, "billing_address", &mut violations).map(Some),
+        other => other.map(|_| None),
+    };
+    violations.finish()?;
+    let mut region_id = row.region_id.clone();
+    if let Some(address) = &shipping {
+        let all = regions::all(&state.db).await?;
+        match all.iter().find(|region| region.countries.contains(&address.country)) {
+            Some(region) => region_id = region.id.clone(),
+            None if all.iter().any(|region| region.id == row.region_id && region.countries.is_empty()) => {}
+            None => {
+                return Err(AppError::invalid_field(
+                    "shipping_address.country",
+                    "not_served",
+                    "the shop does not sell to this country",
+                ));
+            }
+        }
+    }
+    let moved = region_id != row.region_id;
+    let method = match &patch.shipping_method_id {
+        Some(method) => {
+            let mut candidate = row.clone();
+            candidate.region_id = region_id.clone();
+            if let Some(address) = &shipping {
+                candidate.shipping_address = Some(serde_json::to_string(address).map_err(AppError::internal)?);
+            }
+            let priced = cart::priced(&state.db, &candidate).await?;
+            if !priced.shipping_options.iter().any(|option| &option.id == method) {
+                return Err(AppError::invalid_field(
+                    "shipping_method_id",
+                    "unavailable",
+                    "is not one of the cart's shipping options",
+                ));
+            }
+            Some(method.clone())
+        }
+        None if moved => None,
+        None => row.shipping_method_id.clone(),
+    };
+    let to_json = |address: &Address| serde_json::to_string(address).map_err(AppError::internal);
+    let shipping_json = match &shipping {
+        Some(address) => Some(to_json(address)?),
+        None => row.shipping_address.clone(),
+    };
+    let billing_json = match &billing {
+        Some(Some(address)) => Some(to_json(address)?),
+        Some(None) => None,
+        None => row.billing_address.clone(),
+    };
+    let mut tx = state.db.begin().await?;
+    begin_change(&state, &mut tx, &row).await?;
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE carts SET email = $1, shipping_address = $2, billing_address = $3, shipping_method_id = $4, \
+             region_id = $5 WHERE id = $6",
+        )
+        .bind(email.as_ref().map_or(row.email.as_deref(), |email| Some(email.as_str())))
+        .bind(&shipping_json)
+        .bind(&billing_json)
+        .bind(&method)
+        .bind(&region_id)
+        .bind(&id)
+        .execute(conn)
+        .await
+    })?;
+    acknowledge_prices(&mut tx, &id, &currency_of(&state, &region_id).await?).await?;
+    tx.commit().await?;
+    Ok(Json(cart::load(&state.db, &id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    pub variant_id: String,
+    /// Added to the quantity already in the cart.
+    pub quantity: i64,
+}
+
+async fn check_quantity(state: &AppState, row: &CartRow, variant_id: &str, quantity: i64) -> AppResult<()> {
+    let currency = currency_of(state, &row.region_id).await?;
+    let facts = cart::facts(state.db.read(), &currency, &[variant_id]).await?;
+    let Some(fact) = facts.get(variant_id).filter(|f| f.status == "published") else {
+        return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
+    };
+    if fact.amount.is_none() {
+        return Err(AppError::invalid_field("variant_id", "not_priced", format!("has no price in {currency}")));
+    }
+    if quantity > MAX_QUANTITY {
+        return Err(AppError::invalid_field(
+            "quantity",
+            "out_of_range",
+            format!("a line holds at most {MAX_QUANTITY}"),
+        ));
+    }
+    if fact.inventory_policy != "continue" && fact.available < quantity {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("Not enough stock: {} available.", fact.available.max(0)),
+        )
+        .with_field("quantity", "insufficient_stock", "is more than is available"));
+    }
+    Ok(())
+}
+
+/// Add a variant to the cart, or more of it.
+#[utoipa::path(post, path = "/api/v1/store/carts/{id}/lines", tag = "store: cart", request_body = NewLine,
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, or the cart is being checked out", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn add_line(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path(id): Path<String>,
+    Json(new): Json<NewLine>,
+) -> AppResult<Json<Cart>> {
+    if !(1..=MAX_QUANTITY).contains(&new.quantity) {
+        return Err(AppError::invalid_field(
+            "quantity",
+            "out_of_range",
+            format!("must be between 1 and {MAX_QUANTITY}"),
+        ));
+    }
+    if !has_shape(&new.variant_id, "var") {
+        return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
+    }
+    let row = open(&state, &id, &caller).await?;
+    let mut tx = state.db.begin().await?;
+    begin_change(&state, &mut tx, &row).await?;
+    let quantity = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO cart_lines (id, cart_id, variant_id, quantity, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (cart_id, variant_id) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity \
+             RETURNING quantity",
+        )
+        .bind(new_id("cli"))
+        .bind(&id)
+        .bind(&new.variant_id)
+        .bind(new.quantity)
+        .bind(Timestamp::now())
+        .fetch_one(conn)
+        .await
+    })?;
+    check_quantity(&state, &row, &new.variant_id, quantity).await?;
+    let lines = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1")
+            .bind(&id)
+            .fetch_one(conn)
+            .await
+    })?;
+    if lines as usize > MAX_LINES {
+        return Err(AppError::invalid_field(
+            "variant_id",
+            "too_many",
+            format!("a cart holds at most {MAX_LINES} lines"),
+        ));
+    }
+    acknowledge_prices(&mut tx, &id, &currency_of(&state, &row.region_id).await?).await?;
+    tx.commit().await?;
+    Ok(Json(cart::load(&state.db, &id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinePatch {
+    /// The new quantity; 0 removes the line.
+    pub quantity: i64,
+}
+
+async fn set_quantity(
+    state: &AppState,
+    caller: &MaybeCustomer,
+    id: &str,
+    line_id: &str,
+    quantity: i64,
+) -> AppResult<Cart> {
+    let row = open(state, id, caller).await?;
+    let mut tx = state.db.begin().await?;
+    begin_change(state, &mut tx, &row).await?;
+    let variant = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>("SELECT variant_id FROM cart_lines WHERE id = $1 AND cart_id = $2")
+            .bind(line_id)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+    })?
+    .ok_or_else(|| AppError::not_found("The cart has no line with this id."))?;
+    if quantity == 0 {
+        db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM cart_lines WHERE id = $1")
+            .bind(line_id)
+            .execute(conn)
+            .await)?;
+    } else {
+        check_quantity(state, &row, &variant, quantity).await?;
+        db_execute!(tx.conn(), |conn| {
+            sqlx::query("UPDATE cart_lines SET quantity = $1 WHERE id = $2")
+                .bind(quantity)
+                .bind(line_id)
+                .execute(conn)
+                .await
+        })?;
+    }
+    acknowledge_prices(&mut tx, id, &currency_of(state, &row.region_id).await?).await?;
+    tx.commit().await?;
+    cart::load(&state.db, id).await
+}
+
+/// Change a line's quantity; 0 removes it.
+#[utoipa::path(patch, path = "/api/v1/store/carts/{id}/lines/{line_id}", tag = "store: cart", request_body = LinePatch,
+    params(("id" = String, Path), ("line_id" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, or the cart is being checked out", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_line(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path((id, line_id)): Path<(String, String)>,
+    Json(patch): Json<LinePatch>,
+) -> AppResult<Json<Cart>> {
+    if !(0..=MAX_QUANTITY).contains(&patch.quantity) {
+        return Err(AppError::invalid_field(
+            "quantity",
+            "out_of_range",
+            format!("must be between 0 and {MAX_QUANTITY}"),
+        ));
+    }
+    Ok(Json(set_quantity(&state, &caller, &id, &line_id, patch.quantity).await?))
+}
+
+/// Remove a line.
+#[utoipa::path(delete, path = "/api/v1/store/carts/{id}/lines/{line_id}", tag = "store: cart",
+    params(("id" = String, Path), ("line_id" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is being checked out", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn remove_line(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path((id, line_id)): Path<(String, String)>,
+) -> AppResult<Json<Cart>> {
+    Ok(Json(set_quantity(&state, &caller, &id, &line_id, 0).await?))
+}
+
+/// The signed-in customer's most recent active cart.
+async fn latest_of(tx: &mut Tx, customer_id: &str, except: &str) -> AppResult<Option<CartRow>> {
+    let sql = format!(
+        "SELECT {CART_COLUMNS} FROM carts WHERE customer_id = $1 AND status = 'active' AND id <> $2 \
+         AND expires_at >= $3 ORDER BY updated_at DESC LIMIT 1"
+    );
+    Ok(db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, CartRow>(&sql)
+            .bind(customer_id)
+            .bind(except)
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })?)
+}
+
+/// Moves the lines of cart `from` into cart `into`, adding up the quantities of a variant both
+/// hold (up to the most a line holds).
+async fn merge_lines(tx: &mut Tx, from: &str, into: &str) -> AppResult<()> {
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE cart_lines SET quantity = (SELECT CASE WHEN cart_lines.quantity + g.quantity > $3 THEN $3 \
+             ELSE cart_lines.quantity + g.quantity END FROM cart_lines g WHERE g.cart_id = $1 \
+             AND g.variant_id = cart_lines.variant_id) \
+             WHERE cart_id = $2 AND variant_id IN (SELECT variant_id FROM cart_lines WHERE cart_id = $1)",
+        )
+        .bind(from)
+        .bind(into)
+        .bind(MAX_QUANTITY)
+        .execute(conn)
+        .await
+    })?;
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "DELETE FROM cart_lines WHERE cart_id = $1 \
+             AND variant_id IN (SELECT variant_id FROM cart_lines WHERE cart_id = $2)",
+        )
+        .bind(from)
+        .bind(into)
+        .execute(conn)
+        .await
+    })?;
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE cart_lines SET cart_id = $2 WHERE cart_id = $1").bind(from).bind(into).execute(conn).await
+    })?;
+    Ok(())
+}
+
+/// Give a guest cart to the signed-in customer, as a storefront does at sign-in. When the
+/// customer already has a cart, the guest cart's lines join it (quantities added up) and the
+/// guest cart ends; the answer is the cart to use from now on.
+#[utoipa::path(post, path = "/api/v1/store/carts/{id}/claim", tag = "store: cart", params(("id" = String, Path)),
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 200, body = Cart),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is being checked out", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn claim_cart(
+    State(state): State<AppState>,
+    customer: CurrentCustomer,
+    Path(id): Path<String>,
+) -> AppResult<Json<Cart>> {
+    let caller = MaybeCustomer(Some(customer.clone()));
+    let row = open(&state, &id, &caller).await?;
+    let customer_id = customer.customer_id();
+    let mut tx = state.db.begin().await?;
+    begin_change(&state, &mut tx, &row).await?;
+    let kept = match latest_of(&mut tx, customer_id, &id).await? {
+        Some(theirs) if row.customer_id.is_none() => {
+            begin_change(&state, &mut tx, &theirs).await?;
+            merge_lines(&mut tx, &id, &theirs.id).await?;
+            db_execute!(tx.conn(), |conn| {
+                sqlx::query(
+                    "UPDATE carts SET email = COALESCE(email, $1), shipping_address = COALESCE(shipping_address, $2), \
+                     billing_address = COALESCE(billing_address, $3) WHERE id = $4",
+                )
+                .bind(&row.email)
+                .bind(&row.shipping_address)
+                .bind(&row.billing_address)
+                .bind(&theirs.id)
+                .execute(conn)
+                .await
+            })?;
+            db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM carts WHERE id = $1")
+                .bind(&id)
+                .execute(conn)
+                .await)?;
+            theirs.id
+        }
+        _ => {
+            db_execute!(tx.conn(), |conn| {
+                sqlx::query(
+                    "UPDATE carts SET customer_id = $1, \
+                     email = COALESCE(email, (SELECT email FROM customers WHERE id = $1)) WHERE id = $2",
+                )
+                .bind(customer_id)
+                .bind(&id)
+                .execute(conn)
+                .await
+            })?;
+            id
+        }
+    };
+    tx.commit().await?;
+    Ok(Json(cart::load(&state.db, &kept).await?))
+}
+
+/// The signed-in customer's most recent active cart.
+#[utoipa::path(get, path = "/api/v1/store/customers/me/cart", tag = "store: cart",
+    security(("customer_session" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 200, body = Cart),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No active cart", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn my_cart(State(state): State<AppState>, customer: CurrentCustomer) -> AppResult<Json<Cart>> {
+    let sql = format!(
+        "SELECT {CART_COLUMNS} FROM carts WHERE customer_id = $1 AND status = 'active' AND expires_at >= $2 \
+         ORDER BY updated_at DESC LIMIT 1"
+    );
+    let row = db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, CartRow>(&sql)
+            .bind(customer.customer_id())
+            .bind(Timestamp::now())
+            .fetch_optional(conn)
+            .await
+    })?
+    .ok_or_else(|| AppError::not_found("You have no active cart."))?;
+    Ok(Json(cart::priced(&state.db, &row).await?))
+}

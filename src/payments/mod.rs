@@ -1,0 +1,154 @@
+//! Payment providers: what checkout asks of a gateway, behind one small interface.
+//!
+//! - `manual`: bank transfer or cash on delivery. Nothing is charged at checkout; the order
+//!   waits for staff to mark it paid.
+//! - `test`: a card gateway on this machine, for the demo and the tests. Its card numbers say
+//!   what happens: see [`TestCards`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What the shopper chose to pay with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentDetails {
+    /// `manual` or `test`.
+    pub provider: String,
+    /// For `test` only: a card number from the test cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_number: Option<String>,
+}
+
+/// What checkout asks a provider.
+#[derive(Debug, Clone)]
+pub struct Charge<'a> {
+    /// Our payment's id: the provider's idempotency key, so a retry never charges twice.
+    pub payment_id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    /// Capture now, or only authorise.
+    pub capture: bool,
+    pub details: &'a PaymentDetails,
+}
+
+/// What the provider answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing charged yet; the order waits for the money (manual payments).
+    Pending,
+    Authorized {
+        reference: String,
+    },
+    Captured {
+        reference: String,
+    },
+    Declined {
+        reason: String,
+    },
+}
+
+pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
+
+/// A payment gateway.
+pub trait Provider: Send + Sync {
+    /// Authorises, or captures, a charge.
+    fn charge<'a>(&'a self, charge: &'a Charge<'a>) -> ProviderFuture<'a, Outcome>;
+    /// Gives up an authorisation that will not be captured, or a charge whose order could not
+    /// be placed (refunding it when it was captured).
+    fn void<'a>(&'a self, reference: &'a str) -> ProviderFuture<'a, ()>;
+}
+
+/// Manual payments: nothing happens at checkout.
+pub struct Manual;
+
+impl Provider for Manual {
+    fn charge<'a>(&'a self, _: &'a Charge<'a>) -> ProviderFuture<'a, Outcome> {
+        Box::pin(async { Ok(Outcome::Pending) })
+    }
+
+    fn void<'a>(&'a self, _: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The test gateway's card numbers. Any other number that passes the Luhn check succeeds.
+pub struct TestCards;
+
+impl TestCards {
+    pub const SUCCEEDS: &'static str = "4242424242424242";
+    pub const DECLINED: &'static str = "4000000000000002";
+    pub const INSUFFICIENT_FUNDS: &'static str = "4000000000009995";
+    /// The gateway never answers: checkout gives up after `checkout.payment_timeout_secs`.
+    pub const TIMES_OUT: &'static str = "4000000000000119";
+}
+
+/// Whether `number` is 12 to 19 digits that pass the Luhn check.
+pub fn luhn_valid(number: &str) -> bool {
+    if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = number
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(index, byte)| {
+            let digit = u32::from(byte - b'0');
+            if index % 2 == 1 { if digit * 2 > 9 { digit * 2 - 9 } else { digit * 2 } } else { digit }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The test gateway.
+pub struct TestGateway;
+
+impl Provider for TestGateway {
+    fn charge<'a>(&'a self, charge: &'a Charge<'a>) -> ProviderFuture<'a, Outcome> {
+        Box::pin(async move {
+            let number = charge.details.card_number.as_deref().unwrap_or_default();
+            let reference = format!("test_{}", charge.payment_id);
+            Ok(match number {
+                TestCards::DECLINED => Outcome::Declined { reason: "card_declined".into() },
+                TestCards::INSUFFICIENT_FUNDS => Outcome::Declined { reason: "insufficient_funds".into() },
+                TestCards::TIMES_OUT => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Outcome::Declined { reason: "timed_out".into() }
+                }
+                _ if charge.capture => Outcome::Captured { reference },
+                _ => Outcome::Authorized { reference },
+            })
+        })
+    }
+
+    fn void<'a>(&'a self, _: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The provider named `name`, if this build has it.
+pub fn provider(name: &str) -> Option<&'static dyn Provider> {
+    match name {
+        "manual" => Some(&Manual),
+        "test" => Some(&TestGateway),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn() {
+        for number in [TestCards::SUCCEEDS, TestCards::DECLINED, TestCards::INSUFFICIENT_FUNDS, TestCards::TIMES_OUT] {
+            assert!(luhn_valid(number), "{number}");
+        }
+        assert!(!luhn_valid("4242424242424241"));
+        assert!(!luhn_valid("4242 4242 4242 4242"));
+        assert!(!luhn_valid("42"));
+    }
+}

@@ -1,0 +1,482 @@
+//! Checkout on both databases: regions, tax and shipping priced against hand-computed totals,
+//! carts that say what changed, and placing orders: idempotent, never overselling, never
+//! placing two orders from one cart, releasing stock when a payment fails.
+
+mod common;
+
+use std::sync::Arc;
+
+use backroom::accounts::roles::Role;
+use common::TestApp;
+use serde_json::{Value, json};
+
+const CARD: &str = "4242424242424242";
+const DECLINED: &str = "4000000000000002";
+const TIMES_OUT: &str = "4000000000000119";
+
+/// Two regions (EU with VAT included, US with sales tax added), their rates and shipping.
+async fn shop(app: &TestApp, auth: &str) {
+    let headers = [("authorization", auth)];
+    let eu = app
+        .post(
+            "/api/v1/admin/regions",
+            json!({"name": "Europe", "currency": "EUR", "countries": ["DE", "FR", "NL"], "tax_inclusive": true}),
+            &headers,
+        )
+        .await;
+    assert_eq!(eu.status, 201, "{}", eu.text);
+    assert_eq!(eu.body["is_default"], true, "the first region is the default");
+    let us = app
+        .post(
+            "/api/v1/admin/regions",
+            json!({"name": "United States", "currency": "USD", "countries": ["US"], "tax_inclusive": false}),
+            &headers,
+        )
+        .await;
+    assert_eq!(us.status, 201, "{}", us.text);
+    let rates = json!([
+        {"country": "DE", "tax_class": "standard", "rate_bps": 1900, "name": "MwSt."},
+        {"country": "DE", "tax_class": "reduced", "rate_bps": 700, "name": "MwSt. ermäßigt"},
+        {"country": "FR", "tax_class": "standard", "rate_bps": 2000, "name": "TVA"},
+        {"country": "US", "subdivision": "CA", "tax_class": "standard", "rate_bps": 725, "name": "CA sales tax"},
+        {"country": "US", "subdivision": "NY", "tax_class": "standard", "rate_bps": 400, "name": "NY sales tax"}
+    ]);
+    let put = app.put("/api/v1/admin/tax-rates", rates, &headers).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let eu_zone = json!({"name": "EU", "areas": ["DE", "FR", "NL"], "methods": [
+        {"name": "Standard", "kind": "flat", "currency": "EUR", "amount": 490, "free_above": 5000, "estimate": "2 to 4 working days"},
+        {"name": "Heavy goods", "kind": "weight", "currency": "EUR", "tiers": [{"up_to": 2000, "amount": 900}, {"up_to": 20000, "amount": 1900}]}
+    ]});
+    assert_eq!(app.post("/api/v1/admin/shipping-zones", eu_zone, &headers).await.status, 201);
+    let us_zone = json!({"name": "US", "areas": ["US"], "methods": [
+        {"name": "Ground", "kind": "flat", "currency": "USD", "amount": 800}
+    ]});
+    assert_eq!(app.post("/api/v1/admin/shipping-zones", us_zone, &headers).await.status, 201);
+    let pickup = json!({"name": "Berlin", "areas": ["DE"], "postcodes": ["10*"], "methods": [
+        {"name": "Pick up in the shop", "kind": "pickup", "currency": "EUR", "amount": 0}
+    ]});
+    assert_eq!(app.post("/api/v1/admin/shipping-zones", pickup, &headers).await.status, 201);
+}
+
+/// A published product with one variant in stock; returns the variant's id.
+async fn product(app: &TestApp, auth: &str, title: &str, prices: Value, tax_class: &str, stock: i64) -> String {
+    let body = json!({
+        "title": title, "status": "published",
+        "variants": [{"sku": title.to_uppercase().replace(' ', "-"), "prices": prices, "tax_class": tax_class, "weight_grams": 500}]
+    });
+    let created = app.post("/api/v1/admin/products", body, &[("authorization", auth)]).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let variant = created.body["variants"][0]["id"].as_str().unwrap().to_owned();
+    if stock > 0 {
+        let moved = app
+            .post(
+                &format!("/api/v1/admin/variants/{variant}/inventory/movements"),
+                json!({"quantity": stock, "kind": "received"}),
+                &[("authorization", auth)],
+            )
+            .await;
+        assert_eq!(moved.status, 201, "{}", moved.text);
+    }
+    variant
+}
+
+fn address(country: &str, subdivision: &str, postcode: &str) -> Value {
+    json!({"first_name": "Ana", "last_name": "Silva", "line1": "1 Main Street", "city": "Town",
+           "subdivision": subdivision, "postcode": postcode, "country": country})
+}
+
+async fn new_cart(app: &TestApp) -> String {
+    let cart = app.post("/api/v1/store/carts", json!({}), &[]).await;
+    assert_eq!(cart.status, 201, "{}", cart.text);
+    cart.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn add(app: &TestApp, cart: &str, variant: &str, quantity: i64) -> common::Resp {
+    app.post(&format!("/api/v1/store/carts/{cart}/lines"), json!({"variant_id": variant, "quantity": quantity}), &[])
+        .await
+}
+
+/// Sets the email and address and picks the method named `method`; returns the cart.
+async fn ready(app: &TestApp, cart: &str, to: Value, method: &str) -> Value {
+    let path = format!("/api/v1/store/carts/{cart}");
+    let set = app.patch(&path, json!({"email": "ana@example.com", "shipping_address": to}), &[]).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let option = set.body["shipping_options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == method)
+        .unwrap_or_else(|| panic!("no {method} in {}", set.body["shipping_options"]));
+    let chosen = app.patch(&path, json!({"shipping_method_id": option["id"]}), &[]).await;
+    assert_eq!(chosen.status, 200, "{}", chosen.text);
+    chosen.body
+}
+
+async fn place(app: &TestApp, cart: &str, key: &str, card: &str) -> common::Resp {
+    app.post(
+        &format!("/api/v1/store/carts/{cart}/complete"),
+        json!({"payment": {"provider": "test", "card_number": card}}),
+        &[("idempotency-key", key)],
+    )
+    .await
+}
+
+async fn available(app: &TestApp, variant: &str) -> i64 {
+    app.count(&format!(
+        "SELECT CAST(COALESCE(SUM(on_hand - reserved), 0) AS BIGINT) FROM inventory_levels WHERE variant_id = '{variant}'"
+    ))
+    .await
+}
+
+conformance! {
+    async fn sales_tax_is_added_per_line_and_on_shipping(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let shirt = product(&app, &auth, "Shirt", json!([{"currency": "USD", "amount": 1999}, {"currency": "EUR", "amount": 1900}]), "standard", 10).await;
+        let pin = product(&app, &auth, "Pin", json!([{"currency": "USD", "amount": 500}, {"currency": "EUR", "amount": 450}]), "standard", 10).await;
+        let cart = new_cart(&app).await;
+        assert_eq!(add(&app, &cart, &shirt, 3).await.status, 200);
+        let added = add(&app, &cart, &pin, 1).await;
+        assert_eq!(added.body["currency"], "EUR", "a new cart is in the default region");
+        assert_eq!(added.body["tax_estimated"], true);
+
+        let cart_body = ready(&app, &cart, address("US", "CA", "94105"), "Ground").await;
+        assert_eq!(cart_body["currency"], "USD", "a US address moves the cart to the US region");
+        assert_eq!(cart_body["tax_inclusive"], false);
+        // 3 × 19.99 = 59.97 at 7.25% = 4.3478 → 4.35; 5.00 → 0.3625 → 0.36; shipping 8.00 → 0.58.
+        let lines = cart_body["lines"].as_array().unwrap();
+        assert_eq!((lines[0]["subtotal"].as_i64(), lines[0]["tax"].as_i64()), (Some(5997), Some(435)));
+        assert_eq!((lines[1]["subtotal"].as_i64(), lines[1]["tax"].as_i64()), (Some(500), Some(36)));
+        let totals = &cart_body["totals"];
+        assert_eq!(totals["shipping"], 800);
+        assert_eq!(totals["shipping_tax"], 58);
+        assert_eq!(totals["tax_total"], 435 + 36 + 58);
+        assert_eq!(totals["total"], 5997 + 500 + 800 + 435 + 36 + 58);
+        assert_eq!(cart_body["missing"], json!([]));
+
+        // Oregon has no sales tax in this shop.
+        let oregon = app.patch(&format!("/api/v1/store/carts/{cart}"), json!({"shipping_address": address("US", "OR", "97201")}), &[]).await;
+        assert_eq!(oregon.body["totals"]["tax_total"], 0);
+        assert_eq!(oregon.body["totals"]["total"], 5997 + 500 + 800);
+    }
+
+    async fn vat_is_included_by_class_and_shipping_tiers_apply(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 10).await;
+        let book = product(&app, &auth, "Book", json!([{"currency": "EUR", "amount": 2000}]), "reduced", 10).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        add(&app, &cart, &book, 1).await;
+        let body = ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        // 12.00 incl. 19%: 12.00 / 1.19 = 10.084 → 10.08, tax 1.92; 20.00 incl. 7%: 18.69, tax 1.31;
+        // shipping 4.90 incl. 19%: 4.12, tax 0.78.
+        let lines = body["lines"].as_array().unwrap();
+        assert_eq!(lines[0]["tax"], 192);
+        assert_eq!(lines[1]["tax"], 131);
+        assert_eq!(lines[1]["tax_rate_bps"], 700);
+        assert_eq!(body["totals"]["shipping_tax"], 78);
+        assert_eq!(body["totals"]["tax_total"], 192 + 131 + 78);
+        assert_eq!(body["totals"]["total"], 1200 + 2000 + 490, "inclusive prices are what the shopper pays");
+        let names: Vec<&str> = body["shipping_options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Standard", "Heavy goods"]);
+        let heavy = &body["shipping_options"][1];
+        assert_eq!(heavy["amount"], 900, "two items of 500 g are in the first weight tier");
+
+        // Free above 50.00; a Berlin postcode is served by the more specific pickup zone only.
+        let more = app.patch(&format!("/api/v1/store/carts/{cart}/lines/{}", lines[1]["id"].as_str().unwrap()), json!({"quantity": 3}), &[]).await;
+        assert_eq!(more.body["shipping_method"]["amount"], 0);
+        assert_eq!(more.body["totals"]["total"], 1200 + 6000);
+        let berlin = app.patch(&format!("/api/v1/store/carts/{cart}"), json!({"shipping_address": address("DE", "", "10115")}), &[]).await;
+        let names: Vec<&str> = berlin.body["shipping_options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Pick up in the shop"]);
+        assert_eq!(berlin.body["missing"], json!(["shipping_method", "shipping_method_unavailable"]));
+
+        // A tax-exempt customer pays the prices without the VAT they include.
+        let register = app.post("/api/v1/store/customers", json!({"email": "firm@example.com", "password": "correct horse battery"}), &[]).await;
+        assert_eq!(register.status, 202);
+        let customer = app.get("/api/v1/admin/customers", &[("authorization", &auth)]).await;
+        let customer_id = customer.body["data"][0]["id"].as_str().unwrap();
+        let exempted = app
+            .patch(&format!("/api/v1/admin/customers/{customer_id}"), json!({"tax_exempt": true}), &[("authorization", &auth)])
+            .await;
+        assert_eq!(exempted.body["tax_exempt"], true, "{}", exempted.text);
+        let session = app.post("/api/v1/store/auth/sessions", json!({"email": "firm@example.com", "password": "correct horse battery"}), &[]).await;
+        let bearer = format!("Bearer {}", session.body["token"].as_str().unwrap());
+        let claimed = app.post(&format!("/api/v1/store/carts/{cart}/claim"), json!({}), &[("authorization", &bearer)]).await;
+        assert_eq!(claimed.status, 200, "{}", claimed.text);
+        assert_eq!(claimed.body["tax_exempt"], true);
+        assert_eq!(claimed.body["totals"]["tax_total"], 0);
+        assert_eq!(claimed.body["totals"]["total"], 1008 + 3 * 1869, "net of the included VAT, shipping free");
+        assert_eq!(app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await.status, 404, "a customer's cart is theirs alone");
+    }
+
+    async fn addresses_are_checked_per_country(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let cart = new_cart(&app).await;
+        let path = format!("/api/v1/store/carts/{cart}");
+        let bad = app.patch(&path, json!({"shipping_address": address("NL", "", "0123 AB"), "email": "nope"}), &[]).await;
+        let mut fields = bad.error_fields();
+        fields.sort();
+        assert_eq!(fields, ["email", "shipping_address.postcode"]);
+        let us = app.patch(&path, json!({"shipping_address": address("US", "ZZ", "9410")}), &[]).await;
+        let mut fields = us.error_fields();
+        fields.sort();
+        assert_eq!(fields, ["shipping_address.postcode", "shipping_address.subdivision"]);
+        let nowhere = app.patch(&path, json!({"shipping_address": address("JP", "13", "100-0001")}), &[]).await;
+        assert_eq!(nowhere.problem(422, "validation_failed")["errors"][0]["code"], "not_served");
+        let good = app.patch(&path, json!({"shipping_address": address("NL", "", "1012ab")}), &[]).await;
+        assert_eq!(good.body["shipping_address"]["postcode"], "1012 AB", "postcodes are normalised");
+        let unchanged = app.get(&path, &[]).await;
+        assert_eq!(unchanged.body["email"], Value::Null, "a refused change writes nothing");
+    }
+
+    async fn a_cart_says_what_changed_since_it_was_seen(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 3).await;
+        let cart = new_cart(&app).await;
+        let too_many = add(&app, &cart, &mug, 4).await;
+        assert_eq!(too_many.problem(409, "conflict")["errors"][0]["code"], "insufficient_stock");
+        let added = add(&app, &cart, &mug, 2).await;
+        assert_eq!(added.body["changes"], json!([]));
+        app.execute(&format!("UPDATE variant_prices SET amount = 1500 WHERE variant_id = '{mug}'")).await;
+        app.execute(&format!("UPDATE inventory_levels SET on_hand = 1 WHERE variant_id = '{mug}'")).await;
+        let seen = app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await;
+        let kinds: Vec<&str> = seen.body["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["price_changed", "insufficient_stock"]);
+        assert_eq!(seen.body["lines"][0]["unit_amount"], 1500, "carts are priced as the shop is now");
+        assert_eq!(seen.body["lines"][0]["available"], 1);
+        let line = seen.body["lines"][0]["id"].as_str().unwrap();
+        let fixed = app.patch(&format!("/api/v1/store/carts/{cart}/lines/{line}"), json!({"quantity": 1}), &[]).await;
+        assert_eq!(fixed.body["changes"], json!([]), "a change acknowledges what was shown");
+        app.execute("UPDATE products SET status = 'archived'").await;
+        let gone = app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await;
+        assert_eq!(gone.body["changes"][0]["kind"], "unavailable");
+        assert!(gone.body["missing"].as_array().unwrap().contains(&json!("unavailable")));
+        let removed = app.delete(&format!("/api/v1/store/carts/{cart}/lines/{line}"), &[]).await;
+        assert_eq!(removed.body["lines"], json!([]));
+        app.execute(&format!("UPDATE carts SET expires_at = 0 WHERE id = '{cart}'")).await;
+        assert_eq!(app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await.status, 404, "carts expire");
+    }
+
+    async fn placing_an_order_is_idempotent_and_sells_the_stock_once(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 5).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        let early = place(&app, &cart, "k1", CARD).await;
+        let mut missing = early.error_fields();
+        missing.sort();
+        assert_eq!(missing, ["email", "shipping_address", "shipping_method"]);
+        let ready_cart = ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let no_key = app.post(&format!("/api/v1/store/carts/{cart}/complete"), json!({"payment": {"provider": "test", "card_number": CARD}}), &[]).await;
+        assert_eq!(no_key.status, 400);
+        let bad_card = place(&app, &cart, "k1", "4242424242424241").await;
+        assert_eq!(bad_card.error_fields(), ["payment.card_number"]);
+
+        let placed = place(&app, &cart, "k1", CARD).await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        let order = &placed.body;
+        assert_eq!(order["number"], 1001);
+        assert_eq!(order["status"], "paid");
+        assert_eq!(order["totals"], ready_cart["totals"], "the order is the cart as priced");
+        assert_eq!(order["totals"]["total"], 2400 + 490);
+        assert_eq!(order["lines"][0]["tax_name"], "TVA");
+        assert_eq!(order["payments"][0]["status"], "captured");
+        assert_eq!(order["paid_total"], 2400 + 490);
+        assert_eq!(available(&app, &mug).await, 3);
+        let sold = app.count(&format!("SELECT CAST(SUM(quantity) AS BIGINT) FROM inventory_movements WHERE kind = 'sold' AND variant_id = '{mug}'")).await;
+        assert_eq!(sold, -2);
+
+        let again = place(&app, &cart, "k1", CARD).await;
+        assert_eq!(again.status, 201);
+        assert_eq!(again.body["id"], order["id"], "a retry answers the same order");
+        let other_body = place(&app, &cart, "k1", "5555555555554444").await;
+        assert_eq!(other_body.error_fields(), ["Idempotency-Key"]);
+        let other_key = place(&app, &cart, "k2", CARD).await;
+        assert_eq!(other_key.status, 409);
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+        let change = add(&app, &cart, &mug, 1).await;
+        assert_eq!(change.status, 409, "an order's cart no longer changes");
+
+        let emails = app.wait_for_emails(1).await;
+        assert_eq!(emails[0].header("To"), Some("ana@example.com"));
+        assert!(emails[0].header("Subject").unwrap().contains("#1001"));
+        assert!(emails[0].text.contains("28.90 EUR"), "{}", emails[0].text);
+        let found = app.post("/api/v1/store/orders/lookup", json!({"number": 1001, "email": "ANA@example.com"}), &[]).await;
+        assert_eq!(found.body["id"], order["id"]);
+        let wrong = app.post("/api/v1/store/orders/lookup", json!({"number": 1001, "email": "eve@example.com"}), &[]).await;
+        assert_eq!(wrong.status, 404);
+        let detail = app.get(&format!("/api/v1/admin/orders/{}", order["id"].as_str().unwrap()), &[("authorization", &auth)]).await;
+        assert_eq!(detail.body["timeline"][0]["kind"], "placed");
+        assert_eq!(detail.body["timeline"][0]["actor_kind"], "guest");
+        let listed = app.get("/api/v1/admin/orders?q=%231001", &[("authorization", &auth)]).await;
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    }
+
+    async fn a_declined_or_unanswered_payment_sells_nothing(backend) {
+        let app = TestApp::spawn_with(backend, |config| config.checkout.payment_timeout_secs = 1).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 5).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 5).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        let declined = place(&app, &cart, "k1", DECLINED).await;
+        assert_eq!(declined.problem(402, "payment_declined")["errors"][0]["message"], "card_declined");
+        assert_eq!(available(&app, &mug).await, 5, "the held stock is released");
+        let timed_out = place(&app, &cart, "k2", TIMES_OUT).await;
+        assert_eq!(timed_out.status, 503, "{}", timed_out.text);
+        assert_eq!(available(&app, &mug).await, 5);
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM payments WHERE status = 'failed'").await, 2);
+        let paid = place(&app, &cart, "k3", CARD).await;
+        assert_eq!(paid.status, 201, "the cart can be paid for after a decline: {}", paid.text);
+        assert_eq!(available(&app, &mug).await, 0);
+    }
+
+    async fn manual_payments_wait_for_staff(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 5).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        let placed = app
+            .post(&format!("/api/v1/store/carts/{cart}/complete"), json!({"payment": {"provider": "manual"}}), &[("idempotency-key", "m1")])
+            .await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        assert_eq!(placed.body["status"], "pending_payment");
+        assert_eq!(placed.body["paid_total"], 0);
+        let id = placed.body["id"].as_str().unwrap();
+        let paid = app.post(&format!("/api/v1/admin/orders/{id}/mark-paid"), json!({}), &[("authorization", &auth)]).await;
+        assert_eq!(paid.status, 200, "{}", paid.text);
+        assert_eq!(paid.body["status"], "paid");
+        assert_eq!(paid.body["paid_total"], 1200 * 2 + 490);
+        let twice = app.post(&format!("/api/v1/admin/orders/{id}/mark-paid"), json!({}), &[("authorization", &auth)]).await;
+        assert_eq!(twice.status, 409);
+
+        // A second manual order, cancelled: its goods go back in stock.
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 3).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        let placed = app
+            .post(&format!("/api/v1/store/carts/{cart}/complete"), json!({"payment": {"provider": "manual"}}), &[("idempotency-key", "m2")])
+            .await;
+        assert_eq!(available(&app, &mug).await, 0);
+        let id = placed.body["id"].as_str().unwrap();
+        let cancelled = app
+            .post(&format!("/api/v1/admin/orders/{id}/cancel"), json!({"reason": "customer asked"}), &[("authorization", &auth)])
+            .await;
+        assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+        assert_eq!(cancelled.body["payments"][0]["status"], "voided");
+        assert_eq!(available(&app, &mug).await, 3);
+        let detail = app.get(&format!("/api/v1/admin/orders/{id}"), &[("authorization", &auth)]).await;
+        let kinds: Vec<&str> = detail.body["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["placed", "status_changed"]);
+        assert_eq!(detail.body["timeline"][1]["actor_kind"], "staff");
+        let staff = app.staff("clerk@example.com", Role::Staff).await;
+        let pending = app.get("/api/v1/admin/orders?status=cancelled", &[("authorization", &staff)]).await;
+        assert_eq!(pending.body["data"].as_array().unwrap().len(), 1);
+        let refused = app.put("/api/v1/admin/tax-rates", json!([]), &[("authorization", &staff)]).await;
+        assert_eq!(refused.status, 403, "only admins change checkout settings");
+    }
+
+    async fn a_hundred_buyers_for_ten_units_make_ten_orders(backend) {
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let hot = product(&app, &auth, "Hot", json!([{"currency": "EUR", "amount": 1000}]), "standard", 10).await;
+        let mut carts = Vec::new();
+        for _ in 0..100 {
+            let cart = new_cart(&app).await;
+            assert_eq!(add(&app, &cart, &hot, 1).await.status, 200);
+            ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+            carts.push(cart);
+        }
+        let mut buyers = Vec::new();
+        for (n, cart) in carts.into_iter().enumerate() {
+            let app = app.clone();
+            buyers.push(tokio::spawn(async move { place(&app, &cart, &format!("buyer-{n}"), CARD).await.status }));
+        }
+        let mut statuses = Vec::new();
+        for buyer in buyers {
+            statuses.push(buyer.await.unwrap());
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 10);
+        assert_eq!(available(&app, &hot).await, 0);
+        let on_hand = app.count(&format!("SELECT on_hand FROM inventory_levels WHERE variant_id = '{hot}'")).await;
+        assert_eq!(on_hand, 0, "never below zero");
+        assert_eq!(app.count("SELECT COUNT(*) FROM inventory_reservations WHERE status = 'active'").await, 0);
+    }
+
+    async fn one_key_sent_twenty_times_at_once_makes_one_order(backend) {
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 50).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        let mut attempts = Vec::new();
+        for _ in 0..20 {
+            let (app, cart) = (app.clone(), cart.clone());
+            attempts.push(tokio::spawn(async move {
+                let resp = place(&app, &cart, "same-key", CARD).await;
+                (resp.status, resp.body["id"].clone())
+            }));
+        }
+        let mut ids = Vec::new();
+        for attempt in attempts {
+            let (status, id) = attempt.await.unwrap();
+            assert!(status == 201 || status == 409, "{status}");
+            if status == 201 {
+                ids.push(id);
+            }
+        }
+        assert!(!ids.is_empty());
+        assert!(ids.iter().all(|id| *id == ids[0]), "every success is the same order");
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+        assert_eq!(available(&app, &mug).await, 48);
+        let after = place(&app, &cart, "same-key", CARD).await;
+        assert_eq!(after.body["id"], ids[0]);
+    }
+
+    async fn a_guest_cart_joins_the_customer_s_at_sign_in(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 10).await;
+        let pin = product(&app, &auth, "Pin", json!([{"currency": "EUR", "amount": 300}]), "standard", 10).await;
+        app.post("/api/v1/store/customers", json!({"email": "ana@example.com", "password": "correct horse battery"}), &[]).await;
+        let session = app.post("/api/v1/store/auth/sessions", json!({"email": "ana@example.com", "password": "correct horse battery"}), &[]).await;
+        let bearer = format!("Bearer {}", session.body["token"].as_str().unwrap());
+        let theirs = app.post("/api/v1/store/carts", json!({}), &[("authorization", &bearer)]).await;
+        assert_eq!(theirs.body["email"], "ana@example.com");
+        let theirs = theirs.body["id"].as_str().unwrap().to_owned();
+        app.post(&format!("/api/v1/store/carts/{theirs}/lines"), json!({"variant_id": mug, "quantity": 1}), &[("authorization", &bearer)]).await;
+        let guest = new_cart(&app).await;
+        add(&app, &guest, &mug, 2).await;
+        add(&app, &guest, &pin, 1).await;
+        let merged = app.post(&format!("/api/v1/store/carts/{guest}/claim"), json!({}), &[("authorization", &bearer)]).await;
+        assert_eq!(merged.status, 200, "{}", merged.text);
+        assert_eq!(merged.body["id"], theirs.as_str());
+        let quantities: Vec<i64> = merged.body["lines"].as_array().unwrap().iter().map(|l| l["quantity"].as_i64().unwrap()).collect();
+        assert_eq!(quantities, [3, 1]);
+        assert_eq!(app.get(&format!("/api/v1/store/carts/{guest}"), &[]).await.status, 404, "the guest cart ends");
+        let mine = app.get("/api/v1/store/customers/me/cart", &[("authorization", &bearer)]).await;
+        assert_eq!(mine.body["id"], theirs.as_str());
+        assert_eq!(app.get(&format!("/api/v1/store/carts/{theirs}"), &[]).await.status, 404, "nobody else opens it");
+    }
+}
