@@ -480,3 +480,64 @@ conformance! {
         assert_eq!(app.get(&format!("/api/v1/store/carts/{theirs}"), &[]).await.status, 404, "nobody else opens it");
     }
 }
+
+conformance! {
+    async fn a_checkout_that_stopped_half_way_frees_its_cart_and_stock(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 2).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        // What a process killed between holding and placing leaves: the cart taken by an
+        // attempt whose time is up, its stock reserved, its payment pending.
+        let held = app
+            .post(
+                "/api/v1/admin/inventory/reservations",
+                json!({"variant_id": mug, "quantity": 2, "ttl_secs": 900, "reference": cart}),
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(held.status, 201, "{}", held.text);
+        let reservation = held.body["id"].as_str().unwrap();
+        app.execute(&format!("UPDATE carts SET checkout_key = 'lost', checkout_until = 1 WHERE id = '{cart}'")).await;
+        app.execute(&format!(
+            "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, updated_at) \
+             VALUES ('pay_lost', '{cart}', 'test', 'pending', 'EUR', 2890, '[\"{reservation}\"]', 1, 1)"
+        ))
+        .await;
+        assert_eq!(available(&app, &mug).await, 0);
+        let placed = place(&app, &cart, "after-restart", CARD).await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        assert_eq!(available(&app, &mug).await, 0, "sold once, not held twice");
+        let on_hand = app.count(&format!("SELECT on_hand FROM inventory_levels WHERE variant_id = '{mug}'")).await;
+        assert_eq!(on_hand, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM payments WHERE id = 'pay_lost' AND status = 'voided'").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM inventory_reservations WHERE status = 'active'").await, 0);
+    }
+
+    async fn a_signed_in_customer_s_order_is_theirs(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 5).await;
+        app.post("/api/v1/store/customers", json!({"email": "ana@example.com", "password": "correct horse battery"}), &[]).await;
+        let session = app.post("/api/v1/store/auth/sessions", json!({"email": "ana@example.com", "password": "correct horse battery"}), &[]).await;
+        let bearer = format!("Bearer {}", session.body["token"].as_str().unwrap());
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        let placed = app
+            .post(
+                &format!("/api/v1/store/carts/{cart}/complete"),
+                json!({"payment": {"provider": "test", "card_number": CARD}}),
+                &[("idempotency-key", "k"), ("authorization", &bearer)],
+            )
+            .await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        let mine = app.get("/api/v1/store/customers/me/orders", &[("authorization", &bearer)]).await;
+        assert_eq!(mine.body["data"][0]["id"], placed.body["id"]);
+        assert_eq!(mine.body["data"][0]["number"], 1001);
+    }
+}

@@ -144,7 +144,7 @@ impl Role {
                 OrdersRead,
                 OrdersWrite,
             ],
-            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead, OrdersRead, OrdersWrite],
+            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead, OrdersRead],
         }
     }
 

@@ -424,8 +424,11 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
     if shipping_method.is_none() {
         missing.push("shipping_method".to_owned());
     }
-    missing.extend(changes.iter().filter(|change| change.blocking).map(|change| change.kind.to_owned()));
-    missing.dedup();
+    for change in changes.iter().filter(|change| change.blocking) {
+        if !missing.iter().any(|kind| kind == change.kind) {
+            missing.push(change.kind.to_owned());
+        }
+    }
     Cart {
         id: row.id.clone(),
         region_id: region.id.clone(),

@@ -67,9 +67,30 @@ fn idempotency_key(headers: &HeaderMap) -> AppResult<String> {
     Ok(key.to_owned())
 }
 
-fn request_hash(request: &PlaceOrder) -> AppResult<String> {
-    let json = serde_json::to_vec(request).map_err(AppError::internal)?;
-    Ok(Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect())
+/// What tells one request from another, kept with the order: the provider, the card's last
+/// four digits (never the whole number) and the expected total.
+fn request_hash(request: &PlaceOrder) -> String {
+    let card = request.payment.card_number.as_deref().unwrap_or_default();
+    let last_four = card.get(card.len().saturating_sub(4)..).unwrap_or_default();
+    let total = request.expected_total.map(|total| total.to_string()).unwrap_or_default();
+    let canonical = format!("{}\n{}:{last_four}\n{total}", request.payment.provider, card.len());
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Asks the provider to void, for at most the payment timeout; whether it did.
+async fn void(state: &AppState, provider: &dyn payments::Provider, reference: &str) -> bool {
+    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+    match tokio::time::timeout(timeout, provider.void(reference)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, payment.reference = %reference, "a payment could not be voided");
+            false
+        }
+        Err(_) => {
+            tracing::error!(payment.reference = %reference, "voiding a payment timed out");
+            false
+        }
+    }
 }
 
 fn check_payment(state: &AppState, details: &PaymentDetails) -> AppResult<()> {
@@ -168,14 +189,19 @@ async fn complete_cart(
     Json(request): Json<PlaceOrder>,
 ) -> AppResult<(StatusCode, Json<Order>)> {
     let key = idempotency_key(&headers)?;
-    let hash = request_hash(&request)?;
-    check_payment(&state, &request.payment)?;
-    let row = cart::find_row(&state.db, None, &id).await?;
+    let hash = request_hash(&request);
+    let mut row = cart::find_row(&state.db, None, &id).await?;
     if row.customer_id.as_deref().is_some_and(|owner| caller.customer_id() != Some(owner)) {
         return Err(AppError::not_found("No cart has this id, or it has expired."));
     }
     if row.status == "completed" {
         return already_placed(&state, &id, &key, &hash).await;
+    }
+    check_payment(&state, &request.payment)?;
+    if row.checkout_until.is_some_and(|until| until < Timestamp::now()) {
+        // An earlier attempt stopped half-way: give its stock back before pricing.
+        reopen_lapsed(&state, &row).await?;
+        row = cart::find_row(&state.db, None, &id).await?;
     }
     let priced = cart::priced(&state.db, &row).await?;
     if !priced.missing.is_empty() {
@@ -206,12 +232,12 @@ async fn complete_cart(
         Ok(Ok(outcome)) => outcome,
         Ok(Err(err)) => {
             tracing::warn!(error = %err, payment.id = %held.payment_id, "payment provider failed");
-            let _ = provider.void(&held.payment_id).await;
+            void(&state, provider, &held.payment_id).await;
             let problem = AppError::new(ErrorCode::Unavailable, "The payment could not be made; nothing was charged.");
             return Err(give_back(&state, &row, &held, "error", problem).await);
         }
         Err(_) => {
-            let _ = provider.void(&held.payment_id).await;
+            void(&state, provider, &held.payment_id).await;
             let problem =
                 AppError::new(ErrorCode::Timeout, "The payment provider did not answer in time; nothing was charged.");
             return Err(give_back(&state, &row, &held, "timed_out", problem).await);
@@ -231,19 +257,22 @@ async fn complete_cart(
     match place(&state, &row, &priced, &held, &paid, &key, &hash, &caller).await {
         Ok(order_id) => Ok((StatusCode::CREATED, Json(orders::find(&state.db, &order_id).await?))),
         Err(err) => {
-            tracing::error!(error = %err, payment.id = %held.payment_id, "an order could not be placed; voiding its payment");
-            if let Err(void) = provider.void(paid.reference.as_deref().unwrap_or(&held.payment_id)).await {
-                tracing::error!(error = %void, payment.id = %held.payment_id, "a payment could not be voided");
+            // A commit whose answer was lost may still have placed the order.
+            if let Ok(placed) = already_placed(&state, &id, &key, &hash).await {
+                return Ok(placed);
             }
+            tracing::error!(error = %err, payment.id = %held.payment_id, "an order could not be placed; voiding its payment");
+            void(&state, provider, paid.reference.as_deref().unwrap_or(&held.payment_id)).await;
             Err(give_back(&state, &row, &held, "not_placed", err).await)
         }
     }
 }
 
-/// What the hold took.
+/// What the hold took. `until` also tells this attempt's hold of the cart from a later one's.
 struct Hold {
     payment_id: String,
     reservations: Vec<String>,
+    until: Timestamp,
 }
 
 enum Held {
@@ -280,7 +309,10 @@ async fn hold(state: &AppState, row: &CartRow, priced: &Cart, key: &str, payment
     }
     release_abandoned(&mut tx, &row.id).await?;
     let mut reservations = Vec::with_capacity(priced.lines.len());
-    for (index, line) in priced.lines.iter().enumerate() {
+    // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
+    let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
+    lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
+    for (index, line) in lines {
         let reserved = inventory::reserve(
             &mut tx,
             &line.variant_id,
@@ -319,7 +351,28 @@ async fn hold(state: &AppState, row: &CartRow, priced: &Cart, key: &str, payment
         .await
     })?;
     tx.commit().await?;
-    Ok(Held::Taken(Hold { payment_id, reservations }))
+    Ok(Held::Taken(Hold { payment_id, reservations, until }))
+}
+
+/// Frees a cart whose checkout attempt stopped half-way (its hold lapsed) and gives back the
+/// stock that attempt reserved.
+async fn reopen_lapsed(state: &AppState, row: &CartRow) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let taken = db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE carts SET checkout_key = NULL, checkout_until = NULL WHERE id = $1 AND status = 'active' \
+             AND checkout_until = $2",
+        )
+        .bind(&row.id)
+        .bind(row.checkout_until)
+        .execute(conn)
+        .await
+    })?;
+    if taken == 1 {
+        release_abandoned(&mut tx, &row.id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Ends the attempts on this cart that never finished (the process stopped mid-checkout):
@@ -359,18 +412,23 @@ async fn give_back(state: &AppState, row: &CartRow, held: &Hold, reason: &str, p
             let _ = inventory::release(&mut tx, reservation).await;
         }
         db_execute!(tx.conn(), |conn| {
-            sqlx::query("UPDATE payments SET status = 'failed', failure = $1, updated_at = $2 WHERE id = $3")
-                .bind(reason)
-                .bind(Timestamp::now())
-                .bind(&held.payment_id)
-                .execute(conn)
-                .await
+            sqlx::query(
+                "UPDATE payments SET status = 'failed', failure = $1, updated_at = $2 \
+                 WHERE id = $3 AND order_id IS NULL",
+            )
+            .bind(reason)
+            .bind(Timestamp::now())
+            .bind(&held.payment_id)
+            .execute(conn)
+            .await
         })?;
         db_execute!(tx.conn(), |conn| {
             sqlx::query(
-                "UPDATE carts SET checkout_key = NULL, checkout_until = NULL WHERE id = $1 AND status = 'active'",
+                "UPDATE carts SET checkout_key = NULL, checkout_until = NULL WHERE id = $1 AND status = 'active' \
+                 AND checkout_until = $2",
             )
             .bind(&row.id)
+            .bind(held.until)
             .execute(conn)
             .await
         })?;
@@ -430,6 +488,8 @@ async fn place(
         Some(customer) => Actor { kind: "customer", id: customer },
         None => Actor { kind: "guest", id: &row.id },
     };
+    // A guest cart placed by a signed-in customer is their order.
+    let customer_id = row.customer_id.as_deref().or(caller.customer_id());
     let order_id = new_id("ord");
     let now = Timestamp::now();
     let shipping = OrderShipping {
@@ -454,7 +514,7 @@ async fn place(
         .bind(&row.id)
         .bind(key)
         .bind(hash)
-        .bind(&row.customer_id)
+        .bind(customer_id)
         .bind(email)
         .bind(&priced.region_id)
         .bind(&priced.currency)
@@ -511,10 +571,10 @@ async fn place(
         Status::Authorized => "authorized",
         _ => "captured",
     };
-    db_execute!(tx.conn(), |conn| {
+    let recorded = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE payments SET order_id = $1, status = $2, provider_ref = $3, captured_amount = $4, updated_at = $5 \
-             WHERE id = $6",
+             WHERE id = $6 AND status = 'pending' AND order_id IS NULL",
         )
         .bind(&order_id)
         .bind(payment_status)
@@ -525,16 +585,21 @@ async fn place(
         .execute(conn)
         .await
     })?;
-    db_execute!(tx.conn(), |conn| {
+    let completed = db_execute!(tx.conn(), |conn| {
         sqlx::query(
-            "UPDATE carts SET status = 'completed', order_id = $1, checkout_until = NULL, updated_at = $2 WHERE id = $3",
+            "UPDATE carts SET status = 'completed', order_id = $1, checkout_until = NULL, updated_at = $2 \
+             WHERE id = $3 AND status = 'active' AND checkout_until = $4",
         )
         .bind(&order_id)
         .bind(now)
         .bind(&row.id)
+        .bind(held.until)
         .execute(conn)
         .await
     })?;
+    if recorded != 1 || completed != 1 {
+        return Err(AppError::new(ErrorCode::Conflict, "This checkout attempt lost its hold on the cart; try again."));
+    }
     let detail = serde_json::json!({ "payment_id": held.payment_id, "provider_status": payment_status });
     orders::record_event(&mut tx, &order_id, "placed", Some((None, paid.status)), detail, actor).await?;
     let email_message = confirmation(state, number, email, priced, shipping_address, &shipping)?;

@@ -187,25 +187,28 @@ impl Zone {
 }
 
 /// The methods a cart may choose: those of the most specific zones serving `address` that
-/// apply to the cart, in the zones' order.
+/// have a method for the cart, in the zones' order.
 pub fn options(zones: &[Zone], address: &Address, currency: &str, weight: i64, subtotal: i64) -> Vec<ShippingOption> {
-    let scored: Vec<(u8, &Zone)> =
-        zones.iter().filter_map(|zone| zone.specificity(address).map(|score| (score, zone))).collect();
-    let Some(best) = scored.iter().map(|(score, _)| *score).max() else { return Vec::new() };
-    scored
-        .into_iter()
-        .filter(|(score, _)| *score == best)
-        .flat_map(|(_, zone)| &zone.methods)
-        .filter_map(|method| {
-            method.quote(currency, weight, subtotal).map(|amount| ShippingOption {
-                id: method.id.clone(),
-                name: method.name.clone(),
-                kind: method.kind,
-                amount,
-                estimate: method.estimate.clone(),
+    let offered = zones.iter().filter_map(|zone| {
+        let score = zone.specificity(address)?;
+        let options: Vec<ShippingOption> = zone
+            .methods
+            .iter()
+            .filter_map(|method| {
+                method.quote(currency, weight, subtotal).map(|amount| ShippingOption {
+                    id: method.id.clone(),
+                    name: method.name.clone(),
+                    kind: method.kind,
+                    amount,
+                    estimate: method.estimate.clone(),
+                })
             })
-        })
-        .collect()
+            .collect();
+        (!options.is_empty()).then_some((score, options))
+    });
+    let offered: Vec<(u8, Vec<ShippingOption>)> = offered.collect();
+    let Some(best) = offered.iter().map(|(score, _)| *score).max() else { return Vec::new() };
+    offered.into_iter().filter(|(score, _)| *score == best).flat_map(|(_, options)| options).collect()
 }
 
 #[derive(sqlx::FromRow)]

@@ -513,24 +513,33 @@ async fn cancel_order(
     let actor = staff_actor(&staff);
     let detail = serde_json::json!({ "reason": request.reason, "restock": request.restock });
     transition(&mut tx, &id, order.status, Status::Cancelled, detail, actor).await?;
-    for payment in order.payments.iter().filter(|p| matches!(p.status.as_str(), "pending" | "authorized")) {
-        if let Some(provider) = crate::payments::provider(&payment.provider) {
-            provider.void(&payment.id).await.map_err(AppError::internal)?;
-        }
-        db_execute!(tx.conn(), |conn| {
-            sqlx::query("UPDATE payments SET status = 'voided', updated_at = $1 WHERE id = $2")
-                .bind(Timestamp::now())
-                .bind(&payment.id)
-                .execute(conn)
-                .await
-        })?;
-    }
+    let to_void = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, (String, String, Option<String>)>(
+            "UPDATE payments SET status = 'voided', updated_at = $1 \
+             WHERE order_id = $2 AND status IN ('pending', 'authorized') RETURNING id, provider, provider_ref",
+        )
+        .bind(Timestamp::now())
+        .bind(&id)
+        .fetch_all(conn)
+        .await
+    })?;
     if request.restock {
-        for line in &order.lines {
+        // Back to where it was sold from.
+        let sold = db_run!(tx.conn(), |conn| {
+            sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT m.variant_id, m.location_id, CAST(-SUM(m.quantity) AS BIGINT) FROM inventory_movements m \
+                 JOIN orders o ON o.cart_id = m.reference WHERE o.id = $1 AND m.kind = 'sold' \
+                 GROUP BY m.variant_id, m.location_id ORDER BY m.variant_id, m.location_id",
+            )
+            .bind(&id)
+            .fetch_all(conn)
+            .await
+        })?;
+        for (variant_id, location_id, quantity) in sold.iter().filter(|(_, _, quantity)| *quantity > 0) {
             let movement = inventory::Line {
-                variant_id: &line.variant_id,
-                location_id: inventory::DEFAULT_LOCATION,
-                quantity: line.quantity,
+                variant_id,
+                location_id,
+                quantity: *quantity,
                 kind: "returned",
                 reason: "order cancelled",
                 reference: Some(&order.id),
@@ -543,6 +552,17 @@ async fn cancel_order(
     let cancelled = Order { status: Status::Cancelled, ..order };
     webhooks::emit(&state, &mut tx, "order.cancelled", &cancelled).await?;
     tx.commit().await?;
+    // The provider is told once the cancellation stands; a failure here is logged for staff.
+    for (payment_id, provider, reference) in to_void {
+        let Some(provider) = crate::payments::provider(&provider) else { continue };
+        let reference = reference.unwrap_or(payment_id);
+        let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+        match tokio::time::timeout(timeout, provider.void(&reference)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, payment.reference = %reference, "void failed after a cancel"),
+            Err(_) => tracing::error!(payment.reference = %reference, "void timed out after a cancel"),
+        }
+    }
     Ok(Json(find(&state.db, &id).await?))
 }
 

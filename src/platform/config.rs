@@ -481,6 +481,12 @@ impl Config {
         if !(1..=120).contains(&checkout.payment_timeout_secs) {
             return Err(ConfigError::new("checkout.payment_timeout_secs", "must be between 1 and 120"));
         }
+        if checkout.hold_secs < checkout.payment_timeout_secs + 60 {
+            return Err(ConfigError::new(
+                "checkout.hold_secs",
+                "must be at least a minute longer than checkout.payment_timeout_secs",
+            ));
+        }
         if let Some(unknown) = checkout.providers.iter().find(|p| !["manual", "test"].contains(&p.as_str())) {
             return Err(ConfigError::new("checkout.providers", format!("`{unknown}` is not manual or test")));
         }
