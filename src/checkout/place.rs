@@ -203,6 +203,10 @@ async fn complete_cart(
         reopen_lapsed(&state, &row).await?;
         row = cart::find_row(&state.db, None, &id).await?;
     }
+    if row.checkout_until.is_some_and(|until| until >= Timestamp::now()) {
+        // Another attempt is paying now; its stock would look taken to this one.
+        return already_placed(&state, &id, &key, &hash).await;
+    }
     let priced = cart::priced(&state.db, &row).await?;
     if !priced.missing.is_empty() {
         return Err(not_ready(&priced));
