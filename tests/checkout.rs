@@ -541,3 +541,146 @@ conformance! {
         assert_eq!(mine.body["data"][0]["number"], 1001);
     }
 }
+
+async fn promotion(app: &TestApp, auth: &str, body: Value) -> Value {
+    let created = app.post("/api/v1/admin/promotions", body, &[("authorization", auth)]).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body
+}
+
+async fn enter(app: &TestApp, cart: &str, code: &str) -> common::Resp {
+    app.post(&format!("/api/v1/store/carts/{cart}/codes"), json!({"code": code}), &[]).await
+}
+
+conformance! {
+    async fn codes_take_off_what_they_promise_and_say_why_not(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 50).await;
+        let book = product(&app, &auth, "Book", json!([{"currency": "EUR", "amount": 2000}]), "reduced", 50).await;
+        promotion(&app, &auth, json!({"code": "take10", "name": "10% off", "kind": "percentage", "value": 1000, "combinable": true})).await;
+        promotion(&app, &auth, json!({"code": "SHIPFREE", "name": "Free shipping", "kind": "free_shipping", "combinable": true,
+            "conditions": {"min_subtotal": {"EUR": 3000}}})).await;
+        promotion(&app, &auth, json!({"code": "OLD", "name": "Last year", "kind": "percentage", "value": 5000,
+            "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2021-01-01T00:00:00Z"})).await;
+        let bad = app.post("/api/v1/admin/promotions", json!({"name": "x", "kind": "fixed", "value": 500}), &[("authorization", &auth)]).await;
+        assert_eq!(bad.error_fields(), ["currency"]);
+        let taken = app.post("/api/v1/admin/promotions", json!({"code": "TAKE10", "name": "again", "kind": "percentage", "value": 5}), &[("authorization", &auth)]).await;
+        assert_eq!(taken.status, 409);
+
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        add(&app, &cart, &book, 1).await;
+        ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+        let unknown = enter(&app, &cart, "NOPE").await;
+        assert_eq!(unknown.problem(422, "validation_failed")["errors"][0]["code"], "unknown");
+        let old = enter(&app, &cart, "old").await;
+        assert_eq!(old.problem(422, "validation_failed")["errors"][0]["code"], "not_applicable");
+        assert!(old.text.contains("expired"), "{}", old.text);
+
+        let ten = enter(&app, &cart, " take10 ").await;
+        assert_eq!(ten.status, 200, "{}", ten.text);
+        assert_eq!(ten.body["codes"], json!(["TAKE10"]));
+        // 10% of 12.00 and 20.00, each line taxed after its discount: 10.80 at 19%, 18.00 at 7%.
+        assert_eq!(ten.body["lines"][0]["discount"], 120);
+        assert_eq!(ten.body["lines"][1]["discount"], 200);
+        assert_eq!(ten.body["lines"][0]["tax"], 1080 - 908);
+        assert_eq!(ten.body["lines"][1]["tax"], 1800 - 1682);
+        assert_eq!(ten.body["totals"]["discount_total"], 320);
+        assert_eq!(ten.body["totals"]["total"], 2880 + 490);
+        let both = enter(&app, &cart, "SHIPFREE").await;
+        assert_eq!(both.body["totals"]["shipping_discount"], 490, "the goods' 32.00 reach the minimum");
+        assert_eq!(both.body["totals"]["total"], 2880);
+        let names: Vec<&str> = both.body["discounts"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["10% off", "Free shipping"]);
+
+        let placed = place(&app, &cart, "promo", CARD).await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        assert_eq!(placed.body["totals"]["total"], 2880);
+        assert_eq!(placed.body["lines"][0]["discount"], 120);
+        assert_eq!(placed.body["discounts"].as_array().unwrap().len(), 2);
+        assert_eq!(app.count("SELECT CAST(SUM(times_used) AS BIGINT) FROM promotions").await, 2);
+
+        // Below the minimum, the free shipping code says so and gives nothing.
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        let short = enter(&app, &cart, "shipfree").await;
+        assert!(short.text.contains("min subtotal"), "{}", short.text);
+    }
+
+    async fn automatic_promotions_stack_or_stand_alone(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 50).await;
+        promotion(&app, &auth, json!({"name": "Buy 2 get 1", "kind": "buy_x_get_y", "value": 10000, "buy_quantity": 2, "get_quantity": 1})).await;
+        promotion(&app, &auth, json!({"code": "FIVE", "name": "5 euros", "kind": "fixed", "value": 500, "currency": "EUR"})).await;
+        let cart = new_cart(&app).await;
+        let three = add(&app, &cart, &mug, 3).await;
+        assert_eq!(three.body["totals"]["discount_total"], 1000, "the third mug is free without a code");
+        let code = enter(&app, &cart, "FIVE").await;
+        assert_eq!(code.problem(422, "validation_failed")["errors"][0]["code"], "not_applicable", "10.00 off beats 5.00 off");
+        let line = three.body["lines"][0]["id"].as_str().unwrap();
+        let two = app.patch(&format!("/api/v1/store/carts/{cart}/lines/{line}"), json!({"quantity": 2}), &[]).await;
+        assert_eq!(two.body["totals"]["discount_total"], 0);
+        let five = enter(&app, &cart, "FIVE").await;
+        assert_eq!(five.body["totals"]["discount_total"], 500);
+    }
+
+    async fn a_code_limited_to_five_uses_is_used_five_times_under_fifty_buyers(backend) {
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 100).await;
+        promotion(&app, &auth, json!({"code": "FIRST5", "name": "First five", "kind": "percentage", "value": 5000, "usage_limit": 5})).await;
+        let mut carts = Vec::new();
+        for _ in 0..50 {
+            let cart = new_cart(&app).await;
+            add(&app, &cart, &mug, 1).await;
+            ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+            assert_eq!(enter(&app, &cart, "FIRST5").await.status, 200);
+            carts.push(cart);
+        }
+        let mut buyers = Vec::new();
+        for (n, cart) in carts.into_iter().enumerate() {
+            let app = app.clone();
+            buyers.push(tokio::spawn(async move { place(&app, &cart, &format!("b{n}"), CARD).await }));
+        }
+        let mut placed = 0;
+        for buyer in buyers {
+            let resp = buyer.await.unwrap();
+            match resp.status {
+                201 => {
+                    assert_eq!(resp.body["totals"]["discount_total"], 500);
+                    placed += 1;
+                }
+                409 => {}
+                other => panic!("{other}: {}", resp.text),
+            }
+        }
+        assert_eq!(placed, 5);
+        assert_eq!(app.count("SELECT times_used FROM promotions").await, 5);
+        assert_eq!(app.count("SELECT COUNT(*) FROM promotion_usages").await, 5);
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 5);
+        assert_eq!(available(&app, &mug).await, 95, "refused checkouts sold nothing");
+    }
+
+    async fn a_code_once_per_customer(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 100).await;
+        promotion(&app, &auth, json!({"code": "WELCOME", "name": "Welcome", "kind": "percentage", "value": 1500, "per_customer_limit": 1})).await;
+        let first = new_cart(&app).await;
+        add(&app, &first, &mug, 1).await;
+        ready(&app, &first, address("DE", "", "80331"), "Standard").await;
+        enter(&app, &first, "WELCOME").await;
+        assert_eq!(place(&app, &first, "w1", CARD).await.status, 201);
+        let second = new_cart(&app).await;
+        add(&app, &second, &mug, 1).await;
+        ready(&app, &second, address("DE", "", "80331"), "Standard").await;
+        let again = enter(&app, &second, "WELCOME").await;
+        assert!(again.text.contains("limit reached"), "{}", again.text);
+    }
+}

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::address::Address;
 use super::pricing::{self, PriceInput, PriceLine};
+use super::promotions::{self, Buyer, Discount, PromoLine, Promotion};
 use super::regions::{self, Region};
 use super::shipping::{self, ShippingOption, Zone};
 use super::tax::{Applied, TaxTable};
@@ -35,14 +36,23 @@ pub struct CartRow {
     pub checkout_key: Option<String>,
     pub checkout_until: Option<Timestamp>,
     pub order_id: Option<String>,
+    /// The codes entered, as a JSON list.
+    pub codes: String,
     pub expires_at: Timestamp,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: i64,
 }
 
+impl CartRow {
+    pub fn code_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.codes).unwrap_or_default()
+    }
+}
+
 pub const CART_COLUMNS: &str = "id, customer_id, region_id, email, shipping_address, billing_address, \
-     shipping_method_id, status, checkout_key, checkout_until, order_id, expires_at, created_at, updated_at, version";
+     shipping_method_id, status, checkout_key, checkout_until, order_id, codes, expires_at, created_at, updated_at, \
+     version";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LineRow {
@@ -85,6 +95,11 @@ pub struct Context {
     pub taxes: TaxTable,
     pub zones: Vec<Zone>,
     pub tax_exempt: bool,
+    /// The automatic promotions and those of the codes entered.
+    pub promotions: Vec<Promotion>,
+    pub buyer: Buyer,
+    /// Each product's categories with those above them, when a promotion asks.
+    pub categories: HashMap<String, Vec<String>>,
 }
 
 impl Context {
@@ -102,7 +117,17 @@ impl Context {
             .unwrap_or(false),
             None => false,
         };
-        Ok(Self { region, taxes, zones, tax_exempt })
+        let promotions = promotions::candidates(db, &cart.code_list()).await?;
+        let (uses, ordered_before) =
+            promotions::buyer_history(db, &promotions, cart.email.as_deref(), cart.customer_id.as_deref()).await?;
+        let buyer = Buyer {
+            currency: region.currency.clone(),
+            customer_id: cart.customer_id.clone(),
+            ordered_before,
+            uses,
+            now: Timestamp::now(),
+        };
+        Ok(Self { region, taxes, zones, tax_exempt, promotions, buyer, categories: HashMap::new() })
     }
 }
 
@@ -178,6 +203,10 @@ pub struct Cart {
     pub shipping_address: Option<Address>,
     pub billing_address: Option<Address>,
     pub lines: Vec<CartLine>,
+    /// The codes entered.
+    pub codes: Vec<String>,
+    /// The promotions given, and how much each takes off.
+    pub discounts: Vec<Discount>,
     /// The chosen method, as priced now.
     pub shipping_method: Option<ShippingOption>,
     /// The methods that can be chosen for the shipping address.
@@ -265,9 +294,13 @@ pub async fn load(db: &Db, id: &str) -> AppResult<Cart> {
 /// Prices a cart row as the catalog and settings are now.
 pub async fn priced(db: &Db, row: &CartRow) -> AppResult<Cart> {
     let lines = lines_of(db, &row.id).await?;
-    let context = Context::load(db, row).await?;
+    let mut context = Context::load(db, row).await?;
     let ids: Vec<&str> = lines.iter().map(|line| line.variant_id.as_str()).collect();
     let facts = facts(db.read(), &context.region.currency, &ids).await?;
+    if context.promotions.iter().any(|p| !p.conditions.category_ids.is_empty()) {
+        let products: Vec<&str> = facts.values().map(|fact| fact.product_id.as_str()).collect();
+        context.categories = promotions::categories_of(db, &products).await?;
+    }
     Ok(price(row, &lines, &facts, &context))
 }
 
@@ -369,12 +402,45 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
     }
     let goods: i64 = priced_lines.iter().map(|line| line.unit_amount.unwrap_or(0) * line.quantity).sum();
     let weight: i64 = priced_lines.iter().map(|line| line.weight_grams).sum();
-    let shipping_options = match &shipping_address {
-        Some(address) => shipping::options(&context.zones, address, &region.currency, weight, goods),
+    let quote = |subtotal: i64| match &shipping_address {
+        Some(address) => shipping::options(&context.zones, address, &region.currency, weight, subtotal),
         None => Vec::new(),
     };
-    let shipping_method =
-        row.shipping_method_id.as_ref().and_then(|id| shipping_options.iter().find(|option| &option.id == id).cloned());
+    let chosen = |options: &[ShippingOption]| {
+        row.shipping_method_id.as_ref().and_then(|id| options.iter().find(|option| &option.id == id).cloned())
+    };
+    // Promotions first: free shipping is weighed at the chosen method's price before them.
+    let before = chosen(&quote(goods)).map_or(0, |method| method.amount);
+    let promo_lines: Vec<PromoLine> = priced_lines
+        .iter()
+        .map(|line| PromoLine {
+            categories: context.categories.get(&line.product_id).cloned().unwrap_or_default(),
+            product_id: line.product_id.clone(),
+            unit_amount: line.unit_amount.unwrap_or(0),
+            quantity: if line.unit_amount.is_some() { line.quantity } else { 0 },
+        })
+        .collect();
+    let outcome = promotions::apply(&context.promotions, &promo_lines, &context.buyer, before);
+    let entered = row.code_list();
+    for (code, reason) in &outcome.refused {
+        changes.push(Change {
+            kind: "code_not_applicable",
+            line_id: None,
+            message: format!("The code {code} gives nothing now: {}.", reason.replace('_', " ")),
+            blocking: false,
+        });
+    }
+    for code in entered.iter().filter(|code| !context.promotions.iter().any(|p| p.code.as_ref() == Some(*code))) {
+        changes.push(Change {
+            kind: "code_not_applicable",
+            line_id: None,
+            message: format!("The code {code} no longer exists."),
+            blocking: false,
+        });
+    }
+    let discounted: i64 = outcome.line_discounts.iter().sum();
+    let shipping_options = quote(goods - discounted);
+    let shipping_method = chosen(&shipping_options);
     if row.shipping_method_id.is_some() && shipping_method.is_none() {
         changes.push(Change {
             kind: "shipping_method_unavailable",
@@ -388,22 +454,29 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
     } else {
         0
     };
+    let shipping_amount = shipping_method.as_ref().map_or(0, |method| method.amount);
     let input = PriceInput {
         lines: priced_lines
             .iter()
-            .map(|line| PriceLine {
+            .zip(&outcome.line_discounts)
+            .map(|(line, discount)| PriceLine {
                 unit_amount: line.unit_amount.unwrap_or(0),
                 quantity: line.quantity,
                 tax_rate_bps: line.tax_rate_bps,
-                discount: 0,
+                discount: *discount,
             })
             .collect(),
         tax_inclusive: region.tax_inclusive,
         tax_exempt: context.tax_exempt,
-        shipping_amount: shipping_method.as_ref().map_or(0, |method| method.amount),
-        shipping_discount: 0,
+        shipping_amount,
+        shipping_discount: if outcome.free_shipping { shipping_amount } else { 0 },
         shipping_tax_rate_bps: shipping_rate,
     };
+    let mut discounts = outcome.discounts.clone();
+    // A free-shipping promotion is worth the shipping it saves (the first, should two apply).
+    if let Some(free) = discounts.iter_mut().find(|discount| discount.amount == 0) {
+        free.amount = input.shipping_discount;
+    }
     let totals = pricing::compute(&input);
     for (line, computed) in priced_lines.iter_mut().zip(&totals.lines) {
         line.subtotal = computed.subtotal;
@@ -441,6 +514,8 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
         billing_address: billing_address.or_else(|| shipping_address.clone()),
         shipping_address,
         lines: priced_lines,
+        codes: entered,
+        discounts,
         shipping_method,
         shipping_options,
         totals: CartTotals {

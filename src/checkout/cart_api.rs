@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_line))
         .routes(routes!(update_line, remove_line))
         .routes(routes!(claim_cart))
+        .routes(routes!(add_code))
+        .routes(routes!(remove_code))
         .routes(routes!(my_cart))
 }
 
@@ -491,6 +493,99 @@ async fn latest_of(tx: &mut Tx, customer_id: &str, except: &str) -> AppResult<Op
             .fetch_optional(conn)
             .await
     })?)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCode {
+    /// As the shopper typed it; case does not matter.
+    pub code: String,
+}
+
+async fn write_codes(state: &AppState, row: &CartRow, codes: &[String]) -> AppResult<Cart> {
+    let mut tx = state.db.begin().await?;
+    begin_change(state, &mut tx, row).await?;
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE carts SET codes = $1 WHERE id = $2")
+            .bind(serde_json::to_string(codes).map_err(AppError::internal)?)
+            .bind(&row.id)
+            .execute(conn)
+            .await
+    })?;
+    acknowledge_prices(&mut tx, &row.id, &currency_of(state, &row.region_id).await?).await?;
+    tx.commit().await?;
+    cart::load(&state.db, &row.id).await
+}
+
+/// Enter a discount code. A code that gives nothing to this cart now is refused with why:
+/// `unknown`, `expired`, `not_started`, `used_up`, `limit_reached`, `min_subtotal`,
+/// `no_eligible_items`, `not_for_you`, `first_order_only`, `wrong_currency`, `inactive`,
+/// or `not_combinable` (another promotion of the cart is worth more).
+#[utoipa::path(post, path = "/api/v1/store/carts/{id}/codes", tag = "store: cart", request_body = NewCode,
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is being checked out", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The code gives nothing to this cart", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn add_code(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path(id): Path<String>,
+    Json(new): Json<NewCode>,
+) -> AppResult<Json<Cart>> {
+    let code = super::promotions::normalise_code(&new.code);
+    if code.is_empty() || code.len() > 40 {
+        return Err(AppError::invalid_field("code", "unknown", "is not a code of this shop"));
+    }
+    let row = open(&state, &id, &caller).await?;
+    let mut codes = row.code_list();
+    if codes.contains(&code) {
+        return Ok(Json(cart::priced(&state.db, &row).await?));
+    }
+    if codes.len() >= 5 {
+        return Err(AppError::invalid_field("code", "too_many", "a cart takes at most 5 codes"));
+    }
+    codes.push(code.clone());
+    let mut candidate = row.clone();
+    candidate.codes = serde_json::to_string(&codes).map_err(AppError::internal)?;
+    let tried = cart::priced(&state.db, &candidate).await?;
+    if !tried.discounts.iter().any(|discount| discount.code.as_deref() == Some(code.as_str())) {
+        let known = super::promotions::candidates(&state.db, std::slice::from_ref(&code))
+            .await?
+            .into_iter()
+            .any(|p| p.code.as_deref() == Some(code.as_str()));
+        let reason = tried
+            .changes
+            .iter()
+            .find(|change| change.kind == "code_not_applicable" && change.message.contains(&code))
+            .map(|change| change.message.clone());
+        return Err(match (known, reason) {
+            (true, Some(message)) => AppError::invalid_field("code", "not_applicable", message),
+            _ => AppError::invalid_field("code", "unknown", "is not a code of this shop"),
+        });
+    }
+    Ok(Json(write_codes(&state, &row, &codes).await?))
+}
+
+/// Remove a discount code.
+#[utoipa::path(delete, path = "/api/v1/store/carts/{id}/codes/{code}", tag = "store: cart",
+    params(("id" = String, Path), ("code" = String, Path)),
+    responses(
+        (status = 200, body = Cart),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cart is being checked out", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn remove_code(
+    State(state): State<AppState>,
+    caller: MaybeCustomer,
+    Path((id, code)): Path<(String, String)>,
+) -> AppResult<Json<Cart>> {
+    let row = open(&state, &id, &caller).await?;
+    let code = super::promotions::normalise_code(&code);
+    let codes: Vec<String> = row.code_list().into_iter().filter(|entered| *entered != code).collect();
+    Ok(Json(write_codes(&state, &row, &codes).await?))
 }
 
 /// Moves the lines of cart `from` into cart `into`, adding up the quantities of a variant both

@@ -6,6 +6,7 @@ mod cart_api;
 pub mod demo;
 mod place;
 pub mod pricing;
+pub mod promotions;
 pub mod regions;
 pub mod shipping;
 pub mod tax;
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(regions::router())
         .merge(tax::router())
         .merge(shipping::router())
+        .merge(promotions::router())
         .merge(cart_api::router())
         .merge(place::router())
 }

@@ -25,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::cart::{self, Cart, CartRow};
+use super::promotions;
 use crate::accounts::auth::MaybeCustomer;
 use crate::app::AppState;
 use crate::catalog::inventory::{self, Actor};
@@ -354,6 +355,8 @@ async fn hold(state: &AppState, row: &CartRow, priced: &Cart, key: &str, payment
         .execute(conn)
         .await
     })?;
+    let email = priced.email.as_deref().unwrap_or_default();
+    promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, row.customer_id.as_deref()).await?;
     tx.commit().await?;
     Ok(Held::Taken(Hold { payment_id, reservations, until }))
 }
@@ -396,6 +399,7 @@ async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<()> {
             // An expired or already released reservation has nothing left to give back.
             let _ = inventory::release(tx, &reservation).await;
         }
+        promotions::give_back_uses(tx, &payment_id).await?;
         db_execute!(tx.conn(), |conn| {
             sqlx::query("UPDATE payments SET status = 'voided', failure = 'abandoned', updated_at = $1 WHERE id = $2")
                 .bind(Timestamp::now())
@@ -415,6 +419,7 @@ async fn give_back(state: &AppState, row: &CartRow, held: &Hold, reason: &str, p
         for reservation in &held.reservations {
             let _ = inventory::release(&mut tx, reservation).await;
         }
+        promotions::give_back_uses(&mut tx, &held.payment_id).await?;
         db_execute!(tx.conn(), |conn| {
             sqlx::query(
                 "UPDATE payments SET status = 'failed', failure = $1, updated_at = $2 \
@@ -510,8 +515,8 @@ async fn place(
             "INSERT INTO orders (id, number, cart_id, idempotency_key, request_hash, customer_id, email, region_id, \
              currency, tax_inclusive, tax_exempt, status, shipping_address, billing_address, shipping_method, \
              subtotal, discount_total, shipping_total, shipping_tax, tax_total, total, paid_total, placed_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $23)",
+             updated_at, discounts, shipping_discount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $23, $24, $25)",
         )
         .bind(&order_id)
         .bind(number)
@@ -536,9 +541,12 @@ async fn place(
         .bind(totals.total)
         .bind(paid.captured)
         .bind(now)
+        .bind(to_json(&priced.discounts)?)
+        .bind(totals.shipping_discount)
         .execute(conn)
         .await
     })?;
+    promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
     for (position, line) in priced.lines.iter().enumerate() {
         db_execute!(tx.conn(), |conn| {
             sqlx::query(

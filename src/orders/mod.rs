@@ -127,6 +127,8 @@ pub struct Order {
     pub shipping_address: Address,
     pub billing_address: Address,
     pub shipping_method: OrderShipping,
+    /// The promotions given.
+    pub discounts: Vec<crate::checkout::promotions::Discount>,
     pub totals: CartTotals,
     pub paid_total: i64,
     pub refunded_total: i64,
@@ -157,6 +159,8 @@ struct OrderRow {
     shipping_address: String,
     billing_address: String,
     shipping_method: String,
+    discounts: String,
+    shipping_discount: i64,
     subtotal: i64,
     discount_total: i64,
     shipping_total: i64,
@@ -171,7 +175,7 @@ struct OrderRow {
 }
 
 const COLUMNS: &str = "id, number, status, email, customer_id, currency, tax_inclusive, tax_exempt, shipping_address, \
-     billing_address, shipping_method, subtotal, discount_total, shipping_total, shipping_tax, tax_total, total, \
+     billing_address, shipping_method, discounts, shipping_discount, subtotal, discount_total, shipping_total, shipping_tax, tax_total, total, \
      paid_total, refunded_total, placed_at, updated_at, version";
 
 fn not_found() -> AppError {
@@ -210,11 +214,12 @@ async fn assemble(db: &Db, rows: Vec<OrderRow>) -> AppResult<Vec<Order>> {
             shipping_address: serde_json::from_str(&row.shipping_address).map_err(corrupt("shipping address"))?,
             billing_address: serde_json::from_str(&row.billing_address).map_err(corrupt("billing address"))?,
             shipping_method: serde_json::from_str(&row.shipping_method).map_err(corrupt("shipping method"))?,
+            discounts: serde_json::from_str(&row.discounts).map_err(corrupt("discounts"))?,
             totals: CartTotals {
                 subtotal: row.subtotal,
                 discount_total: row.discount_total,
                 shipping: row.shipping_total,
-                shipping_discount: 0,
+                shipping_discount: row.shipping_discount,
                 shipping_tax: row.shipping_tax,
                 tax_total: row.tax_total,
                 total: row.total,

@@ -1,11 +1,11 @@
 //! Points in time: stored as integer milliseconds since the Unix epoch (UTC) in both
 //! databases, written as RFC 3339 in JSON.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
 #[sqlx(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -33,6 +33,16 @@ impl Timestamp {
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+/// Read from RFC 3339 (`2026-11-24T09:00:00Z`, any offset), to the millisecond.
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = OffsetDateTime::parse(&text, &Rfc3339)
+            .map_err(|_| serde::de::Error::custom("must be an RFC 3339 date and time, such as 2026-11-24T09:00:00Z"))?;
+        Ok(Self((parsed.unix_timestamp_nanos() / 1_000_000) as i64))
     }
 }
 
