@@ -684,3 +684,98 @@ conformance! {
         assert!(again.text.contains("limit reached"), "{}", again.text);
     }
 }
+
+conformance! {
+    async fn orders_are_fulfilled_shipped_delivered_refunded_and_returned(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        let headers = [("authorization", auth.as_str())];
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 10).await;
+        let pin = product(&app, &auth, "Pin", json!([{"currency": "EUR", "amount": 300}]), "standard", 10).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 3).await;
+        add(&app, &cart, &pin, 1).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let order = place(&app, &cart, "k", CARD).await.body;
+        let id = order["id"].as_str().unwrap().to_owned();
+        let mug_line = order["lines"][0]["id"].as_str().unwrap().to_owned();
+        let pin_line = order["lines"][1]["id"].as_str().unwrap().to_owned();
+        let path = |tail: &str| format!("/api/v1/admin/orders/{id}{tail}");
+
+        let too_many = app.post(&path("/fulfillments"), json!({"lines": [{"line_id": mug_line, "quantity": 4}]}), &headers).await;
+        assert_eq!(too_many.error_fields(), ["lines[0].quantity"]);
+        let first = app.post(&path("/fulfillments"), json!({"lines": [{"line_id": mug_line, "quantity": 2}]}), &headers).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        assert_eq!(first.body["status"], "partially_fulfilled");
+        assert_eq!(first.body["fulfillments"][0]["location_id"], "loc_default");
+        let rest = app.post(&path("/fulfillments"), json!({}), &headers).await;
+        assert_eq!(rest.body["status"], "fulfilled");
+        assert_eq!(rest.body["fulfillments"][1]["lines"], json!([{"line_id": mug_line, "quantity": 1}, {"line_id": pin_line, "quantity": 1}]));
+        let nothing = app.post(&path("/fulfillments"), json!({}), &headers).await;
+        assert_eq!(nothing.status, 409);
+
+        let parcels: Vec<String> = rest.body["fulfillments"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_owned()).collect();
+        let ship = |parcel: &str| path(&format!("/fulfillments/{parcel}/ship"));
+        let bad = app.post(&ship(&parcels[0]), json!({"carrier": "", "tracking_number": "1", "tracking_url": "javascript:alert(1)"}), &headers).await;
+        let mut fields = bad.error_fields();
+        fields.sort();
+        assert_eq!(fields, ["carrier", "tracking_url"]);
+        let one = app.post(&ship(&parcels[0]), json!({"carrier": "La Poste", "tracking_number": "LP123", "tracking_url": "https://track.example/LP123"}), &headers).await;
+        assert_eq!(one.body["status"], "fulfilled", "one parcel of two has left");
+        let two = app.post(&ship(&parcels[1]), json!({"carrier": "La Poste", "tracking_number": "LP124"}), &headers).await;
+        assert_eq!(two.body["status"], "shipped");
+        let emails = app.wait_for_emails(3).await;
+        let shipped = emails.iter().find(|e| e.header("Subject").unwrap().contains("on its way")).expect("a shipping email");
+        assert!(shipped.text.contains("https://track.example/LP123"), "{}", shipped.text);
+        for parcel in &parcels {
+            app.post(&path(&format!("/fulfillments/{parcel}/deliver")), json!({}), &headers).await;
+        }
+        assert_eq!(app.get(&path(""), &headers).await.body["status"], "delivered");
+
+        // Paid: 3 × 10.00 + 3.00 + 4.90 shipping = 37.90.
+        let over = app.post(&path("/refunds"), json!({"amount": 3791}), &headers).await;
+        assert_eq!(over.problem(422, "validation_failed")["errors"][0]["code"], "too_much");
+        let one_mug = app.post(&path("/refunds"), json!({"lines": [{"line_id": mug_line, "quantity": 1}], "reason": "chipped"}), &headers).await;
+        assert_eq!(one_mug.status, 200, "{}", one_mug.text);
+        assert_eq!(one_mug.body["status"], "partially_refunded");
+        assert_eq!(one_mug.body["refunded_total"], 1000);
+        assert_eq!(one_mug.body["payments"][0]["status"], "partially_refunded");
+        let returned = app.post(&path("/returns"), json!({"lines": [{"line_id": mug_line, "quantity": 2}], "restock": true}), &headers).await;
+        assert_eq!(returned.body["status"], "returned", "{}", returned.text);
+        assert_eq!(available(&app, &mug).await, 7 + 2);
+        let rest = app
+            .post(&path("/refunds"), json!({"lines": [{"line_id": mug_line, "quantity": 2}, {"line_id": pin_line, "quantity": 1}], "shipping": true}), &headers)
+            .await;
+        assert_eq!(rest.body["status"], "refunded", "{}", rest.text);
+        assert_eq!(rest.body["refunded_total"], 3790);
+        assert_eq!(rest.body["paid_total"], 3790);
+        let again = app.post(&path("/refunds"), json!({"amount": 1}), &headers).await;
+        assert_eq!(again.status, 409, "nothing is left to refund");
+        let refund_emails = app.wait_for_emails(5).await.into_iter().filter(|e| e.header("Subject").unwrap().contains("refund")).count();
+        assert_eq!(refund_emails, 2);
+        let timeline = app.get(&path(""), &headers).await.body["timeline"].clone();
+        let statuses: Vec<&str> = timeline.as_array().unwrap().iter().filter_map(|e| e["to_status"].as_str()).collect();
+        assert_eq!(statuses, ["paid", "partially_fulfilled", "fulfilled", "shipped", "delivered", "partially_refunded", "returned", "refunded"]);
+    }
+
+    async fn authorised_payments_are_captured_at_fulfilment(backend) {
+        let app = TestApp::spawn_with(backend, |config| config.checkout.capture = backroom::platform::config::CaptureMode::Fulfilment).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 10).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let order = place(&app, &cart, "k", CARD).await.body;
+        assert_eq!(order["status"], "authorized");
+        assert_eq!(order["paid_total"], 0);
+        let id = order["id"].as_str().unwrap();
+        let refund = app.post(&format!("/api/v1/admin/orders/{id}/refunds"), json!({"amount": 100}), &[("authorization", &auth)]).await;
+        assert_eq!(refund.status, 409, "an authorisation is cancelled, not refunded");
+        let fulfilled = app.post(&format!("/api/v1/admin/orders/{id}/fulfillments"), json!({}), &[("authorization", &auth)]).await;
+        assert_eq!(fulfilled.body["status"], "fulfilled", "{}", fulfilled.text);
+        assert_eq!(fulfilled.body["paid_total"], 1490);
+        assert_eq!(fulfilled.body["payments"][0]["status"], "captured");
+    }
+}

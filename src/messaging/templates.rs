@@ -42,10 +42,19 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("order_confirmation.subject.txt", include_str!("../../templates/email/order_confirmation.subject.txt")),
     ("order_confirmation.txt", include_str!("../../templates/email/order_confirmation.txt")),
     ("order_confirmation.html", include_str!("../../templates/email/order_confirmation.html")),
+    ("order_shipped.subject.txt", include_str!("../../templates/email/order_shipped.subject.txt")),
+    ("order_shipped.txt", include_str!("../../templates/email/order_shipped.txt")),
+    ("order_shipped.html", include_str!("../../templates/email/order_shipped.html")),
+    ("order_refunded.subject.txt", include_str!("../../templates/email/order_refunded.subject.txt")),
+    ("order_refunded.txt", include_str!("../../templates/email/order_refunded.txt")),
+    ("order_refunded.html", include_str!("../../templates/email/order_refunded.html")),
+    ("order_cancelled.subject.txt", include_str!("../../templates/email/order_cancelled.subject.txt")),
+    ("order_cancelled.txt", include_str!("../../templates/email/order_cancelled.txt")),
+    ("order_cancelled.html", include_str!("../../templates/email/order_cancelled.html")),
 ];
 
 /// The emails every template set must be able to render.
-const EMAILS: [&str; 9] = [
+const EMAILS: [&str; 12] = [
     "welcome",
     "verify",
     "reset",
@@ -55,6 +64,9 @@ const EMAILS: [&str; 9] = [
     "newsletter_confirm",
     "newsletter_welcome",
     "order_confirmation",
+    "order_shipped",
+    "order_refunded",
+    "order_cancelled",
 ];
 
 /// What templates know of the shop.
@@ -111,6 +123,10 @@ impl EmailTemplates {
                 tax => "4.82 EUR",
                 tax_inclusive => true,
                 total => "28.90 EUR",
+                carrier => "DHL",
+                tracking_number => "JJD0001",
+                tracking_url => "https://track.example/JJD0001",
+                amount => "12.00 EUR",
                 address => context! { first_name => "Ana", last_name => "Silva", company => "", line1 => "1 Rua",
                     line2 => "", city => "Lisboa", subdivision => "", postcode => "1000-001", country => "PT" },
             };

@@ -45,6 +45,8 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("order.placed", "A shopper placed an order."),
     ("order.paid", "Staff recorded the money of a manual payment."),
     ("order.cancelled", "Staff cancelled an order."),
+    ("order.shipped", "A parcel of an order was handed to the carrier."),
+    ("order.refunded", "Money was given back for an order."),
     ("newsletter.subscribed", "Someone confirmed their newsletter subscription."),
     ("newsletter.unsubscribed", "A subscriber left the newsletter."),
     ("webhook.test", "Sent on request to one endpoint, to try it."),

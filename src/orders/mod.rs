@@ -1,6 +1,8 @@
 //! Orders: what a shopper bought, at the prices, taxes and addresses of the moment they
 //! placed it, with a timeline of every change and who made it.
 
+pub mod aftercare;
+pub mod refunds;
 pub mod status;
 
 use axum::extract::{Path, State};
@@ -36,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_order))
         .routes(routes!(mark_paid))
         .routes(routes!(cancel_order))
+        .merge(aftercare::router())
 }
 
 /// A line as bought.
@@ -133,6 +136,9 @@ pub struct Order {
     pub paid_total: i64,
     pub refunded_total: i64,
     pub payments: Vec<Payment>,
+    pub fulfillments: Vec<aftercare::Fulfillment>,
+    pub refunds: Vec<aftercare::Refund>,
+    pub returns: Vec<aftercare::Return>,
     pub placed_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: i64,
@@ -208,6 +214,9 @@ async fn assemble(db: &Db, rows: Vec<OrderRow>) -> AppResult<Vec<Order>> {
             .fetch_all(conn)
             .await
         })?;
+        let fulfillments = aftercare::fulfillments_of(db, &row.id).await?;
+        let refunds = aftercare::refunds_of(db, &row.id).await?;
+        let returns = aftercare::returns_of(db, &row.id).await?;
         orders.push(Order {
             status: Status::parse(&row.status)
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown order status {}", row.status)))?,
@@ -235,6 +244,9 @@ async fn assemble(db: &Db, rows: Vec<OrderRow>) -> AppResult<Vec<Order>> {
             paid_total: row.paid_total,
             refunded_total: row.refunded_total,
             payments,
+            fulfillments,
+            refunds,
+            returns,
             placed_at: row.placed_at,
             updated_at: row.updated_at,
             version: row.version,
@@ -554,6 +566,13 @@ async fn cancel_order(
         }
     }
     audit::record(&mut tx, actor.kind, actor.id, "order.cancelled", Some(&id), &order.number.to_string()).await?;
+    let values = minijinja::context! {
+        number => order.number,
+        first_name => order.shipping_address.first_name,
+        reason => request.reason.trim(),
+    };
+    let email = state.templates.render("order_cancelled", &order.email, values).map_err(AppError::internal)?;
+    crate::messaging::send_email(&mut tx, &email).await?;
     let cancelled = Order { status: Status::Cancelled, ..order };
     webhooks::emit(&state, &mut tx, "order.cancelled", &cancelled).await?;
     tx.commit().await?;

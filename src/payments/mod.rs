@@ -60,6 +60,11 @@ pub trait Provider: Send + Sync {
     /// Gives up an authorisation that will not be captured, or a charge whose order could not
     /// be placed (refunding it when it was captured).
     fn void<'a>(&'a self, reference: &'a str) -> ProviderFuture<'a, ()>;
+    /// Captures `amount` of an authorisation.
+    fn capture<'a>(&'a self, reference: &'a str, amount: i64) -> ProviderFuture<'a, ()>;
+    /// Gives `amount` back; answers the provider's reference of the refund. `key` makes a
+    /// retry of the same refund harmless.
+    fn refund<'a>(&'a self, reference: &'a str, amount: i64, key: &'a str) -> ProviderFuture<'a, String>;
 }
 
 /// Manual payments: nothing happens at checkout.
@@ -72,6 +77,15 @@ impl Provider for Manual {
 
     fn void<'a>(&'a self, _: &'a str) -> ProviderFuture<'a, ()> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn capture<'a>(&'a self, _: &'a str, _: i64) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The money goes back the way it came (a transfer, cash): staff do it; this records it.
+    fn refund<'a>(&'a self, _: &'a str, _: i64, key: &'a str) -> ProviderFuture<'a, String> {
+        Box::pin(async move { Ok(format!("manual_{key}")) })
     }
 }
 
@@ -126,6 +140,14 @@ impl Provider for TestGateway {
 
     fn void<'a>(&'a self, _: &'a str) -> ProviderFuture<'a, ()> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn capture<'a>(&'a self, _: &'a str, _: i64) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn refund<'a>(&'a self, _: &'a str, _: i64, key: &'a str) -> ProviderFuture<'a, String> {
+        Box::pin(async move { Ok(format!("test_re_{key}")) })
     }
 }
 

@@ -39,6 +39,7 @@ import string
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -240,9 +241,7 @@ def boolean(params, name):
 def choice(params, name, allowed, default=None):
     value = params.get(name, default)
     if value not in allowed and value != default:
-        raise invalid(
-            f"Invalid {name}: must be one of {', '.join(a for a in allowed if a)}", code="parameter_invalid_string", param=name
-        )
+        raise invalid(f"Invalid {name}: must be one of {', '.join(allowed)}", param=name)
     return value
 
 
@@ -305,7 +304,7 @@ def create_intent(params, request):
     if not currency:
         raise invalid("Missing required param: currency.", code="parameter_missing", param="currency")
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-        raise invalid(f"Invalid currency: {currency}.", code="parameter_invalid_string", param="currency")
+        raise invalid(f"Invalid currency: {currency}.", param="currency")
     currency = currency.lower()
     minimum = MINIMUM_AMOUNTS.get(currency, 1)
     if amount < minimum:
@@ -926,7 +925,11 @@ class Handler(BaseHTTPRequestHandler):
         self.log_request_line(request_id, path, headers, params, body)
 
         if path.startswith("/_test/"):
-            return self.test_control(request_id, path, params)
+            try:
+                return self.test_control(request_id, path, params)
+            except Exception as err:
+                traceback.print_exc()
+                return self.answer(500, {"error": {"message": f"The Stripe test double failed: {err!r}"}}, request_id)
 
         with LOCK:
             mode = FAILURES["mode"] if FAILURES["count"] > 0 else None
@@ -948,11 +951,11 @@ class Handler(BaseHTTPRequestHandler):
                 "https://stripe.com/docs/api#authentication for details, or we can help at https://support.stripe.com/.",
                 status=401,
             )
-            return self.answer(401, error.body, request_id, {"WWW-Authenticate": 'Bearer realm="Stripe"'})
+            return self.answer(401, error.body, request_id, {"WWW-Authenticate": 'Basic realm="Stripe"'})
         if not re.fullmatch(r"Bearer sk_test_\S+", auth):
             shown = auth.split(" ", 1)[-1]
-            error = invalid(f"Invalid API Key provided: {shown[:8]}****{shown[-4:]}", code="api_key_invalid", status=401)
-            return self.answer(401, error.body, request_id, {"WWW-Authenticate": 'Bearer realm="Stripe"'})
+            error = invalid(f"Invalid API Key provided: {shown[:8]}****{shown[-4:]}", status=401)
+            return self.answer(401, error.body, request_id, {"WWW-Authenticate": 'Basic realm="Stripe"'})
         if bad:
             return self.answer(bad.status, bad.body, request_id)
         if body and self.command == "POST" and not headers.get("content-type", "").startswith(
@@ -966,38 +969,48 @@ class Handler(BaseHTTPRequestHandler):
 
         key = headers.get("idempotency-key") if self.command == "POST" else None
         with LOCK:
-            if key is not None:
-                if len(key) > 255:
-                    error = invalid("Idempotency-Key must be at most 255 characters long.", param="Idempotency-Key")
-                    return self.answer(400, error.body, request_id)
-                first = IDEMPOTENCY.get(key)
-                if first is not None:
-                    if (first["method"], first["path"], first["params"]) != (self.command, path, params):
-                        error = ApiError(
-                            400,
-                            "idempotency_error",
-                            "Keys for idempotent requests can only be used with the same parameters they were "
-                            f"first used with. Try using a key other than '{key}' if you meant to execute a "
-                            "different request.",
-                        )
-                        return self.answer(400, error.body, request_id)
-                    replay = {"Idempotent-Replayed": "true", "Original-Request": first["request_id"]}
-                    return self.answer(first["status"], first["body"], request_id, replay)
-            try:
-                status, answer = route(self.command, path, params, {"id": request_id, "idempotency_key": key})
-                saved = True
-            except ApiError as err:
-                status, answer, saved = err.status, err.body, err.saved
-            if key is not None and saved:
-                IDEMPOTENCY[key] = {
-                    "method": self.command,
-                    "path": path,
-                    "params": params,
-                    "status": status,
-                    "body": answer,
-                    "request_id": request_id,
-                }
-        self.answer(status, answer, request_id)
+            status, answer, extra = self.idempotent(key, path, params, request_id)
+        self.answer(status, answer, request_id, extra)
+
+    def idempotent(self, key, path, params, request_id):
+        """Runs the request, or answers again what its Idempotency-Key first answered."""
+        if key is not None:
+            if len(key) > 255:
+                error = invalid("Idempotency-Key must be at most 255 characters long.", param="Idempotency-Key")
+                return error.status, error.body, None
+            first = IDEMPOTENCY.get(key)
+            if first is not None:
+                if (first["method"], first["path"], first["params"]) != (self.command, path, params):
+                    error = ApiError(
+                        400,
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters they were "
+                        f"first used with. Try using a key other than '{key}' if you meant to execute a "
+                        "different request.",
+                    )
+                    return error.status, error.body, None
+                replay = {"Idempotent-Replayed": "true", "Original-Request": first["request_id"]}
+                return first["status"], first["body"], replay
+        try:
+            status, answer = route(self.command, path, params, {"id": request_id, "idempotency_key": key})
+            saved = True
+        except ApiError as err:
+            status, answer, saved = err.status, err.body, err.saved
+        except Exception as err:
+            # a bug in the double: say so, and remember nothing
+            traceback.print_exc()
+            error = ApiError(500, "api_error", f"The Stripe test double failed: {err!r}")
+            return error.status, error.body, None
+        if key is not None and saved:
+            IDEMPOTENCY[key] = {
+                "method": self.command,
+                "path": path,
+                "params": params,
+                "status": status,
+                "body": answer,
+                "request_id": request_id,
+            }
+        return status, answer, None
 
     def test_control(self, request_id, path, form):
         parts = path.strip("/").split("/")
@@ -1014,10 +1027,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(303, answer, request_id, {"Location": location})
             return self.answer(status, answer, request_id)
         if self.command == "POST" and parts == ["_test", "fail"]:
-            if form.get("mode") not in ("500", "hang"):
-                return self.answer(400, {"error": {"message": "mode must be 500 or hang"}}, request_id)
+            count = form.get("count") or "1"
+            if form.get("mode") not in ("500", "hang") or not count.isdigit():
+                return self.answer(400, {"error": {"message": "mode must be 500 or hang, count a number"}}, request_id)
             with LOCK:
-                FAILURES.update(mode=form["mode"], count=int(form.get("count") or 1))
+                FAILURES.update(mode=form["mode"], count=int(count))
                 failures = dict(FAILURES)
             return self.answer(200, failures, request_id)
         if self.command == "POST" and parts == ["_test", "webhook"]:
@@ -1072,5 +1086,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    # the default backlog of 5 resets connections when many requests arrive at once
+    request_queue_size = 128
+
+
 FOLDER.mkdir(parents=True, exist_ok=True)
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+Server(("127.0.0.1", PORT), Handler).serve_forever()
