@@ -23,7 +23,8 @@ PB_VERSION=${BENCH_POCKETBASE_VERSION:-0.40.6}
 
 CEILING_TARGET="$ROOT/target/bench-ceiling"
 VENV="$ROOT/target/bench-venv"
-BACKROOM_BIN="$ROOT/target/release/backroom"
+# A binary built elsewhere (say, from a worktree while target/ is busy) is used as it is.
+BACKROOM_BIN=${BENCH_BACKROOM_BIN:-$ROOT/target/release/backroom}
 CEILING_BIN="$CEILING_TARGET/release/backroom-bench-ceiling"
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)${BENCH_NAME:+-$BENCH_NAME}
@@ -32,7 +33,7 @@ mkdir -p "$OUT"
 ln -sfn "$STAMP" "$BENCH/results/latest"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/backroom-bench.XXXXXX")
 # kind, server, scenario, rps, p50_us, p99_us, peak_rss_kb, requests, errors, server_cpu_us_per_request,
-# other_load_pct, connections
+# other_load_pct, connections, wrk_cpu_us_per_request
 RESULTS="$OUT/results.tsv"
 STARTUP="$OUT/startup.tsv"   # server, state, sample, ready_ms
 MEMORY="$OUT/memory.tsv"     # server (or server-after: idle again after its runs), rss_kb
@@ -106,8 +107,10 @@ command -v curl >/dev/null || die "curl is needed"
 command -v python3 >/dev/null || die "python3 is needed"
 
 if [ "$SKIP_BUILD" != 1 ]; then
-    log "building Backroom (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
+    if [ -z "${BENCH_BACKROOM_BIN:-}" ]; then
+        log "building Backroom (release)"
+        (cd "$ROOT" && cargo build --release --quiet)
+    fi
     if [ "$WITH_CEILING" = 1 ]; then
         log "building the ceiling (bench/ceiling, release)"
         cargo build --release --locked --quiet --manifest-path "$BENCH/ceiling/Cargo.toml" --target-dir "$CEILING_TARGET"
@@ -143,7 +146,12 @@ fi
     echo "kernel=$(uname -sr)"
     echo "wrk=$(wrk -v 2>&1 | head -n1 | awk '{ print $1, $2 }')"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
-    echo "backroom_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock 2>/dev/null || echo '+changes')"
+    if [ -n "${BENCH_BACKROOM_BIN:-}" ]; then
+        # The repository's state says nothing of a binary built elsewhere: its builder names it.
+        echo "backroom_commit=${BENCH_BACKROOM_COMMIT:-unknown} ($BACKROOM_BIN)"
+    else
+        echo "backroom_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock 2>/dev/null || echo '+changes')"
+    fi
     [ -n "$PB_BIN" ] && echo "pocketbase=$("$PB_BIN" --version 2>/dev/null | awk '{ print $NF }')"
     echo "wrk_args=-t$THREADS -c$CONNECTIONS -d$DURATION, sign-ins -c$SIGNIN_CONNECTIONS (warm-up $WARMUP)"
     echo "connections=$CONNECTIONS"
@@ -242,18 +250,22 @@ bench() {
     field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
     local errors cpu
     errors=$(($(field errors_connect) + $(field errors_read) + $(field errors_write) + $(field errors_status) + $(field errors_timeout)))
-    # server CPU µs per request, and the share of the machine that other work took, in %
+    # server CPU µs per request, the share of the machine that other work took, in %, and
+    # wrk's CPU µs per request (what the load generator takes from the server's cores)
     cpu=$(awk -v m="$((m1 - m0))" -v p="$((p1 - p0))" -v w="$wrk_cpu" -v hz="$TICKS" -v n="$(field requests)" \
         -v us="$(field duration_us)" -v cores="$(nproc)" 'BEGIN {
             split(w, t, " "); server = p / hz; other = m / hz - server - t[1] - t[2]; if (other < 0) other = 0
-            printf "%.1f\t%.0f", (n > 0) ? server * 1e6 / n : 0, 100 * other / (cores * us / 1e6) }')
+            printf "%.1f\t%.0f\t%.1f", (n > 0) ? server * 1e6 / n : 0, 100 * other / (cores * us / 1e6),
+                (n > 0) ? (t[1] + t[2]) * 1e6 / n : 0 }')
     # requests/s counts the 2xx and 3xx answers only
     local ok_rps
     ok_rps=$(awk -v n="$(field requests)" -v bad="$(field errors_status)" -v us="$(field duration_us)" \
         'BEGIN { printf "%.1f", (n - bad) / (us / 1e6) }')
     [ "$errors" -eq 0 ] || log "warning: $server $name: $errors errors (non-2xx answers, timeouts, socket errors); see $raw"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$server" "$name" "$ok_rps" "$(field p50_us)" \
-        "$(field p99_us)" "$peak" "$(field requests)" "$errors" "$cpu" "$conns" >>"$RESULTS"
+    local wrk_us=${cpu##*$'\t'}
+    cpu=${cpu%$'\t'*}
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$server" "$name" "$ok_rps" "$(field p50_us)" \
+        "$(field p99_us)" "$peak" "$(field requests)" "$errors" "$cpu" "$conns" "$wrk_us" >>"$RESULTS"
 }
 REPORT=(-s "$BENCH/lua/report.lua")
 POST=(-s "$BENCH/lua/post_json.lua")

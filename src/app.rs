@@ -65,6 +65,8 @@ pub struct Shared {
     pub media: Arc<crate::catalog::media::MediaStore>,
     /// Imports running on this node: products written, of how many.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// The payment providers the shop has set up.
+    pub payments: crate::payments::Payments,
     /// The webhook client, behind the address guard, with a circuit breaker per destination.
     pub webhooks: crate::messaging::webhooks::Sender,
     openapi_json: Arc<String>,
@@ -95,6 +97,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             shelf
         },
         webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
+        payments: crate::payments::Payments::from_config(&config)?,
         imports: Default::default(),
         media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
@@ -112,6 +115,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::catalog::router())
         .merge(crate::checkout::router())
         .merge(crate::orders::router())
+        .merge(crate::payments::webhook::router())
         .merge(crate::messaging::admin::router())
         .merge(crate::messaging::webhooks_admin::router())
         .merge(crate::messaging::forms::router())

@@ -779,3 +779,164 @@ conformance! {
         assert_eq!(fulfilled.body["payments"][0]["status"], "captured");
     }
 }
+
+const WEBHOOK_SECRET: &str = "whsec_backroom_test";
+
+async fn stripe_shop(backend: common::Backend, stripe: &common::StripeDouble) -> TestApp {
+    let base = stripe.url();
+    TestApp::spawn_with(backend, |config| {
+        config.checkout.providers.push("stripe".into());
+        config.checkout.stripe.api_base = base;
+        config.checkout.stripe.secret_key = Some("sk_test_backroom".to_owned().into());
+        config.checkout.stripe.webhook_secret = Some(WEBHOOK_SECRET.to_owned().into());
+    })
+    .await
+}
+
+async fn pay_with_stripe(app: &TestApp, cart: &str, key: &str, method: &str) -> common::Resp {
+    app.post(
+        &format!("/api/v1/store/carts/{cart}/complete"),
+        json!({"payment": {"provider": "stripe", "payment_method": method, "return_url": "https://shop.example/back"}}),
+        &[("idempotency-key", key)],
+    )
+    .await
+}
+
+/// The payment intent's id, from the 3-D Secure address a 202 sends the shopper to.
+fn intent_of(waiting: &Value) -> String {
+    waiting["redirect_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
+conformance! {
+    async fn stripe_payments_succeed_decline_and_wait_for_the_shopper(backend) {
+        let stripe = common::StripeDouble::start().await;
+        let app = stripe_shop(backend, &stripe).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 10).await;
+
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let card = app
+            .post(&format!("/api/v1/store/carts/{cart}/complete"), json!({"payment": {"provider": "stripe", "card_number": CARD}}), &[("idempotency-key", "c")])
+            .await;
+        assert_eq!(card.error_fields(), ["payment.payment_method"], "card numbers never reach the server");
+        let declined = pay_with_stripe(&app, &cart, "s1", "pm_card_chargeDeclined").await;
+        assert_eq!(declined.problem(402, "payment_declined")["errors"][0]["message"], "generic_decline");
+        assert_eq!(available(&app, &mug).await, 10);
+        let paid = pay_with_stripe(&app, &cart, "s2", "pm_card_visa").await;
+        assert_eq!(paid.status, 201, "{}", paid.text);
+        assert_eq!(paid.body["status"], "paid");
+        assert_eq!(available(&app, &mug).await, 8);
+        let payment_id = paid.body["payments"][0]["id"].as_str().unwrap();
+        let sent: Vec<Value> = stripe.requests().into_iter().filter(|r| r["method"] == "POST").collect();
+        let keys: Vec<&str> = sent.iter().filter_map(|r| r["headers"]["idempotency-key"].as_str()).collect();
+        assert_eq!(sent.len(), keys.len(), "every request to Stripe carries an Idempotency-Key");
+        assert!(keys.contains(&payment_id), "{keys:?}");
+        let created = sent.iter().rev().find(|r| r["path"] == "/v1/payment_intents").unwrap();
+        assert_eq!(created["params"]["amount"], "2890");
+        assert_eq!(created["params"]["currency"], "eur");
+
+        // Refunds go through Stripe.
+        let order = paid.body["id"].as_str().unwrap();
+        let refund = app.post(&format!("/api/v1/admin/orders/{order}/refunds"), json!({"amount": 500}), &[("authorization", &auth)]).await;
+        assert_eq!(refund.status, 200, "{}", refund.text);
+        let state = stripe.state().await;
+        let refunds = state["refunds"].as_object().map(|r| r.len()).or_else(|| state["refunds"].as_array().map(Vec::len));
+        assert_eq!(refunds, Some(1), "{state}");
+
+        // 3-D Secure: the shopper is sent away, comes back, and the same key places the order.
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let waiting = pay_with_stripe(&app, &cart, "3ds", "pm_card_threeDSecure2Required").await;
+        assert_eq!(waiting.status, 202, "{}", waiting.text);
+        assert_eq!(waiting.body["status"], "requires_action");
+        assert_eq!(available(&app, &mug).await, 7, "the stock stays held while the shopper authenticates");
+        let still = pay_with_stripe(&app, &cart, "3ds", "pm_card_threeDSecure2Required").await;
+        assert_eq!(still.status, 202);
+        let other_key = pay_with_stripe(&app, &cart, "other", "pm_card_visa").await;
+        assert_eq!(other_key.status, 409, "the cart is taken by the payment that waits");
+        stripe.control(&format!("/_test/3ds/{}", intent_of(&waiting.body)), &[("outcome", "succeed")]).await;
+        let back = pay_with_stripe(&app, &cart, "3ds", "pm_card_threeDSecure2Required").await;
+        assert_eq!(back.status, 201, "{}", back.text);
+        assert_eq!(back.body["status"], "paid");
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 2);
+    }
+
+    async fn the_stripe_webhook_finishes_orders_once_whatever_the_order_of_events(backend) {
+        let stripe = common::StripeDouble::start().await;
+        let app = stripe_shop(backend, &stripe).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 10).await;
+        let hook = app.url("/api/v1/payments/stripe/webhook");
+        let send = |kind: &'static str, intent: String, event: Option<&'static str>, signature: &'static str| {
+            let (hook, stripe) = (hook.clone(), &stripe);
+            async move {
+                let mut form = vec![("url", hook.as_str()), ("secret", WEBHOOK_SECRET), ("type", kind), ("object_id", intent.as_str())];
+                if let Some(event) = event {
+                    form.push(("event_id", event));
+                }
+                if !signature.is_empty() {
+                    form.push(("signature", signature));
+                }
+                stripe.control("/_test/webhook", &form).await
+            }
+        };
+
+        // The shopper authenticates but never comes back: the webhook places the order.
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let waiting = pay_with_stripe(&app, &cart, "gone", "pm_card_threeDSecure2Required").await;
+        let intent = intent_of(&waiting.body);
+        let bad = send("payment_intent.succeeded", intent.clone(), None, "bad").await;
+        assert_eq!(bad["status"], 400, "a bad signature is refused");
+        let stale = send("payment_intent.payment_failed", intent.clone(), Some("evt_stale_failure"), "").await;
+        assert_eq!(stale["status"], 200);
+        assert_eq!(available(&app, &mug).await, 8, "an event is not trusted: the intent still waits");
+        stripe.control(&format!("/_test/3ds/{intent}"), &[("outcome", "succeed")]).await;
+        let first = send("payment_intent.succeeded", intent.clone(), Some("evt_success"), "").await;
+        assert_eq!(first["status"], 200, "{first}");
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+        let again = send("payment_intent.succeeded", intent.clone(), Some("evt_success"), "").await;
+        assert_eq!(again["status"], 200);
+        let late = send("payment_intent.payment_failed", intent.clone(), Some("evt_late_failure"), "").await;
+        assert_eq!(late["status"], 200);
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1, "duplicated and reordered events make one order");
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders WHERE status = 'paid'").await, 1);
+        assert_eq!(available(&app, &mug).await, 8);
+        let back = pay_with_stripe(&app, &cart, "gone", "pm_card_threeDSecure2Required").await;
+        assert_eq!(back.status, 201, "the shopper's late return answers the same order: {}", back.text);
+
+        // Authentication fails: the webhook gives the stock back and frees the cart.
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 3).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let waiting = pay_with_stripe(&app, &cart, "fails", "pm_card_threeDSecure2Required").await;
+        let intent = intent_of(&waiting.body);
+        assert_eq!(available(&app, &mug).await, 5);
+        stripe.control(&format!("/_test/3ds/{intent}"), &[("outcome", "fail")]).await;
+        send("payment_intent.payment_failed", intent, None, "").await;
+        assert_eq!(available(&app, &mug).await, 8);
+        let retry = pay_with_stripe(&app, &cart, "retry", "pm_card_visa").await;
+        assert_eq!(retry.status, 201, "{}", retry.text);
+
+        // Stripe's own library signs what the endpoint accepts, and nothing else.
+        let payload = r#"{"id": "evt_lib", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}"#;
+        let header = common::stripe_signature(payload, WEBHOOK_SECRET);
+        let post = |body: &'static str, header: String| {
+            let client = app.client.clone();
+            let hook = hook.clone();
+            async move {
+                client.post(&hook).header("stripe-signature", header).header("content-type", "application/json").body(body).send().await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(post(payload, header.clone()).await, 200);
+        let tampered = r#"{"id": "evt_lib", "type": "customer.created", "data": {"object": {"id": "cus_2"}}}"#;
+        assert_eq!(post(tampered, header).await, 400);
+        assert_eq!(post(payload, common::stripe_signature(payload, "whsec_someone_else")).await, 400);
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::address::Address;
@@ -132,7 +132,7 @@ impl Context {
 }
 
 /// A line as the shopper sees it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CartLine {
     pub id: String,
     pub variant_id: String,
@@ -153,9 +153,8 @@ pub struct CartLine {
     pub total: i64,
     /// Units that can be sold now; absent for variants that take backorders.
     pub available: Option<i64>,
-    #[serde(skip)]
     pub tax_class: String,
-    #[serde(skip)]
+    /// The tax's name on receipts ("VAT").
     pub tax_name: String,
     #[serde(skip)]
     pub weight_grams: i64,
@@ -173,7 +172,7 @@ pub struct Change {
 }
 
 /// The money of a cart, in minor units of its currency.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CartTotals {
     /// The goods at their listed prices.
     pub subtotal: i64,
@@ -188,7 +187,7 @@ pub struct CartTotals {
 }
 
 /// A cart, priced.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Cart {
     pub id: String,
     pub region_id: String,
@@ -212,6 +211,7 @@ pub struct Cart {
     /// The methods that can be chosen for the shipping address.
     pub shipping_options: Vec<ShippingOption>,
     pub totals: CartTotals,
+    #[serde(skip_deserializing)]
     pub changes: Vec<Change>,
     /// What is still needed before the order can be placed: `lines`, `email`,
     /// `shipping_address`, `shipping_method`, or a blocking change.

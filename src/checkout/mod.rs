@@ -4,7 +4,7 @@ pub mod address;
 pub mod cart;
 mod cart_api;
 pub mod demo;
-mod place;
+pub mod place;
 pub mod pricing;
 pub mod promotions;
 pub mod regions;

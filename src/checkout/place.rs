@@ -17,6 +17,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -96,13 +97,34 @@ async fn void(state: &AppState, provider: &dyn payments::Provider, reference: &s
 
 fn check_payment(state: &AppState, details: &PaymentDetails) -> AppResult<()> {
     let enabled = state.config.checkout.providers.contains(&details.provider);
-    if !enabled || payments::provider(&details.provider).is_none() {
+    if !enabled || state.payments.get(&details.provider).is_none() {
         return Err(AppError::invalid_field("payment.provider", "unknown", "is not a payment method this shop takes"));
     }
-    match (details.provider.as_str(), details.card_number.as_deref()) {
-        ("test", Some(number)) if payments::luhn_valid(number) => Ok(()),
-        ("test", _) => Err(AppError::invalid_field("payment.card_number", "invalid", "is not a valid card number")),
-        (_, Some(_)) => Err(AppError::invalid_field("payment.card_number", "unexpected", "this method takes no card")),
+    let card = details.card_number.as_deref();
+    let method = details.payment_method.as_deref();
+    match details.provider.as_str() {
+        "test" if !card.is_some_and(payments::luhn_valid) => {
+            Err(AppError::invalid_field("payment.card_number", "invalid", "is not a valid card number"))
+        }
+        "stripe" if !method.is_some_and(|m| m.starts_with("pm_") && m.len() <= 255) => Err(AppError::invalid_field(
+            "payment.payment_method",
+            "invalid",
+            "must be the id of a Stripe PaymentMethod (pm_...)",
+        )),
+        "stripe"
+            if details.return_url.as_deref().is_some_and(|url| !url.starts_with("https://") || url.len() > 2000) =>
+        {
+            Err(AppError::invalid_field("payment.return_url", "invalid", "must be an https:// address"))
+        }
+        "test" if method.is_some() => {
+            Err(AppError::invalid_field("payment.payment_method", "unexpected", "this method takes a card number"))
+        }
+        "stripe" if card.is_some() => {
+            Err(AppError::invalid_field("payment.card_number", "unexpected", "cards go to Stripe, never here"))
+        }
+        "manual" if card.is_some() || method.is_some() => {
+            Err(AppError::invalid_field("payment.card_number", "unexpected", "this method takes no card"))
+        }
         _ => Ok(()),
     }
 }
@@ -175,6 +197,7 @@ fn not_ready(cart: &Cart) -> AppError {
     params(("id" = String, Path), ("Idempotency-Key" = String, Header, description = "The same on every retry of this order")),
     responses(
         (status = 201, body = Order),
+        (status = 202, description = "The shopper must authenticate the payment (3-D Secure)", body = ActionRequired),
         (status = 400, description = "No Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "The payment was declined", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -188,7 +211,7 @@ async fn complete_cart(
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(request): Json<PlaceOrder>,
-) -> AppResult<(StatusCode, Json<Order>)> {
+) -> AppResult<Response> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&request);
     let mut row = cart::find_row(&state.db, None, &id).await?;
@@ -196,7 +219,7 @@ async fn complete_cart(
         return Err(AppError::not_found("No cart has this id, or it has expired."));
     }
     if row.status == "completed" {
-        return already_placed(&state, &id, &key, &hash).await;
+        return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
     check_payment(&state, &request.payment)?;
     if row.checkout_until.is_some_and(|until| until < Timestamp::now()) {
@@ -205,8 +228,18 @@ async fn complete_cart(
         row = cart::find_row(&state.db, None, &id).await?;
     }
     if row.checkout_until.is_some_and(|until| until >= Timestamp::now()) {
+        // The shopper back from 3-D Secure: the payment that waited on them is finished.
+        if let Some(waiting) = waiting_payment(&state, &id).await?
+            && waiting.idempotency_key.as_deref() == Some(key.as_str())
+        {
+            let actor = match caller.customer_id() {
+                Some(customer) => Actor { kind: "customer", id: customer },
+                None => Actor { kind: "guest", id: &id },
+            };
+            return finish(&state, &waiting, actor).await.map(Finished::into_response);
+        }
         // Another attempt is paying now; its stock would look taken to this one.
-        return already_placed(&state, &id, &key, &hash).await;
+        return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
     let priced = cart::priced(&state.db, &row).await?;
     if !priced.missing.is_empty() {
@@ -219,11 +252,16 @@ async fn complete_cart(
         )
         .with_field("expected_total", "changed", "differs from the cart's total now"));
     }
-    let held = match hold(&state, &row, &priced, &key, &request.payment).await? {
+    let mut snapshot = priced.clone();
+    snapshot.customer_id = row.customer_id.clone().or_else(|| caller.customer_id().map(str::to_owned));
+    let priced = snapshot;
+    let held = match hold(&state, &row, &priced, &key, &hash, &request.payment).await? {
         Held::Taken(held) => held,
-        Held::Busy => return already_placed(&state, &id, &key, &hash).await,
+        Held::Busy => return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response),
     };
-    let provider = payments::provider(&request.payment.provider)
+    let provider = state
+        .payments
+        .get(&request.payment.provider)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("provider vanished")))?;
     let charge = Charge {
         payment_id: &held.payment_id,
@@ -239,38 +277,190 @@ async fn complete_cart(
             tracing::warn!(error = %err, payment.id = %held.payment_id, "payment provider failed");
             void(&state, provider, &held.payment_id).await;
             let problem = AppError::new(ErrorCode::Unavailable, "The payment could not be made; nothing was charged.");
-            return Err(give_back(&state, &row, &held, "error", problem).await);
+            return Err(give_back(&state, &id, &held, "error", problem).await);
         }
         Err(_) => {
             void(&state, provider, &held.payment_id).await;
             let problem =
                 AppError::new(ErrorCode::Timeout, "The payment provider did not answer in time; nothing was charged.");
-            return Err(give_back(&state, &row, &held, "timed_out", problem).await);
+            return Err(give_back(&state, &id, &held, "timed_out", problem).await);
         }
     };
+    let actor = match caller.customer_id() {
+        Some(customer) => Actor { kind: "customer", id: customer },
+        None => Actor { kind: "guest", id: &id },
+    };
+    conclude(&state, &id, &priced, &held, outcome, &key, &hash, provider, actor).await.map(Finished::into_response)
+}
+
+/// How a checkout ended, for the shopper.
+pub enum Finished {
+    Placed(Box<Order>),
+    /// The shopper must act at `redirect_url`, then call `complete` again with the same key.
+    Waiting {
+        payment_id: String,
+        redirect_url: String,
+    },
+}
+
+/// What a checkout waiting on the shopper answers (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionRequired {
+    /// `requires_action`.
+    pub status: &'static str,
+    pub payment_id: String,
+    /// Send the shopper here (3-D Secure); then call `complete` again with the same key, or
+    /// let the provider's webhook finish the order.
+    pub redirect_url: String,
+}
+
+impl Finished {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Placed(order) => (StatusCode::CREATED, Json(order)).into_response(),
+            Self::Waiting { payment_id, redirect_url } => {
+                let body = ActionRequired { status: "requires_action", payment_id, redirect_url };
+                (StatusCode::ACCEPTED, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// Acts on what the provider answered: places the order, waits on the shopper, or gives the
+/// hold back.
+#[expect(clippy::too_many_arguments, reason = "the whole of one checkout, passed once")]
+async fn conclude(
+    state: &AppState,
+    cart_id: &str,
+    priced: &Cart,
+    held: &Hold,
+    outcome: Outcome,
+    key: &str,
+    hash: &str,
+    provider: &dyn payments::Provider,
+    actor: Actor<'_>,
+) -> AppResult<Finished> {
     let (status, reference, captured) = match outcome {
         Outcome::Declined { reason } => {
             let problem = AppError::new(ErrorCode::PaymentDeclined, format!("The payment was declined ({reason})."))
                 .with_field("payment", "declined", reason.clone());
-            return Err(give_back(&state, &row, &held, &reason, problem).await);
+            return Err(give_back(state, cart_id, held, &reason, problem).await);
+        }
+        Outcome::RequiresAction { reference, redirect_url } => {
+            wait_on_shopper(state, cart_id, held, &reference).await?;
+            return Ok(Finished::Waiting { payment_id: held.payment_id.clone(), redirect_url });
         }
         Outcome::Pending => (Status::PendingPayment, None, 0),
         Outcome::Authorized { reference } => (Status::Authorized, Some(reference), 0),
         Outcome::Captured { reference } => (Status::Paid, Some(reference), priced.totals.total),
     };
     let paid = Paid { status, reference, captured };
-    match place(&state, &row, &priced, &held, &paid, &key, &hash, &caller).await {
-        Ok(order_id) => Ok((StatusCode::CREATED, Json(orders::find(&state.db, &order_id).await?))),
+    match place(state, cart_id, priced, held, &paid, key, hash, actor).await {
+        Ok(order_id) => Ok(Finished::Placed(Box::new(orders::find(&state.db, &order_id).await?))),
         Err(err) => {
             // A commit whose answer was lost may still have placed the order.
-            if let Ok(placed) = already_placed(&state, &id, &key, &hash).await {
-                return Ok(placed);
+            if let Ok((_, Json(order))) = already_placed(state, cart_id, key, hash).await {
+                return Ok(Finished::Placed(Box::new(order)));
             }
             tracing::error!(error = %err, payment.id = %held.payment_id, "an order could not be placed; voiding its payment");
-            void(&state, provider, paid.reference.as_deref().unwrap_or(&held.payment_id)).await;
-            Err(give_back(&state, &row, &held, "not_placed", err).await)
+            void(state, provider, paid.reference.as_deref().unwrap_or(&held.payment_id)).await;
+            Err(give_back(state, cart_id, held, "not_placed", err).await)
         }
     }
+}
+
+/// Keeps the hold while the shopper authenticates: the cart stays taken, and its stock held,
+/// until the reservations expire.
+async fn wait_on_shopper(state: &AppState, cart_id: &str, held: &Hold, reference: &str) -> AppResult<()> {
+    let until = Timestamp::now().plus_secs(state.config.checkout.hold_secs.saturating_sub(HOLD_MARGIN_SECS));
+    let mut tx = state.db.begin().await?;
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE payments SET status = 'requires_action', provider_ref = $1, updated_at = $2 WHERE id = $3")
+            .bind(reference)
+            .bind(Timestamp::now())
+            .bind(&held.payment_id)
+            .execute(conn)
+            .await
+    })?;
+    let kept = db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE carts SET checkout_until = $1 WHERE id = $2 AND status = 'active' AND checkout_until = $3")
+            .bind(until)
+            .bind(cart_id)
+            .bind(held.until)
+            .execute(conn)
+            .await
+    })?;
+    if kept != 1 {
+        return Err(AppError::new(ErrorCode::Conflict, "This checkout attempt lost its hold on the cart; try again."));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A payment that waits on the shopper, with what it was for.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Waiting {
+    pub id: String,
+    pub cart_id: String,
+    pub provider: String,
+    pub provider_ref: Option<String>,
+    pub status: String,
+    pub order_id: Option<String>,
+    pub reservations: String,
+    pub snapshot: Option<String>,
+    pub request_hash: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+const WAITING_COLUMNS: &str =
+    "id, cart_id, provider, provider_ref, status, order_id, reservations, snapshot, request_hash, idempotency_key";
+
+async fn waiting_payment(state: &AppState, cart_id: &str) -> AppResult<Option<Waiting>> {
+    let sql = format!(
+        "SELECT {WAITING_COLUMNS} FROM payments WHERE cart_id = $1 AND status = 'requires_action' \
+         AND order_id IS NULL ORDER BY id DESC LIMIT 1"
+    );
+    Ok(db_run!(state.db.read(), |conn| sqlx::query_as::<_, Waiting>(&sql).bind(cart_id).fetch_optional(conn).await)?)
+}
+
+/// The payment the provider knows as `reference`.
+pub async fn payment_by_reference(state: &AppState, provider: &str, reference: &str) -> AppResult<Option<Waiting>> {
+    let sql = format!("SELECT {WAITING_COLUMNS} FROM payments WHERE provider = $1 AND provider_ref = $2");
+    Ok(db_run!(state.db.read(), |conn| {
+        sqlx::query_as::<_, Waiting>(&sql).bind(provider).bind(reference).fetch_optional(conn).await
+    })?)
+}
+
+/// Finishes a payment that waited on the shopper, as the provider says it stands now: the
+/// order is placed, the wait goes on, or the hold is given back. Safe to run more than once,
+/// from the shopper's return and from the provider's webhook at the same time.
+pub async fn finish(state: &AppState, waiting: &Waiting, actor: Actor<'_>) -> AppResult<Finished> {
+    let (Some(reference), Some(snapshot)) = (&waiting.provider_ref, &waiting.snapshot) else {
+        return Err(AppError::new(ErrorCode::Conflict, "This payment is not waiting on the shopper."));
+    };
+    let provider = state
+        .payments
+        .get(&waiting.provider)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {}", waiting.provider)))?;
+    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+    let outcome = match tokio::time::timeout(timeout, provider.status(reference)).await {
+        Ok(Ok(outcome)) => outcome,
+        _ => return Err(AppError::new(ErrorCode::Unavailable, "The payment provider did not answer; try again.")),
+    };
+    let priced: Cart = serde_json::from_str(snapshot).map_err(AppError::internal)?;
+    let cart = cart::find_row(&state.db, None, &waiting.cart_id).await?;
+    let until = cart.checkout_until.unwrap_or_default();
+    let held = Hold {
+        payment_id: waiting.id.clone(),
+        reservations: serde_json::from_str(&waiting.reservations).unwrap_or_default(),
+        until,
+    };
+    let key = waiting.idempotency_key.clone().unwrap_or_default();
+    let hash = waiting.request_hash.clone().unwrap_or_default();
+    if let Outcome::RequiresAction { redirect_url, .. } = outcome {
+        return Ok(Finished::Waiting { payment_id: waiting.id.clone(), redirect_url });
+    }
+    conclude(state, &waiting.cart_id, &priced, &held, outcome, &key, &hash, provider, actor).await
 }
 
 /// What the hold took. `until` also tells this attempt's hold of the cart from a later one's.
@@ -287,7 +477,14 @@ enum Held {
 }
 
 /// Takes the cart for this attempt, reserves its stock and records the payment attempt.
-async fn hold(state: &AppState, row: &CartRow, priced: &Cart, key: &str, payment: &PaymentDetails) -> AppResult<Held> {
+async fn hold(
+    state: &AppState,
+    row: &CartRow,
+    priced: &Cart,
+    key: &str,
+    hash: &str,
+    payment: &PaymentDetails,
+) -> AppResult<Held> {
     let now = Timestamp::now();
     let until = now.plus_secs(state.config.checkout.payment_timeout_secs + HOLD_MARGIN_SECS);
     let mut tx = state.db.begin().await?;
@@ -343,7 +540,8 @@ async fn hold(state: &AppState, row: &CartRow, priced: &Cart, key: &str, payment
     db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
-             updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7)",
+             updated_at, snapshot, request_hash, idempotency_key) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8, $9, $10)",
         )
         .bind(&payment_id)
         .bind(&row.id)
@@ -352,11 +550,14 @@ async fn hold(state: &AppState, row: &CartRow, priced: &Cart, key: &str, payment
         .bind(priced.totals.total)
         .bind(serde_json::to_string(&reservations).map_err(AppError::internal)?)
         .bind(now)
+        .bind(to_json(priced)?)
+        .bind(hash)
+        .bind(key)
         .execute(conn)
         .await
     })?;
     let email = priced.email.as_deref().unwrap_or_default();
-    promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, row.customer_id.as_deref()).await?;
+    promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
     tx.commit().await?;
     Ok(Held::Taken(Hold { payment_id, reservations, until }))
 }
@@ -387,7 +588,8 @@ async fn reopen_lapsed(state: &AppState, row: &CartRow) -> AppResult<()> {
 async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<()> {
     let abandoned = db_run!(tx.conn(), |conn| {
         sqlx::query_as::<_, (String, String)>(
-            "SELECT id, reservations FROM payments WHERE cart_id = $1 AND status = 'pending' AND order_id IS NULL",
+            "SELECT id, reservations FROM payments WHERE cart_id = $1 AND status IN ('pending', 'requires_action') \
+             AND order_id IS NULL",
         )
         .bind(cart_id)
         .fetch_all(conn)
@@ -413,7 +615,7 @@ async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<()> {
 
 /// After a failed attempt: the stock goes back, the payment is marked `failed` with its
 /// reason, and the cart is free again. Answers `problem`, or the error that stopped this.
-async fn give_back(state: &AppState, row: &CartRow, held: &Hold, reason: &str, problem: AppError) -> AppError {
+async fn give_back(state: &AppState, cart_id: &str, held: &Hold, reason: &str, problem: AppError) -> AppError {
     let undo = async {
         let mut tx = state.db.begin().await?;
         for reservation in &held.reservations {
@@ -436,7 +638,7 @@ async fn give_back(state: &AppState, row: &CartRow, held: &Hold, reason: &str, p
                 "UPDATE carts SET checkout_key = NULL, checkout_until = NULL WHERE id = $1 AND status = 'active' \
                  AND checkout_until = $2",
             )
-            .bind(&row.id)
+            .bind(cart_id)
             .bind(held.until)
             .execute(conn)
             .await
@@ -447,7 +649,7 @@ async fn give_back(state: &AppState, row: &CartRow, held: &Hold, reason: &str, p
     match undo.await {
         Ok(()) => problem,
         Err(err) => {
-            tracing::error!(error = %err, cart.id = %row.id, "a failed checkout could not be undone; its hold lapses");
+            tracing::error!(error = %err, cart.id = %cart_id, "a failed checkout could not be undone; its hold lapses");
             problem
         }
     }
@@ -479,13 +681,13 @@ async fn next_number(tx: &mut Tx) -> AppResult<i64> {
 #[expect(clippy::too_many_arguments, reason = "the whole of one checkout, passed once")]
 async fn place(
     state: &AppState,
-    row: &CartRow,
+    cart_id: &str,
     priced: &Cart,
     held: &Hold,
     paid: &Paid,
     key: &str,
     hash: &str,
-    caller: &MaybeCustomer,
+    actor: Actor<'_>,
 ) -> AppResult<String> {
     let (Some(shipping_address), Some(method), Some(email)) =
         (&priced.shipping_address, &priced.shipping_method, &priced.email)
@@ -493,12 +695,8 @@ async fn place(
         return Err(AppError::internal(anyhow::anyhow!("a cart without address, method or email reached placing")));
     };
     let billing_address = priced.billing_address.as_ref().unwrap_or(shipping_address);
-    let actor = match caller.customer_id() {
-        Some(customer) => Actor { kind: "customer", id: customer },
-        None => Actor { kind: "guest", id: &row.id },
-    };
-    // A guest cart placed by a signed-in customer is their order.
-    let customer_id = row.customer_id.as_deref().or(caller.customer_id());
+    // A guest cart placed by a signed-in customer is their order (the hold noted who).
+    let customer_id = priced.customer_id.as_deref();
     let order_id = new_id("ord");
     let now = Timestamp::now();
     let shipping = OrderShipping {
@@ -520,7 +718,7 @@ async fn place(
         )
         .bind(&order_id)
         .bind(number)
-        .bind(&row.id)
+        .bind(cart_id)
         .bind(key)
         .bind(hash)
         .bind(customer_id)
@@ -586,7 +784,7 @@ async fn place(
     let recorded = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE payments SET order_id = $1, status = $2, provider_ref = $3, captured_amount = $4, updated_at = $5 \
-             WHERE id = $6 AND status = 'pending' AND order_id IS NULL",
+             WHERE id = $6 AND status IN ('pending', 'requires_action') AND order_id IS NULL",
         )
         .bind(&order_id)
         .bind(payment_status)
@@ -604,7 +802,7 @@ async fn place(
         )
         .bind(&order_id)
         .bind(now)
-        .bind(&row.id)
+        .bind(cart_id)
         .bind(held.until)
         .execute(conn)
         .await

@@ -122,7 +122,7 @@ pub struct Zone {
 }
 
 /// What a cart offers the shopper to choose.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ShippingOption {
     pub id: String,
     pub name: String,

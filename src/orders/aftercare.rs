@@ -327,7 +327,9 @@ async fn fulfil(
     if let Some((payment_id, provider, reference, amount, _, _)) = money_payment(&mut tx, &id).await?
         && order.status == Status::Authorized
     {
-        let provider = crate::payments::provider(&provider)
+        let provider = state
+            .payments
+            .get(&provider)
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {provider}")))?;
         let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
         match tokio::time::timeout(timeout, provider.capture(&reference, amount)).await {
@@ -613,7 +615,9 @@ async fn refund(
     let amount = refunds::amount(&lines, &request, shipping_left, captured - refunded)
         .map_err(|refused| AppError::invalid_field(&refused.field, refused.code, refused.message))?;
     let refund_id = new_id("ref");
-    let provider_impl = crate::payments::provider(&provider)
+    let provider_impl = state
+        .payments
+        .get(&provider)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {provider}")))?;
     let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
     let provider_ref = match tokio::time::timeout(timeout, provider_impl.refund(&reference, amount, &refund_id)).await {

@@ -578,7 +578,7 @@ async fn cancel_order(
     tx.commit().await?;
     // The provider is told once the cancellation stands; a failure here is logged for staff.
     for (payment_id, provider, reference) in to_void {
-        let Some(provider) = crate::payments::provider(&provider) else { continue };
+        let Some(provider) = state.payments.get(&provider) else { continue };
         let reference = reference.unwrap_or(payment_id);
         let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
         match tokio::time::timeout(timeout, provider.void(&reference)).await {

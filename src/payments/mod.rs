@@ -4,9 +4,15 @@
 //!   waits for staff to mark it paid.
 //! - `test`: a card gateway on this machine, for the demo and the tests. Its card numbers say
 //!   what happens: see [`TestCards`].
+//! - `stripe`: PaymentIntents over Stripe's HTTP API; see [`stripe`].
 
+pub mod stripe;
+pub mod webhook;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +27,12 @@ pub struct PaymentDetails {
     /// For `test` only: a card number from the test cards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_number: Option<String>,
+    /// For `stripe`: the PaymentMethod Stripe.js made of the shopper's card (`pm_...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
+    /// For `stripe`: where the shopper's browser comes back to after 3-D Secure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
 }
 
 /// What checkout asks a provider.
@@ -46,6 +58,11 @@ pub enum Outcome {
     Captured {
         reference: String,
     },
+    /// The shopper must act (3-D Secure) at `redirect_url`; the payment finishes later.
+    RequiresAction {
+        reference: String,
+        redirect_url: String,
+    },
     Declined {
         reason: String,
     },
@@ -65,6 +82,10 @@ pub trait Provider: Send + Sync {
     /// Gives `amount` back; answers the provider's reference of the refund. `key` makes a
     /// retry of the same refund harmless.
     fn refund<'a>(&'a self, reference: &'a str, amount: i64, key: &'a str) -> ProviderFuture<'a, String>;
+    /// Where a payment that waited on the shopper stands now.
+    fn status<'a>(&'a self, reference: &'a str) -> ProviderFuture<'a, Outcome> {
+        Box::pin(async move { Err(anyhow::anyhow!("payment {reference} cannot be looked up")) })
+    }
 }
 
 /// Manual payments: nothing happens at checkout.
@@ -151,12 +172,24 @@ impl Provider for TestGateway {
     }
 }
 
-/// The provider named `name`, if this build has it.
-pub fn provider(name: &str) -> Option<&'static dyn Provider> {
-    match name {
-        "manual" => Some(&Manual),
-        "test" => Some(&TestGateway),
-        _ => None,
+/// The providers the shop has set up, by name.
+#[derive(Clone, Default)]
+pub struct Payments(HashMap<&'static str, Arc<dyn Provider>>);
+
+impl Payments {
+    pub fn from_config(config: &crate::platform::config::Config) -> anyhow::Result<Self> {
+        let mut providers: HashMap<&'static str, Arc<dyn Provider>> = HashMap::new();
+        providers.insert("manual", Arc::new(Manual));
+        providers.insert("test", Arc::new(TestGateway));
+        if let Some(key) = &config.checkout.stripe.secret_key {
+            providers.insert("stripe", Arc::new(stripe::Stripe::new(&config.checkout.stripe.api_base, key.clone())?));
+        }
+        Ok(Self(providers))
+    }
+
+    /// The provider named `name`, if the shop has it.
+    pub fn get(&self, name: &str) -> Option<&dyn Provider> {
+        self.0.get(name).map(|provider| provider.as_ref())
     }
 }
 

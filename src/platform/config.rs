@@ -246,8 +246,35 @@ pub struct CheckoutConfig {
     /// How long a payment provider may take to answer before the attempt is called off.
     pub payment_timeout_secs: u64,
     pub capture: CaptureMode,
-    /// The payment providers shoppers may choose: `manual`, `test`.
+    /// The payment providers shoppers may choose: `manual`, `test`, `stripe`.
     pub providers: Vec<String>,
+    pub stripe: StripeConfig,
+}
+
+/// Stripe: the account's secret key and the webhook endpoint's signing secret.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConfig {
+    #[serde(skip_serializing)]
+    pub secret_key: Option<SecretString>,
+    /// `whsec_...`, shown by Stripe for the endpoint `/api/v1/payments/stripe/webhook`.
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<SecretString>,
+    /// Stripe's API; another address only for a test double.
+    pub api_base: String,
+    /// How old a webhook's signature may be.
+    pub webhook_tolerance_secs: u64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            webhook_secret: None,
+            api_base: "https://api.stripe.com".into(),
+            webhook_tolerance_secs: 300,
+        }
+    }
 }
 
 impl Default for CheckoutConfig {
@@ -258,6 +285,7 @@ impl Default for CheckoutConfig {
             payment_timeout_secs: 20,
             capture: CaptureMode::Immediate,
             providers: vec!["manual".into()],
+            stripe: StripeConfig::default(),
         }
     }
 }
@@ -487,8 +515,19 @@ impl Config {
                 "must be at least a minute longer than checkout.payment_timeout_secs",
             ));
         }
-        if let Some(unknown) = checkout.providers.iter().find(|p| !["manual", "test"].contains(&p.as_str())) {
-            return Err(ConfigError::new("checkout.providers", format!("`{unknown}` is not manual or test")));
+        if let Some(unknown) = checkout.providers.iter().find(|p| !["manual", "test", "stripe"].contains(&p.as_str())) {
+            return Err(ConfigError::new("checkout.providers", format!("`{unknown}` is not manual, test or stripe")));
+        }
+        if checkout.providers.iter().any(|p| p == "stripe")
+            && (checkout.stripe.secret_key.is_none() || checkout.stripe.webhook_secret.is_none())
+        {
+            return Err(ConfigError::new(
+                "checkout.stripe",
+                "the stripe provider needs checkout.stripe.secret_key and checkout.stripe.webhook_secret",
+            ));
+        }
+        if !(checkout.stripe.api_base.starts_with("https://") || checkout.stripe.api_base.starts_with("http://")) {
+            return Err(ConfigError::new("checkout.stripe.api_base", "must start with https://"));
         }
         if self.http.body_limit_bytes < 1024 {
             return Err(ConfigError::new("http.body_limit_bytes", "must be at least 1024"));

@@ -656,3 +656,90 @@ impl Drop for WebhookReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// The local double of Stripe's API (tests/support/stripe_double.py), answering in the shapes
+/// of Stripe's published fixtures.
+pub struct StripeDouble {
+    child: std::process::Child,
+    pub port: u16,
+    folder: tempfile::TempDir,
+}
+
+impl StripeDouble {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let folder = tempfile::tempdir().unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/stripe_double.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(folder.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs the Stripe double");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self { child, port, folder };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the Stripe double did not listen on {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A test control (`/_test/...`), with form fields; answers its JSON.
+    pub async fn control(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.url()))
+            .form(form)
+            .send()
+            .await
+            .expect("the double answers");
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Every payment intent, charge, refund and event the double holds.
+    pub async fn state(&self) -> Value {
+        let resp = reqwest::get(format!("{}/_test/state", self.url())).await.expect("the double answers");
+        resp.json().await.expect("its state")
+    }
+
+    /// Every request the double received, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.folder.path().join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a logged request"))
+            .collect()
+    }
+}
+
+impl Drop for StripeDouble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs `payload` as Stripe does, with Stripe's own library (PyPI `stripe`).
+pub fn stripe_signature(payload: &str, secret: &str) -> String {
+    use std::io::Write;
+    let python = python_with("stripe==16.1.0");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/stripe_sign.py");
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .arg(secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the signer runs");
+    child.stdin.take().expect("stdin").write_all(payload.as_bytes()).expect("the payload is written");
+    let output = child.wait_with_output().expect("the signer ends");
+    assert!(output.status.success(), "the signer failed");
+    String::from_utf8(output.stdout).expect("text").trim().to_owned()
+}
