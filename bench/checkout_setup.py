@@ -2,7 +2,7 @@
 
     python3 checkout_setup.py BASE_URL STAFF_TOKEN VARIANTS HOT_STOCK CARTS OUT_DIR
 
-Takes the first VARIANTS variants of the demo catalog (by product handle) and receives a
+Takes the first VARIANTS variants of the admin product list and receives a
 million units of each, so that no ordinary line ever runs out; sets the next variant's stock
 to exactly HOT_STOCK units (the hot product); starts CARTS empty carts for the add-to-cart
 run. Writes OUT_DIR/variants.txt (one id a line), OUT_DIR/hot.txt (the hot variant's id) and
@@ -37,7 +37,7 @@ variants = []
 after = None
 while len(variants) < wanted + 1:
     page = call("GET", "/api/v1/admin/products?limit=100" + (f"&after={after}" if after else ""), staff=True)
-    for product in sorted(page["data"], key=lambda p: p["handle"]):
+    for product in page["data"]:
         variants += [v["id"] for v in product["variants"]]
     after = page.get("next_cursor")
     if not after:

@@ -940,3 +940,31 @@ conformance! {
         assert_eq!(post(payload, common::stripe_signature(payload, "whsec_someone_else")).await, 400);
     }
 }
+
+conformance! {
+    async fn the_test_gateway_asks_for_3_d_secure(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 5).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 1).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let waiting = place(&app, &cart, "3ds", "4000002500003155").await;
+        assert_eq!(waiting.status, 202, "{}", waiting.text);
+        let page = waiting.body["redirect_url"].as_str().unwrap().to_owned();
+        assert_eq!(place(&app, &cart, "3ds", "4000002500003155").await.status, 202);
+        let failed = app.post(&page, json!({"succeed": false}), &[]).await;
+        assert_eq!(failed.status, 204);
+        let refused = place(&app, &cart, "3ds", "4000002500003155").await;
+        assert_eq!(refused.problem(402, "payment_declined")["errors"][0]["message"], "authentication_failed");
+        assert_eq!(available(&app, &mug).await, 5);
+        let again = place(&app, &cart, "3ds-2", "4000002500003155").await;
+        let page = again.body["redirect_url"].as_str().unwrap().to_owned();
+        app.post(&page, json!({"succeed": true}), &[]).await;
+        let placed = place(&app, &cart, "3ds-2", "4000002500003155").await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        assert_eq!(placed.body["status"], "paid");
+        assert_eq!(app.post(&page, json!({"succeed": true}), &[]).await.status, 404, "answered once");
+    }
+}

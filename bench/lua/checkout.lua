@@ -47,9 +47,9 @@ function setup(thread)
   thread:set("buyer", #threads)
 end
 
--- Per thread, i.e. per buyer.
-latencies = {} -- step -> list of µs, successful answers only
-errors = {}    -- step -> unexpected answers (and 409s, when no hot variant explains them)
+-- Per thread, i.e. per buyer. done() reads them with thread:get, which copies flat tables
+-- only (wrk 4.1 crashes on nested ones): lat_N lists step N's µs (successful answers only),
+-- err_N counts its unexpected answers (409s too, unless the hot variant explains them).
 orders = 0
 orders_hot = 0  -- orders holding the hot variant
 sold_out_add = 0 -- hot variant refused when added (409)
@@ -59,8 +59,8 @@ local run = tostring(os.time())
 
 function init(args)
   for step = 1, #STEPS do
-    latencies[step] = {}
-    errors[step] = 0
+    _G["lat_" .. step] = {}
+    _G["err_" .. step] = 0
   end
   at = 1
   next_variant = ((buyer or 1) - 1) * 3
@@ -122,12 +122,12 @@ function response(status, headers, body)
     elseif hot and status == 409 and step == 5 then
       sold_out_place = sold_out_place + 1
     else
-      errors[step] = errors[step] + 1
+      _G["err_" .. step] = _G["err_" .. step] + 1
     end
     restart()
     return
   end
-  local list = latencies[step]
+  local list = _G["lat_" .. step]
   list[#list + 1] = took
   if step == 5 then
     orders = orders + 1
@@ -151,8 +151,8 @@ done = function(summary, latency, requests)
   for step = 1, #STEPS do
     local all, failed = {}, 0
     for _, thread in ipairs(threads) do
-      for _, took in ipairs(thread:get("latencies")[step]) do all[#all + 1] = took end
-      failed = failed + thread:get("errors")[step]
+      for _, took in ipairs(thread:get("lat_" .. step)) do all[#all + 1] = took end
+      failed = failed + thread:get("err_" .. step)
     end
     table.sort(all)
     io.write(string.format("STEP name=%s count=%d p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%d\n",

@@ -119,6 +119,8 @@ impl TestCards {
     pub const INSUFFICIENT_FUNDS: &'static str = "4000000000009995";
     /// The gateway never answers: checkout gives up after `checkout.payment_timeout_secs`.
     pub const TIMES_OUT: &'static str = "4000000000000119";
+    /// The shopper must authenticate (3-D Secure) on the gateway's page first.
+    pub const REQUIRES_ACTION: &'static str = "4000002500003155";
 }
 
 /// Whether `number` is 12 to 19 digits that pass the Luhn check.
@@ -139,7 +141,29 @@ pub fn luhn_valid(number: &str) -> bool {
 }
 
 /// The test gateway.
-pub struct TestGateway;
+///
+/// Its 3-D Secure is a page of this server
+/// (`POST /api/v1/store/test-payments/{reference}/authenticate`); what shoppers answered there
+/// is kept in this process only.
+#[derive(Default)]
+pub struct TestGateway {
+    /// Payments waiting on the shopper: whether to capture, and what the shopper answered.
+    waiting: std::sync::Mutex<HashMap<String, (bool, Option<bool>)>>,
+}
+
+impl TestGateway {
+    /// Records the shopper's answer on the 3-D Secure page; whether the payment waited on it.
+    pub fn authenticate(&self, reference: &str, succeeded: bool) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match waiting.get_mut(reference) {
+            Some((_, answer @ None)) => {
+                *answer = Some(succeeded);
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 impl Provider for TestGateway {
     fn charge<'a>(&'a self, charge: &'a Charge<'a>) -> ProviderFuture<'a, Outcome> {
@@ -147,6 +171,12 @@ impl Provider for TestGateway {
             let number = charge.details.card_number.as_deref().unwrap_or_default();
             let reference = format!("test_{}", charge.payment_id);
             Ok(match number {
+                TestCards::REQUIRES_ACTION => {
+                    let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    waiting.insert(reference.clone(), (charge.capture, None));
+                    let redirect_url = format!("/api/v1/store/test-payments/{reference}/authenticate");
+                    Outcome::RequiresAction { reference, redirect_url }
+                }
                 TestCards::DECLINED => Outcome::Declined { reason: "card_declined".into() },
                 TestCards::INSUFFICIENT_FUNDS => Outcome::Declined { reason: "insufficient_funds".into() },
                 TestCards::TIMES_OUT => {
@@ -170,26 +200,48 @@ impl Provider for TestGateway {
     fn refund<'a>(&'a self, _: &'a str, _: i64, key: &'a str) -> ProviderFuture<'a, String> {
         Box::pin(async move { Ok(format!("test_re_{key}")) })
     }
+
+    fn status<'a>(&'a self, reference: &'a str) -> ProviderFuture<'a, Outcome> {
+        Box::pin(async move {
+            let waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let reference = reference.to_owned();
+            Ok(match waiting.get(&reference) {
+                Some((_, None)) => {
+                    let redirect_url = format!("/api/v1/store/test-payments/{reference}/authenticate");
+                    Outcome::RequiresAction { reference, redirect_url }
+                }
+                Some((true, Some(true))) => Outcome::Captured { reference },
+                Some((false, Some(true))) => Outcome::Authorized { reference },
+                Some((_, Some(false))) => Outcome::Declined { reason: "authentication_failed".into() },
+                None => anyhow::bail!("the test gateway does not know {reference} (it forgets on restart)"),
+            })
+        })
+    }
 }
 
 /// The providers the shop has set up, by name.
 #[derive(Clone, Default)]
-pub struct Payments(HashMap<&'static str, Arc<dyn Provider>>);
+pub struct Payments {
+    providers: HashMap<&'static str, Arc<dyn Provider>>,
+    /// The test gateway, for its 3-D Secure page.
+    pub test: Arc<TestGateway>,
+}
 
 impl Payments {
     pub fn from_config(config: &crate::platform::config::Config) -> anyhow::Result<Self> {
         let mut providers: HashMap<&'static str, Arc<dyn Provider>> = HashMap::new();
+        let test = Arc::new(TestGateway::default());
         providers.insert("manual", Arc::new(Manual));
-        providers.insert("test", Arc::new(TestGateway));
+        providers.insert("test", test.clone());
         if let Some(key) = &config.checkout.stripe.secret_key {
             providers.insert("stripe", Arc::new(stripe::Stripe::new(&config.checkout.stripe.api_base, key.clone())?));
         }
-        Ok(Self(providers))
+        Ok(Self { providers, test })
     }
 
     /// The provider named `name`, if the shop has it.
     pub fn get(&self, name: &str) -> Option<&dyn Provider> {
-        self.0.get(name).map(|provider| provider.as_ref())
+        self.providers.get(name).map(|provider| provider.as_ref())
     }
 }
 
@@ -199,7 +251,14 @@ mod tests {
 
     #[test]
     fn luhn() {
-        for number in [TestCards::SUCCEEDS, TestCards::DECLINED, TestCards::INSUFFICIENT_FUNDS, TestCards::TIMES_OUT] {
+        let cards = [
+            TestCards::SUCCEEDS,
+            TestCards::DECLINED,
+            TestCards::INSUFFICIENT_FUNDS,
+            TestCards::TIMES_OUT,
+            TestCards::REQUIRES_ACTION,
+        ];
+        for number in cards {
             assert!(luhn_valid(number), "{number}");
         }
         assert!(!luhn_valid("4242424242424241"));

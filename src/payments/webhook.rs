@@ -28,7 +28,36 @@ use crate::platform::time::Timestamp;
 use crate::{db_execute, db_run};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(stripe_webhook))
+    OpenApiRouter::new().routes(routes!(stripe_webhook)).routes(routes!(test_authenticate))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestAuthentication {
+    /// Whether the shopper passes 3-D Secure.
+    pub succeed: bool,
+}
+
+/// The test gateway's 3-D Secure page, answered: only while the `test` provider is on. Then
+/// call `complete` again with the same key.
+#[utoipa::path(post, path = "/api/v1/store/test-payments/{reference}/authenticate", tag = "payments",
+    request_body = TestAuthentication, params(("reference" = String, Path)),
+    responses(
+        (status = 204),
+        (status = 404, description = "No test payment waits on this", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn test_authenticate(
+    State(state): State<AppState>,
+    axum::extract::Path(reference): axum::extract::Path<String>,
+    crate::platform::http::Json(answer): crate::platform::http::Json<TestAuthentication>,
+) -> AppResult<StatusCode> {
+    let enabled = state.config.checkout.providers.iter().any(|p| p == "test");
+    if enabled && state.payments.test.authenticate(&reference, answer.succeed) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::not_found("No test payment waits on this."))
+    }
 }
 
 /// Whether `header` signs `payload` with `secret`, at most `tolerance` seconds ago.
