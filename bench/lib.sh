@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 ln -sfn "$STAMP" "$BENCH/results/latest"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/backroom-bench.XXXXXX")
 # kind, server, scenario, rps, p50_us, p99_us, peak_rss_kb, requests, errors, server_cpu_us_per_request,
-# other_load_pct, connections, wrk_cpu_us_per_request
+# other_load_pct, connections, wrk_cpu_us_per_request, extra_cpu_us_per_request
 RESULTS="$OUT/results.tsv"
 STARTUP="$OUT/startup.tsv"   # server, state, sample, ready_ms
 MEMORY="$OUT/memory.tsv"     # server (or server-after: idle again after its runs), rss_kb
@@ -164,6 +164,9 @@ log "machine: $(nproc) cores, $(sed -n 's/^cpu=//p' "$OUT/machine.txt"); load av
 TICKS=$(getconf CLK_TCK)
 machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 process_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# Ticks of the processes a server leans on (a database server), counted apart from "other"
+# load; a script that has some redefines it.
+extra_ticks() { echo 0; }
 
 # Before each measured run, waits until other processes leave the CPUs mostly idle (at most
 # BENCH_QUIET_PCT % busy over 2 s), spending at most BENCH_QUIET_WAIT seconds in all.
@@ -193,13 +196,15 @@ wait_quiet() {
 # `CONNS` connections (default BENCH_CONNECTIONS); appends a line to RESULTS.
 # Peak RSS: VmHWM after resetting it (clear_refs 5) before the run, or else the highest
 # VmRSS sampled every 100 ms during the run. Server CPU is its user + system time over the run;
-# "other" is the machine's busy time less the server's and wrk's, i.e. work outside the benchmark.
+# "other" is the machine's busy time less the server's, wrk's and `extra_ticks`', i.e. work
+# outside the benchmark.
 bench() {
     local kind=$1 server=$2 name=$3 pid=$4 url=$5
     shift 5
     local conns=${CONNS:-$CONNECTIONS} raw
     wait_quiet
     raw="$OUT/wrk-$server-$(tr -cs 'A-Za-z0-9' '-' <<<"$name" | sed 's/^-*//; s/-*$//').txt"
+    LAST_RAW=$raw # for scripts that read more from wrk's output than the BENCH line
     if [ "$WARMUP" != 0 ]; then
         wrk -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout 10s "$@" "$url" >/dev/null
     fi
@@ -222,9 +227,10 @@ bench() {
     ) &
     sampler=$!
     log "$server: $name (wrk -t$THREADS -c$conns -d$DURATION)"
-    local m0 p0 m1 p1 wrk_cpu
+    local m0 p0 x0 m1 p1 x1 wrk_cpu
     m0=$(machine_ticks)
     p0=$(process_ticks "$pid")
+    x0=$(extra_ticks)
     # wrk runs in the background so that a signal stops the script at once; the CPU time of
     # the children this shell has reaped (bash's `times`, second line) gives wrk's.
     times >"$WORK/times.0"
@@ -236,6 +242,7 @@ bench() {
     forget_pid "$wrk_pid"
     m1=$(machine_ticks)
     p1=$(process_ticks "$pid")
+    x1=$(extra_ticks)
     wrk_cpu=$(awk 'function s(t,  m) { split(t, m, "m"); return m[1] * 60 + m[2] }
         FNR == 2 { u[FILENAME == ARGV[1]] = s($1); y[FILENAME == ARGV[1]] = s($2) }
         END { printf "%.3f %.3f", u[0] - u[1], y[0] - y[1] }' "$WORK/times.0" "$WORK/times.1")
@@ -250,22 +257,23 @@ bench() {
     field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
     local errors cpu
     errors=$(($(field errors_connect) + $(field errors_read) + $(field errors_write) + $(field errors_status) + $(field errors_timeout)))
-    # server CPU µs per request, the share of the machine that other work took, in %, and
-    # wrk's CPU µs per request (what the load generator takes from the server's cores)
-    cpu=$(awk -v m="$((m1 - m0))" -v p="$((p1 - p0))" -v w="$wrk_cpu" -v hz="$TICKS" -v n="$(field requests)" \
-        -v us="$(field duration_us)" -v cores="$(nproc)" 'BEGIN {
-            split(w, t, " "); server = p / hz; other = m / hz - server - t[1] - t[2]; if (other < 0) other = 0
-            printf "%.1f\t%.0f\t%.1f", (n > 0) ? server * 1e6 / n : 0, 100 * other / (cores * us / 1e6),
-                (n > 0) ? (t[1] + t[2]) * 1e6 / n : 0 }')
+    # server CPU µs per request, the share of the machine that other work took, in %, wrk's CPU
+    # µs per request (what the load generator takes from the server's cores) and extra_ticks'
+    cpu=$(awk -v m="$((m1 - m0))" -v p="$((p1 - p0))" -v x="$((x1 - x0))" -v w="$wrk_cpu" -v hz="$TICKS" \
+        -v n="$(field requests)" -v us="$(field duration_us)" -v cores="$(nproc)" 'BEGIN {
+            split(w, t, " "); server = p / hz; other = m / hz - server - x / hz - t[1] - t[2]; if (other < 0) other = 0
+            printf "%.1f\t%.0f\t%.1f\t%.1f", (n > 0) ? server * 1e6 / n : 0, 100 * other / (cores * us / 1e6),
+                (n > 0) ? (t[1] + t[2]) * 1e6 / n : 0, (n > 0) ? x / hz * 1e6 / n : 0 }')
     # requests/s counts the 2xx and 3xx answers only
     local ok_rps
     ok_rps=$(awk -v n="$(field requests)" -v bad="$(field errors_status)" -v us="$(field duration_us)" \
         'BEGIN { printf "%.1f", (n - bad) / (us / 1e6) }')
     [ "$errors" -eq 0 ] || log "warning: $server $name: $errors errors (non-2xx answers, timeouts, socket errors); see $raw"
-    local wrk_us=${cpu##*$'\t'}
-    cpu=${cpu%$'\t'*}
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$server" "$name" "$ok_rps" "$(field p50_us)" \
-        "$(field p99_us)" "$peak" "$(field requests)" "$errors" "$cpu" "$conns" "$wrk_us" >>"$RESULTS"
+    local server_cpu other wrk_us extra_us
+    IFS=$'\t' read -r server_cpu other wrk_us extra_us <<<"$cpu"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$server" "$name" "$ok_rps" \
+        "$(field p50_us)" "$(field p99_us)" "$peak" "$(field requests)" "$errors" "$server_cpu" "$other" "$conns" \
+        "$wrk_us" "$extra_us" >>"$RESULTS"
 }
 REPORT=(-s "$BENCH/lua/report.lua")
 POST=(-s "$BENCH/lua/post_json.lua")

@@ -129,8 +129,17 @@ fn serve(data_dir: &std::path::Path) -> Server {
 
 /// `backroom serve` with more arguments; also returns what it printed before its address.
 fn serve_with(data_dir: &std::path::Path, args: &[&str]) -> (Server, String) {
+    serve_on(data_dir, args, None)
+}
+
+/// `backroom serve` on `database_url` when given (else SQLite in `data_dir`).
+fn serve_on(data_dir: &std::path::Path, args: &[&str], database_url: Option<&str>) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = backroom(data_dir)
+    let mut command = backroom(data_dir);
+    if let Some(url) = database_url {
+        command.env("BACKROOM_DATABASE_URL", url);
+    }
+    let mut child = command
         .arg("serve")
         .args(args)
         .env("BACKROOM_LISTEN", format!("127.0.0.1:{port}"))
@@ -355,4 +364,171 @@ fn serve_demo_opens_a_living_shop_once() {
     let (server, printed) = serve_with(dir.path(), &["--demo"]);
     assert!(!printed.contains("Seeded"), "{printed}");
     assert_eq!(get_json(&server.address, "/api/v1/store/products?limit=1")["total"], 240);
+}
+
+/// A burst of checkouts cut short by SIGKILL: after the restart every acknowledged order is
+/// there, and orders, stock movements, stock levels and payments agree.
+async fn checkouts_cut_by_a_kill(database_url: Option<&str>) {
+    use backroom::db_run;
+    use serde_json::{Value, json};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = serve_on(dir.path(), &["--demo"], database_url);
+    let base = format!("http://{}/api/v1/store", server.address);
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Value| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move {
+            let resp = client.request(method, url).json(&body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (_, list) = call(reqwest::Method::GET, "/products?available=true&limit=40".into(), Value::Null).await;
+    let variants: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["variants"].as_array().unwrap().iter())
+        .filter(|v| v["availability"] == "in_stock")
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(variants.len() >= 10, "{list}");
+    let mut carts = Vec::new();
+    for n in 0..40 {
+        let (_, cart) = call(reqwest::Method::POST, "/carts".into(), json!({})).await;
+        let id = cart["id"].as_str().unwrap().to_owned();
+        for variant in [&variants[n % variants.len()], &variants[(n * 7 + 3) % variants.len()]] {
+            call(reqwest::Method::POST, format!("/carts/{id}/lines"), json!({"variant_id": variant, "quantity": 1}))
+                .await;
+        }
+        let address = json!({"first_name": "Ana", "last_name": "Silva", "line1": "5 rue Saint-Denis", "city": "Paris",
+            "postcode": "75001", "country": "FR"});
+        let (_, set) = call(
+            reqwest::Method::PATCH,
+            format!("/carts/{id}"),
+            json!({"email": "ana@example.com", "shipping_address": address}),
+        )
+        .await;
+        let method = set["shipping_options"][0]["id"].clone();
+        call(reqwest::Method::PATCH, format!("/carts/{id}"), json!({"shipping_method_id": method})).await;
+        carts.push(id);
+    }
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut burst = tokio::task::JoinSet::new();
+    for (n, cart) in carts.iter().enumerate() {
+        let (client, url) = (client.clone(), format!("{base}/carts/{cart}/complete"));
+        let acknowledged = acknowledged.clone();
+        burst.spawn(async move {
+            let body = json!({"payment": {"provider": "test", "card_number": "4242424242424242"}});
+            let sent = client.post(url).header("idempotency-key", format!("burst-{n}")).json(&body).send().await;
+            if let Ok(resp) = sent
+                && resp.status() == 201
+                && let Ok(order) = resp.json::<Value>().await
+            {
+                acknowledged.lock().unwrap().push(order["id"].as_str().unwrap().to_owned());
+            }
+        });
+    }
+    // No grace: SIGKILL once a few orders are acknowledged and others are in flight.
+    for _ in 0..400 {
+        if acknowledged.lock().unwrap().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(server);
+    burst.join_all().await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 5, "orders were placed before the kill");
+    eprintln!("{} of {} checkouts were acknowledged before the kill", acknowledged.len(), carts.len());
+
+    let (server, _) = serve_on(dir.path(), &[], database_url);
+    let mut config = backroom::platform::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    config.database_url = database_url.map(|url| url.to_owned().into());
+    let db = backroom::platform::db::Db::connect(&config).await.unwrap();
+    let orders: Vec<(String, String, i64)> =
+        db_run!(db.read(), |conn| { sqlx::query_as("SELECT id, cart_id, total FROM orders").fetch_all(conn).await })
+            .unwrap();
+    for id in &acknowledged {
+        assert!(orders.iter().any(|(order, _, _)| order == id), "acknowledged order {id} is there");
+    }
+    // Each order's lines were sold, once, and nothing else was.
+    let lines: Vec<(String, String, i64)> = db_run!(db.read(), |conn| {
+        sqlx::query_as(
+            "SELECT o.cart_id, l.variant_id, l.quantity FROM order_lines l JOIN orders o ON o.id = l.order_id",
+        )
+        .fetch_all(conn)
+        .await
+    })
+    .unwrap();
+    let sold: Vec<(Option<String>, String, i64)> = db_run!(db.read(), |conn| {
+        sqlx::query_as("SELECT reference, variant_id, -quantity FROM inventory_movements WHERE kind = 'sold'")
+            .fetch_all(conn)
+            .await
+    })
+    .unwrap();
+    let mut expected: Vec<(String, String, i64)> = lines;
+    let mut found: Vec<(String, String, i64)> = sold
+        .into_iter()
+        .map(|(reference, variant, quantity)| (reference.unwrap_or_default(), variant, quantity))
+        .collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(expected, found, "stock movements agree with the orders");
+    // Each order has its one payment, captured for its total; no money was taken without one.
+    let payments: Vec<(Option<String>, String, i64)> = db_run!(db.read(), |conn| {
+        sqlx::query_as("SELECT order_id, status, captured_amount FROM payments").fetch_all(conn).await
+    })
+    .unwrap();
+    for (order, _, total) in &orders {
+        let of: Vec<_> = payments.iter().filter(|(id, _, _)| id.as_deref() == Some(order.as_str())).collect();
+        assert_eq!(of.len(), 1, "order {order} has one payment");
+        assert_eq!((of[0].1.as_str(), of[0].2), ("captured", *total));
+    }
+    assert!(payments.iter().all(|(order, status, _)| order.is_some() || status != "captured"));
+    // The levels are the ledger's sums, and hold exactly the active reservations.
+    let levels: Vec<(String, i64, i64, i64, i64)> = db_run!(db.read(), |conn| {
+        sqlx::query_as(
+            "SELECT l.variant_id, l.on_hand, l.reserved, \
+             CAST(COALESCE((SELECT SUM(m.quantity) FROM inventory_movements m WHERE m.variant_id = l.variant_id \
+               AND m.location_id = l.location_id), 0) AS BIGINT), \
+             CAST(COALESCE((SELECT SUM(r.quantity) FROM inventory_reservations r WHERE r.variant_id = l.variant_id \
+               AND r.location_id = l.location_id AND r.status = 'active'), 0) AS BIGINT) \
+             FROM inventory_levels l",
+        )
+        .fetch_all(conn)
+        .await
+    })
+    .unwrap();
+    for (variant, on_hand, reserved, ledger, held) in levels {
+        assert_eq!((on_hand, reserved), (ledger, held), "variant {variant}");
+        assert!(on_hand >= 0);
+    }
+    let orphaned: i64 = db_run!(db.read(), |conn| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM carts WHERE status = 'completed' AND order_id NOT IN (SELECT id FROM orders)",
+        )
+        .fetch_one(conn)
+        .await
+    })
+    .unwrap();
+    assert_eq!(orphaned, 0);
+    db.close().await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_cut_by_a_kill_lose_nothing_on_sqlite() {
+    checkouts_cut_by_a_kill(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_cut_by_a_kill_lose_nothing_on_postgres() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let (name, url) = common::create_database().await;
+    checkouts_cut_by_a_kill(Some(&url)).await;
+    common::drop_database(&name).await;
 }
