@@ -65,6 +65,8 @@ pub struct Shared {
     pub media: Arc<crate::catalog::media::MediaStore>,
     /// Imports running on this node: products written, of how many.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// Answers the tax rate of each line of a cart.
+    pub tax: Arc<dyn crate::checkout::tax::TaxProvider>,
     /// The payment providers the shop has set up.
     pub payments: crate::payments::Payments,
     /// The webhook client, behind the address guard, with a circuit breaker per destination.
@@ -98,6 +100,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         },
         webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
         payments: crate::payments::Payments::from_config(&config)?,
+        tax: Arc::new(crate::checkout::tax::ShopRates(db.clone())),
         imports: Default::default(),
         media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),

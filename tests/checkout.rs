@@ -389,6 +389,14 @@ conformance! {
         assert_eq!(pending.body["data"].as_array().unwrap().len(), 1);
         let refused = app.put("/api/v1/admin/tax-rates", json!([]), &[("authorization", &staff)]).await;
         assert_eq!(refused.status, 403, "only admins change checkout settings");
+        let export = app.get("/api/v1/admin/orders/export", &[("authorization", &staff)]).await;
+        assert_eq!(export.header("content-type"), Some("text/csv; charset=utf-8"));
+        let rows: Vec<&str> = export.text.lines().collect();
+        assert_eq!(rows.len(), 3, "a header and one row per line: {}", export.text);
+        assert!(rows[0].starts_with("number,placed_at,status,email"));
+        assert!(rows[1].starts_with("1002,") && rows[1].contains(",cancelled,ana@example.com,EUR,MUG,Mug,"), "{}", rows[1]);
+        let cancelled_only = app.get("/api/v1/admin/orders/export?status=paid", &[("authorization", &staff)]).await;
+        assert_eq!(cancelled_only.text.lines().count(), 2);
     }
 
     async fn a_hundred_buyers_for_ten_units_make_ten_orders(backend) {

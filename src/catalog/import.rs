@@ -1167,7 +1167,7 @@ pub async fn export_products(
 }
 
 /// A cell a spreadsheet would take for a formula, quoted with a leading apostrophe.
-fn defuse(cell: String) -> String {
+pub fn defuse(cell: String) -> String {
     if cell.starts_with(['=', '+', '@']) || (cell.starts_with('-') && cell.parse::<i64>().is_err()) {
         format!("'{cell}")
     } else {

@@ -12,7 +12,8 @@ use super::pricing::{self, PriceInput, PriceLine};
 use super::promotions::{self, Buyer, Discount, PromoLine, Promotion};
 use super::regions::{self, Region};
 use super::shipping::{self, ShippingOption, Zone};
-use super::tax::{Applied, TaxTable};
+use super::tax::{Applied, TaxProvider, TaxRequest};
+use crate::app::AppState;
 use crate::db_run;
 use crate::platform::db::{Backend, Db, Tx};
 use crate::platform::error::{AppError, AppResult};
@@ -92,7 +93,9 @@ impl Facts {
 /// Everything pricing needs besides the cart.
 pub struct Context {
     pub region: Region,
-    pub taxes: TaxTable,
+    /// The rate of each tax class of the cart at the address, as the tax provider answered;
+    /// `standard` also taxes shipping.
+    pub rates: HashMap<String, Applied>,
     pub zones: Vec<Zone>,
     pub tax_exempt: bool,
     /// The automatic promotions and those of the codes entered.
@@ -105,7 +108,6 @@ pub struct Context {
 impl Context {
     pub async fn load(db: &Db, cart: &CartRow) -> AppResult<Self> {
         let region = regions::find(db, &cart.region_id).await?;
-        let taxes = TaxTable::load(db).await?;
         let zones = if cart.shipping_address.is_some() { shipping::all(db).await? } else { Vec::new() };
         let tax_exempt = match &cart.customer_id {
             Some(customer) => db_run!(db.read(), |conn| {
@@ -127,8 +129,41 @@ impl Context {
             uses,
             now: Timestamp::now(),
         };
-        Ok(Self { region, taxes, zones, tax_exempt, promotions, buyer, categories: HashMap::new() })
+        Ok(Self { region, rates: HashMap::new(), zones, tax_exempt, promotions, buyer, categories: HashMap::new() })
     }
+
+    fn rate(&self, class: &str) -> Applied {
+        self.rates.get(class).cloned().unwrap_or(Applied { rate_bps: 0, name: String::new() })
+    }
+}
+
+/// Where tax is charged: the shipping address, or before there is one the region's first
+/// country, as an estimate. Country, subdivision and postcode.
+fn tax_place(row: &CartRow, region: &Region) -> (String, String, String) {
+    match parse_address(row.shipping_address.as_deref()) {
+        Some(address) => (address.country, address.subdivision, address.postcode),
+        None => (region.countries.first().cloned().unwrap_or_default(), String::new(), String::new()),
+    }
+}
+
+/// Asks the tax provider the rate of each class at the cart's place.
+async fn rates(
+    provider: &dyn TaxProvider,
+    row: &CartRow,
+    region: &Region,
+    facts: &HashMap<String, Facts>,
+) -> AppResult<HashMap<String, Applied>> {
+    let (country, subdivision, postcode) = tax_place(row, region);
+    if country.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut classes: Vec<String> = facts.values().map(|fact| fact.tax_class.clone()).collect();
+    classes.push("standard".into());
+    classes.sort();
+    classes.dedup();
+    let request = TaxRequest { country, subdivision, postcode, classes };
+    let answered = provider.rates(&request).await.map_err(AppError::internal)?;
+    Ok(request.classes.into_iter().zip(answered).collect())
 }
 
 /// A line as the shopper sees it.
@@ -286,17 +321,19 @@ pub async fn facts<'a>(
 }
 
 /// Reads and prices the cart `id`.
-pub async fn load(db: &Db, id: &str) -> AppResult<Cart> {
-    let row = find_row(db, None, id).await?;
-    priced(db, &row).await
+pub async fn load(state: &AppState, id: &str) -> AppResult<Cart> {
+    let row = find_row(&state.db, None, id).await?;
+    priced(state, &row).await
 }
 
 /// Prices a cart row as the catalog and settings are now.
-pub async fn priced(db: &Db, row: &CartRow) -> AppResult<Cart> {
+pub async fn priced(state: &AppState, row: &CartRow) -> AppResult<Cart> {
+    let db = &state.db;
     let lines = lines_of(db, &row.id).await?;
     let mut context = Context::load(db, row).await?;
     let ids: Vec<&str> = lines.iter().map(|line| line.variant_id.as_str()).collect();
     let facts = facts(db.read(), &context.region.currency, &ids).await?;
+    context.rates = rates(state.tax.as_ref(), row, &context.region, &facts).await?;
     if context.promotions.iter().any(|p| !p.conditions.category_ids.is_empty()) {
         let products: Vec<&str> = facts.values().map(|fact| fact.product_id.as_str()).collect();
         context.categories = promotions::categories_of(db, &products).await?;
@@ -313,10 +350,7 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
     let region = &context.region;
     let shipping_address = parse_address(row.shipping_address.as_deref());
     let billing_address = parse_address(row.billing_address.as_deref());
-    let (country, subdivision) = match &shipping_address {
-        Some(address) => (address.country.clone(), address.subdivision.clone()),
-        None => (region.countries.first().cloned().unwrap_or_default(), String::new()),
-    };
+    let (country, _, _) = tax_place(row, region);
     let mut changes = Vec::new();
     let mut priced_lines = Vec::with_capacity(lines.len());
     for line in lines {
@@ -373,11 +407,7 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
             });
         }
         // Pricing takes an exempt customer's tax off; it needs the rate to know how much.
-        let applied: Applied = if country.is_empty() {
-            Applied { rate_bps: 0, name: String::new() }
-        } else {
-            context.taxes.rate(&country, &subdivision, &fact.tax_class)
-        };
+        let applied = context.rate(&fact.tax_class);
         priced_lines.push(CartLine {
             id: line.id.clone(),
             variant_id: line.variant_id.clone(),
@@ -449,11 +479,8 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
             blocking: true,
         });
     }
-    let shipping_rate = if region.shipping_taxable && !country.is_empty() {
-        context.taxes.rate(&country, &subdivision, "standard").rate_bps
-    } else {
-        0
-    };
+    let shipping_rate =
+        if region.shipping_taxable && !country.is_empty() { context.rate("standard").rate_bps } else { 0 };
     let shipping_amount = shipping_method.as_ref().map_or(0, |method| method.amount);
     let input = PriceInput {
         lines: priced_lines

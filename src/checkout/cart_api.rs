@@ -158,7 +158,7 @@ async fn create_cart(
         .execute(conn)
         .await
     })?;
-    Ok(answer(StatusCode::CREATED, cart::load(&state.db, &id).await?))
+    Ok(answer(StatusCode::CREATED, cart::load(&state, &id).await?))
 }
 
 /// Read a cart, priced as the shop is now, with what changed since the last change to it.
@@ -173,7 +173,7 @@ async fn get_cart(
     Path(id): Path<String>,
 ) -> AppResult<Json<Cart>> {
     let row = open(&state, &id, &caller).await?;
-    Ok(Json(cart::priced(&state.db, &row).await?))
+    Ok(Json(cart::priced(&state, &row).await?))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -254,7 +254,7 @@ async fn update_cart(
             if let Some(address) = &shipping {
                 candidate.shipping_address = Some(serde_json::to_string(address).map_err(AppError::internal)?);
             }
-            let priced = cart::priced(&state.db, &candidate).await?;
+            let priced = cart::priced(&state, &candidate).await?;
             if !priced.shipping_options.iter().any(|option| &option.id == method) {
                 return Err(AppError::invalid_field(
                     "shipping_method_id",
@@ -295,7 +295,7 @@ async fn update_cart(
     })?;
     acknowledge_prices(&mut tx, &id, &currency_of(&state, &region_id).await?).await?;
     tx.commit().await?;
-    Ok(Json(cart::load(&state.db, &id).await?))
+    Ok(Json(cart::load(&state, &id).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -390,7 +390,7 @@ async fn add_line(
     }
     acknowledge_prices(&mut tx, &id, &currency_of(&state, &row.region_id).await?).await?;
     tx.commit().await?;
-    Ok(Json(cart::load(&state.db, &id).await?))
+    Ok(Json(cart::load(&state, &id).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -435,7 +435,7 @@ async fn set_quantity(
     }
     acknowledge_prices(&mut tx, id, &currency_of(state, &row.region_id).await?).await?;
     tx.commit().await?;
-    cart::load(&state.db, id).await
+    cart::load(state, id).await
 }
 
 /// Change a line's quantity; 0 removes it.
@@ -514,7 +514,7 @@ async fn write_codes(state: &AppState, row: &CartRow, codes: &[String]) -> AppRe
     })?;
     acknowledge_prices(&mut tx, &row.id, &currency_of(state, &row.region_id).await?).await?;
     tx.commit().await?;
-    cart::load(&state.db, &row.id).await
+    cart::load(state, &row.id).await
 }
 
 /// Enter a discount code. A code that gives nothing to this cart now is refused with why:
@@ -542,7 +542,7 @@ async fn add_code(
     let row = open(&state, &id, &caller).await?;
     let mut codes = row.code_list();
     if codes.contains(&code) {
-        return Ok(Json(cart::priced(&state.db, &row).await?));
+        return Ok(Json(cart::priced(&state, &row).await?));
     }
     if codes.len() >= 5 {
         return Err(AppError::invalid_field("code", "too_many", "a cart takes at most 5 codes"));
@@ -550,7 +550,7 @@ async fn add_code(
     codes.push(code.clone());
     let mut candidate = row.clone();
     candidate.codes = serde_json::to_string(&codes).map_err(AppError::internal)?;
-    let tried = cart::priced(&state.db, &candidate).await?;
+    let tried = cart::priced(&state, &candidate).await?;
     if !tried.discounts.iter().any(|discount| discount.code.as_deref() == Some(code.as_str())) {
         let known = super::promotions::candidates(&state.db, std::slice::from_ref(&code))
             .await?
@@ -678,7 +678,7 @@ async fn claim_cart(
         }
     };
     tx.commit().await?;
-    Ok(Json(cart::load(&state.db, &kept).await?))
+    Ok(Json(cart::load(&state, &kept).await?))
 }
 
 /// The signed-in customer's most recent active cart.
@@ -702,5 +702,5 @@ async fn my_cart(State(state): State<AppState>, customer: CurrentCustomer) -> Ap
             .await
     })?
     .ok_or_else(|| AppError::not_found("You have no active cart."))?;
-    Ok(Json(cart::priced(&state.db, &row).await?))
+    Ok(Json(cart::priced(&state, &row).await?))
 }

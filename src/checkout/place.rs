@@ -241,7 +241,7 @@ async fn complete_cart(
         // Another attempt is paying now; its stock would look taken to this one.
         return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
-    let priced = cart::priced(&state.db, &row).await?;
+    let priced = cart::priced(&state, &row).await?;
     if !priced.missing.is_empty() {
         return Err(not_ready(&priced));
     }

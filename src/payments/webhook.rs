@@ -133,10 +133,12 @@ fn bad_signature(reason: &str) -> AppError {
     ))]
 async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> AppResult<StatusCode> {
     let config = &state.config.checkout.stripe;
+    let Some(header) = headers.get("stripe-signature").and_then(|value| value.to_str().ok()) else {
+        return Err(bad_signature("it is missing"));
+    };
     let Some(secret) = &config.webhook_secret else {
         return Err(AppError::not_found("Stripe is not set up in this shop."));
     };
-    let header = headers.get("stripe-signature").and_then(|value| value.to_str().ok()).unwrap_or_default();
     let now = Timestamp::now().0 / 1000;
     verify(header, &body, secret.expose_secret(), now, config.webhook_tolerance_secs as i64).map_err(bad_signature)?;
     let event: Event = serde_json::from_slice(&body)
