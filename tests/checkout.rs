@@ -263,6 +263,8 @@ conformance! {
         assert_eq!(removed.body["lines"], json!([]));
         app.execute(&format!("UPDATE carts SET expires_at = 0 WHERE id = '{cart}'")).await;
         assert_eq!(app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await.status, 404, "carts expire");
+        assert_eq!(backroom::checkout::cart::purge_expired(&app.state).await.unwrap(), 1);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM carts WHERE id = '{cart}'")).await, 0, "and are deleted");
     }
 
     async fn placing_an_order_is_idempotent_and_sells_the_stock_once(backend) {

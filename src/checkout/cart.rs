@@ -562,3 +562,17 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
         updated_at: row.updated_at,
     }
 }
+
+/// Deletes carts that expired unplaced (their lines go with them); returns how many.
+pub async fn purge_expired(state: &AppState) -> AppResult<u64> {
+    let now = Timestamp::now();
+    Ok(crate::db_execute!(state.db.write(), |conn| {
+        sqlx::query(
+            "DELETE FROM carts WHERE status = 'active' AND expires_at < $1 \
+             AND (checkout_until IS NULL OR checkout_until < $1)",
+        )
+        .bind(now)
+        .execute(conn)
+        .await
+    })?)
+}
