@@ -978,3 +978,63 @@ conformance! {
         assert_eq!(app.post(&page, json!({"succeed": true}), &[]).await.status, 404, "answered once");
     }
 }
+
+conformance! {
+    async fn money_goes_back_once_and_only_what_left_comes_back(backend) {
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 10).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let order = place(&app, &cart, "k", CARD).await.body;
+        let id = order["id"].as_str().unwrap().to_owned();
+        let early = app.post(&format!("/api/v1/admin/orders/{id}/returns"), json!({}), &[("authorization", &auth)]).await;
+        assert_eq!(early.status, 409, "nothing shipped, nothing comes back: {}", early.text);
+        let mut refunds = Vec::new();
+        for _ in 0..4 {
+            let (app, auth, id) = (app.clone(), auth.clone(), id.clone());
+            refunds.push(tokio::spawn(async move {
+                app.post(&format!("/api/v1/admin/orders/{id}/refunds"), json!({"amount": 2490}), &[("authorization", &auth)])
+                    .await
+                    .status
+            }));
+        }
+        let mut statuses = Vec::new();
+        for refund in refunds {
+            statuses.push(refund.await.unwrap());
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+        assert!(statuses.iter().all(|s| [200, 409, 422].contains(s)), "{statuses:?}");
+        let after = app.get(&format!("/api/v1/admin/orders/{id}"), &[("authorization", &auth)]).await;
+        assert_eq!(after.body["refunded_total"], 2490);
+        assert_eq!(after.body["payments"][0]["refunded_amount"], 2490);
+    }
+
+    async fn abandoned_checkouts_give_back_stock_and_codes(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 3).await;
+        promotion(&app, &auth, json!({"code": "ONCE", "name": "Once", "kind": "percentage", "value": 1000, "usage_limit": 1})).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 3).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        enter(&app, &cart, "ONCE").await;
+        let waiting = place(&app, &cart, "3ds", "4000002500003155").await;
+        assert_eq!(waiting.status, 202);
+        assert_eq!(available(&app, &mug).await, 0);
+        assert_eq!(app.count("SELECT times_used FROM promotions").await, 1);
+        // The shopper never comes back; the hold runs out.
+        app.execute("UPDATE payments SET created_at = 0").await;
+        app.execute("UPDATE carts SET checkout_until = 1").await;
+        assert_eq!(backroom::checkout::place::release_stale(&app.state).await.unwrap(), 1);
+        assert_eq!(available(&app, &mug).await, 3);
+        assert_eq!(app.count("SELECT times_used FROM promotions").await, 0, "the code's use is given back");
+        assert_eq!(app.count("SELECT COUNT(*) FROM promotion_usages").await, 0);
+        let other = new_cart(&app).await;
+        add(&app, &other, &mug, 1).await;
+        assert_eq!(enter(&app, &other, "ONCE").await.status, 200, "and can be used by someone else");
+    }
+}

@@ -452,12 +452,14 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
         .collect();
     let outcome = promotions::apply(&context.promotions, &promo_lines, &context.buyer, before);
     let entered = row.code_list();
+    // A code that stopped giving what the shopper entered it for stops the order until they
+    // remove it; one outshone by a better promotion does not.
     for (code, reason) in &outcome.refused {
         changes.push(Change {
             kind: "code_not_applicable",
             line_id: None,
             message: format!("The code {code} gives nothing now: {}.", reason.replace('_', " ")),
-            blocking: false,
+            blocking: *reason != "not_combinable",
         });
     }
     for code in entered.iter().filter(|code| !context.promotions.iter().any(|p| p.code.as_ref() == Some(*code))) {
@@ -465,7 +467,7 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
             kind: "code_not_applicable",
             line_id: None,
             message: format!("The code {code} no longer exists."),
-            blocking: false,
+            blocking: true,
         });
     }
     let discounted: i64 = outcome.line_discounts.iter().sum();

@@ -75,7 +75,8 @@ fn request_hash(request: &PlaceOrder) -> String {
     let card = request.payment.card_number.as_deref().unwrap_or_default();
     let last_four = card.get(card.len().saturating_sub(4)..).unwrap_or_default();
     let total = request.expected_total.map(|total| total.to_string()).unwrap_or_default();
-    let canonical = format!("{}\n{}:{last_four}\n{total}", request.payment.provider, card.len());
+    let method = request.payment.payment_method.as_deref().unwrap_or_default();
+    let canonical = format!("{}\n{}:{last_four}\n{method}\n{total}", request.payment.provider, card.len());
     Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -165,6 +166,8 @@ async fn already_placed(
 fn not_ready(cart: &Cart) -> AppError {
     let mut error = if cart.missing.iter().any(|missing| missing == "insufficient_stock") {
         AppError::new(ErrorCode::Conflict, "Some of the cart is no longer in stock.")
+    } else if cart.missing.iter().any(|missing| missing == "code_not_applicable") {
+        AppError::new(ErrorCode::Conflict, "A code in the cart gives nothing now; remove it to continue.")
     } else {
         AppError::new(ErrorCode::ValidationFailed, "The cart is not ready to be placed as an order.")
     };
@@ -222,22 +225,24 @@ async fn complete_cart(
         return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
     check_payment(&state, &request.payment)?;
+    let actor = match caller.customer_id() {
+        Some(customer) => Actor { kind: "customer", id: customer },
+        None => Actor { kind: "guest", id: &id },
+    };
+    // The shopper back from 3-D Secure: the payment that waited on them is finished, even
+    // when they took longer than the hold (it is then refused and voided, never charged twice).
+    if row.checkout_until.is_some()
+        && let Some(waiting) = waiting_payment(&state, &id).await?
+        && waiting.idempotency_key.as_deref() == Some(key.as_str())
+    {
+        return finish(&state, &waiting, actor).await.map(Finished::into_response);
+    }
     if row.checkout_until.is_some_and(|until| until < Timestamp::now()) {
         // An earlier attempt stopped half-way: give its stock back before pricing.
         reopen_lapsed(&state, &row).await?;
         row = cart::find_row(&state.db, None, &id).await?;
     }
     if row.checkout_until.is_some_and(|until| until >= Timestamp::now()) {
-        // The shopper back from 3-D Secure: the payment that waited on them is finished.
-        if let Some(waiting) = waiting_payment(&state, &id).await?
-            && waiting.idempotency_key.as_deref() == Some(key.as_str())
-        {
-            let actor = match caller.customer_id() {
-                Some(customer) => Actor { kind: "customer", id: customer },
-                None => Actor { kind: "guest", id: &id },
-            };
-            return finish(&state, &waiting, actor).await.map(Finished::into_response);
-        }
         // Another attempt is paying now; its stock would look taken to this one.
         return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
@@ -270,7 +275,9 @@ async fn complete_cart(
         capture: state.config.checkout.capture == crate::platform::config::CaptureMode::Immediate,
         details: &request.payment,
     };
-    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+    // A little longer than the provider's own limit, so that a provider can clean up after an
+    // answer it never got (cancel the payment it could not confirm) before it is cut short.
+    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs + 5);
     let outcome = match tokio::time::timeout(timeout, provider.charge(&charge)).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(err)) => {
@@ -285,10 +292,6 @@ async fn complete_cart(
                 AppError::new(ErrorCode::Timeout, "The payment provider did not answer in time; nothing was charged.");
             return Err(give_back(&state, &id, &held, "timed_out", problem).await);
         }
-    };
-    let actor = match caller.customer_id() {
-        Some(customer) => Actor { kind: "customer", id: customer },
-        None => Actor { kind: "guest", id: &id },
     };
     conclude(&state, &id, &priced, &held, outcome, &key, &hash, provider, actor).await.map(Finished::into_response)
 }
@@ -372,15 +375,20 @@ async fn conclude(
 /// Keeps the hold while the shopper authenticates: the cart stays taken, and its stock held,
 /// until the reservations expire.
 async fn wait_on_shopper(state: &AppState, cart_id: &str, held: &Hold, reference: &str) -> AppResult<()> {
-    let until = Timestamp::now().plus_secs(state.config.checkout.hold_secs.saturating_sub(HOLD_MARGIN_SECS));
+    // Until a little before the stock's reservations expire.
+    let until = held.started.plus_secs(state.config.checkout.hold_secs.saturating_sub(HOLD_MARGIN_SECS));
     let mut tx = state.db.begin().await?;
     db_execute!(tx.conn(), |conn| {
-        sqlx::query("UPDATE payments SET status = 'requires_action', provider_ref = $1, updated_at = $2 WHERE id = $3")
-            .bind(reference)
-            .bind(Timestamp::now())
-            .bind(&held.payment_id)
-            .execute(conn)
-            .await
+        sqlx::query(
+            "UPDATE payments SET status = 'requires_action', provider_ref = $1, updated_at = $2, hold_until = $3 \
+             WHERE id = $4",
+        )
+        .bind(reference)
+        .bind(Timestamp::now())
+        .bind(until)
+        .bind(&held.payment_id)
+        .execute(conn)
+        .await
     })?;
     let kept = db_execute!(tx.conn(), |conn| {
         sqlx::query("UPDATE carts SET checkout_until = $1 WHERE id = $2 AND status = 'active' AND checkout_until = $3")
@@ -410,10 +418,12 @@ pub struct Waiting {
     pub snapshot: Option<String>,
     pub request_hash: Option<String>,
     pub idempotency_key: Option<String>,
+    pub hold_until: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
-const WAITING_COLUMNS: &str =
-    "id, cart_id, provider, provider_ref, status, order_id, reservations, snapshot, request_hash, idempotency_key";
+const WAITING_COLUMNS: &str = "id, cart_id, provider, provider_ref, status, order_id, reservations, snapshot, \
+     request_hash, idempotency_key, hold_until, created_at";
 
 async fn waiting_payment(state: &AppState, cart_id: &str) -> AppResult<Option<Waiting>> {
     let sql = format!(
@@ -421,6 +431,12 @@ async fn waiting_payment(state: &AppState, cart_id: &str) -> AppResult<Option<Wa
          AND order_id IS NULL ORDER BY id DESC LIMIT 1"
     );
     Ok(db_run!(state.db.read(), |conn| sqlx::query_as::<_, Waiting>(&sql).bind(cart_id).fetch_optional(conn).await)?)
+}
+
+/// Our payment `id`.
+pub async fn payment_by_id(state: &AppState, id: &str) -> AppResult<Option<Waiting>> {
+    let sql = format!("SELECT {WAITING_COLUMNS} FROM payments WHERE id = $1");
+    Ok(db_run!(state.db.read(), |conn| sqlx::query_as::<_, Waiting>(&sql).bind(id).fetch_optional(conn).await)?)
 }
 
 /// The payment the provider knows as `reference`.
@@ -448,12 +464,11 @@ pub async fn finish(state: &AppState, waiting: &Waiting, actor: Actor<'_>) -> Ap
         _ => return Err(AppError::new(ErrorCode::Unavailable, "The payment provider did not answer; try again.")),
     };
     let priced: Cart = serde_json::from_str(snapshot).map_err(AppError::internal)?;
-    let cart = cart::find_row(&state.db, None, &waiting.cart_id).await?;
-    let until = cart.checkout_until.unwrap_or_default();
     let held = Hold {
         payment_id: waiting.id.clone(),
         reservations: serde_json::from_str(&waiting.reservations).unwrap_or_default(),
-        until,
+        until: waiting.hold_until.unwrap_or_default(),
+        started: waiting.created_at,
     };
     let key = waiting.idempotency_key.clone().unwrap_or_default();
     let hash = waiting.request_hash.clone().unwrap_or_default();
@@ -468,6 +483,8 @@ struct Hold {
     payment_id: String,
     reservations: Vec<String>,
     until: Timestamp,
+    /// When the stock was reserved: it stays held `checkout.hold_secs` from then.
+    started: Timestamp,
 }
 
 enum Held {
@@ -509,7 +526,7 @@ async fn hold(
         }
         return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
     }
-    release_abandoned(&mut tx, &row.id).await?;
+    let to_void = release_abandoned(&mut tx, &row.id).await?;
     let mut reservations = Vec::with_capacity(priced.lines.len());
     // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
     let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
@@ -559,7 +576,8 @@ async fn hold(
     let email = priced.email.as_deref().unwrap_or_default();
     promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
     tx.commit().await?;
-    Ok(Held::Taken(Hold { payment_id, reservations, until }))
+    void_all(state, to_void).await;
+    Ok(Held::Taken(Hold { payment_id, reservations, until, started: now }))
 }
 
 /// Frees a cart whose checkout attempt stopped half-way (its hold lapsed) and gives back the
@@ -576,26 +594,28 @@ async fn reopen_lapsed(state: &AppState, row: &CartRow) -> AppResult<()> {
         .execute(conn)
         .await
     })?;
-    if taken == 1 {
-        release_abandoned(&mut tx, &row.id).await?;
-    }
+    let to_void = if taken == 1 { release_abandoned(&mut tx, &row.id).await? } else { Vec::new() };
     tx.commit().await?;
+    void_all(state, to_void).await;
     Ok(())
 }
 
-/// Ends the attempts on this cart that never finished (the process stopped mid-checkout):
-/// their stock goes back, their payments are marked voided.
-async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<()> {
+/// Ends the attempts on this cart that never finished (the process stopped mid-checkout, or
+/// the shopper never finished 3-D Secure): their stock goes back, their promotion uses too,
+/// their payments are marked voided. Answers the provider payments to void once this commits.
+async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<Vec<(String, String)>> {
     let abandoned = db_run!(tx.conn(), |conn| {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT id, reservations FROM payments WHERE cart_id = $1 AND status IN ('pending', 'requires_action') \
-             AND order_id IS NULL",
+        sqlx::query_as::<_, (String, String, String, Option<String>)>(
+            "SELECT id, reservations, provider, provider_ref FROM payments WHERE cart_id = $1 \
+             AND status IN ('pending', 'requires_action') AND order_id IS NULL",
         )
         .bind(cart_id)
         .fetch_all(conn)
         .await
     })?;
-    for (payment_id, reservations) in abandoned {
+    let mut to_void = Vec::new();
+    for (payment_id, reservations, provider, reference) in abandoned {
+        to_void.push((provider, reference.unwrap_or_else(|| payment_id.clone())));
         let reservations: Vec<String> = serde_json::from_str(&reservations).unwrap_or_default();
         for reservation in reservations {
             // An expired or already released reservation has nothing left to give back.
@@ -610,7 +630,51 @@ async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<()> {
                 .await
         })?;
     }
-    Ok(())
+    Ok(to_void)
+}
+
+/// Voids at their providers the payments of attempts that were abandoned.
+async fn void_all(state: &AppState, payments: Vec<(String, String)>) {
+    for (provider, reference) in payments {
+        if let Some(gateway) = state.payments.get(&provider) {
+            void(state, gateway, &reference).await;
+        }
+    }
+}
+
+/// Ends every checkout attempt left unfinished for longer than stock is held: for the
+/// cleanup job, so that abandoned 3-D Secure and interrupted checkouts give back their stock
+/// and promotion uses even when their carts are never touched again. Returns how many.
+pub async fn release_stale(state: &AppState) -> AppResult<u64> {
+    let before = Timestamp::now().plus_millis(-((state.config.checkout.hold_secs as i64 + 60) * 1000));
+    let carts = db_run!(state.db.read(), |conn| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT cart_id FROM payments WHERE status IN ('pending', 'requires_action') \
+             AND order_id IS NULL AND created_at < $1",
+        )
+        .bind(before)
+        .fetch_all(conn)
+        .await
+    })?;
+    let mut released = 0;
+    for cart_id in carts {
+        let mut tx = state.db.begin().await?;
+        db_execute!(tx.conn(), |conn| {
+            sqlx::query(
+                "UPDATE carts SET checkout_key = NULL, checkout_until = NULL WHERE id = $1 AND status = 'active' \
+                 AND checkout_until < $2",
+            )
+            .bind(&cart_id)
+            .bind(Timestamp::now())
+            .execute(conn)
+            .await
+        })?;
+        let to_void = release_abandoned(&mut tx, &cart_id).await?;
+        tx.commit().await?;
+        released += to_void.len() as u64;
+        void_all(state, to_void).await;
+    }
+    Ok(released)
 }
 
 /// After a failed attempt: the stock goes back, the payment is marked `failed` with its

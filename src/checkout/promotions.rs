@@ -405,9 +405,9 @@ pub async fn take_uses(
 ) -> AppResult<()> {
     for discount in discounts {
         let taken = db_run!(tx.conn(), |conn| {
-            sqlx::query_scalar::<_, Option<i64>>(
+            sqlx::query_as::<_, (Option<i64>, String)>(
                 "UPDATE promotions SET times_used = times_used + 1 WHERE id = $1 AND active \
-                 AND (usage_limit IS NULL OR times_used < usage_limit) RETURNING per_customer_limit",
+                 AND (usage_limit IS NULL OR times_used < usage_limit) RETURNING per_customer_limit, conditions",
             )
             .bind(&discount.promotion_id)
             .fetch_optional(conn)
@@ -417,8 +417,23 @@ pub async fn take_uses(
             AppError::new(ErrorCode::Conflict, format!("The promotion “{}” can no longer be used.", discount.name))
                 .with_field("codes", "used_up", "a promotion in the cart was used up meanwhile")
         };
-        let Some(per_customer) = taken else { return Err(used_up()) };
-        if let Some(limit) = per_customer {
+        let Some((per_customer, conditions)) = taken else { return Err(used_up()) };
+        let first_order = serde_json::from_str::<Conditions>(&conditions).is_ok_and(|c| c.first_order);
+        // A first-order promotion: no order yet, and no other checkout of this shopper using it.
+        let limit = if first_order { Some(per_customer.unwrap_or(1).min(1)) } else { per_customer };
+        if first_order {
+            let ordered = db_run!(tx.conn(), |conn| {
+                sqlx::query_scalar::<_, String>("SELECT id FROM orders WHERE email = $1 OR customer_id = $2 LIMIT 1")
+                    .bind(email)
+                    .bind(customer_id)
+                    .fetch_optional(conn)
+                    .await
+            })?;
+            if ordered.is_some() {
+                return Err(used_up());
+            }
+        }
+        if let Some(limit) = limit {
             let used = db_run!(tx.conn(), |conn| {
                 sqlx::query_scalar::<_, i64>(
                     "SELECT COUNT(*) FROM promotion_usages WHERE promotion_id = $1 AND (email = $2 OR customer_id = $3)",
@@ -884,7 +899,12 @@ async fn delete_promotion(
         return Err(AppError::conflict("id", "Orders used this promotion; set `active` to false instead."));
     }
     let mut tx = state.db.begin().await?;
-    db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM promotions WHERE id = $1").bind(&id).execute(conn).await)?;
+    let deleted = db_execute!(tx.conn(), |conn| {
+        sqlx::query("DELETE FROM promotions WHERE id = $1 AND times_used = 0").bind(&id).execute(conn).await
+    })?;
+    if deleted == 0 {
+        return Err(AppError::conflict("id", "Orders used this promotion; set `active` to false instead."));
+    }
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "promotion.deleted", Some(&id), &promotion.name).await?;
     tx.commit().await?;

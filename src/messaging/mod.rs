@@ -87,12 +87,14 @@ pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), Jo
             let accounts = crate::accounts::auth::purge_ended(state).await.map_err(JobError::retry)?;
             let jobs = jobs::purge_finished(state).await.map_err(JobError::retry)?;
             let signups = newsletter::purge_unconfirmed(state).await.map_err(JobError::retry)?;
+            let attempts = crate::checkout::place::release_stale(state).await.map_err(JobError::retry)?;
             let carts = crate::checkout::cart::purge_expired(state).await.map_err(JobError::retry)?;
             tracing::info!(
                 deleted.accounts = accounts,
                 deleted.jobs = jobs,
                 deleted.signups = signups,
                 deleted.carts = carts,
+                released.checkout_attempts = attempts,
                 "cleaned up"
             );
             Ok(())

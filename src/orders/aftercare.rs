@@ -96,6 +96,8 @@ pub struct Refund {
     pub lines: Units,
     /// The shipping given back with it.
     pub shipping: i64,
+    /// `pending` while the provider is asked, then `succeeded`.
+    pub status: String,
     pub created_at: Timestamp,
 }
 
@@ -126,8 +128,8 @@ pub async fn fulfillments_of(db: &crate::platform::db::Db, order_id: &str) -> Ap
 pub async fn refunds_of(db: &crate::platform::db::Db, order_id: &str) -> AppResult<Vec<Refund>> {
     Ok(db_run!(db.read(), |conn| {
         sqlx::query_as::<_, Refund>(
-            "SELECT id, payment_id, amount, reason, lines, shipping, created_at FROM order_refunds \
-             WHERE order_id = $1 ORDER BY id",
+            "SELECT id, payment_id, amount, reason, lines, shipping, status, created_at FROM order_refunds \
+             WHERE order_id = $1 AND status <> 'failed' ORDER BY id",
         )
         .bind(order_id)
         .fetch_all(conn)
@@ -203,8 +205,11 @@ fn staff_actor(staff: &CurrentStaff) -> Actor<'_> {
 }
 
 /// The payment of the order that holds money: the one authorised or captured.
-async fn money_payment(tx: &mut Tx, order_id: &str) -> AppResult<Option<(String, String, String, i64, i64, i64)>> {
-    Ok(db_run!(tx.conn(), |conn| {
+async fn money_payment(
+    db: &crate::platform::db::Db,
+    order_id: &str,
+) -> AppResult<Option<(String, String, String, i64, i64, i64)>> {
+    Ok(db_run!(db.read(), |conn| {
         sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
             "SELECT id, provider, COALESCE(provider_ref, id), amount, captured_amount, refunded_amount FROM payments \
              WHERE order_id = $1 AND status IN ('authorized', 'captured', 'partially_refunded') ORDER BY id LIMIT 1",
@@ -306,7 +311,38 @@ async fn fulfil(
             format!("An order that is {} is not fulfilled.", order.status.as_str()),
         ));
     }
+    if let Some(location) = &new.location_id {
+        let known = db_run!(state.db.read(), |conn| {
+            sqlx::query_scalar::<_, String>("SELECT id FROM locations WHERE id = $1")
+                .bind(location)
+                .fetch_optional(conn)
+                .await
+        })?;
+        if known.is_none() {
+            return Err(AppError::invalid_field("location_id", "unknown", "names no location"));
+        }
+    }
+    // The capture is asked before any write (a retry asks again harmlessly: the provider's
+    // key makes it one capture), so no lock is held while the provider answers.
+    let to_capture = match money_payment(&state.db, &id).await? {
+        Some((payment_id, provider, reference, amount, _, _)) if order.status == Status::Authorized => {
+            let gateway = state
+                .payments
+                .get(&provider)
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {provider}")))?;
+            let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+            if !matches!(tokio::time::timeout(timeout, gateway.capture(&reference, amount)).await, Ok(Ok(()))) {
+                return Err(AppError::new(
+                    ErrorCode::Unavailable,
+                    "The payment could not be captured; nothing was fulfilled.",
+                ));
+            }
+            Some((payment_id, amount))
+        }
+        _ => None,
+    };
     let mut tx = state.db.begin().await?;
+    super::claim(&mut tx, &order).await?;
     let location = match &new.location_id {
         Some(location) => location.clone(),
         None => {
@@ -314,33 +350,8 @@ async fn fulfil(
             from.values().next().cloned().unwrap_or_else(|| inventory::DEFAULT_LOCATION.to_owned())
         }
     };
-    let known = db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, String>("SELECT id FROM locations WHERE id = $1")
-            .bind(&location)
-            .fetch_optional(conn)
-            .await
-    })?;
-    if known.is_none() {
-        return Err(AppError::invalid_field("location_id", "unknown", "names no location"));
-    }
     let actor = staff_actor(&staff);
-    if let Some((payment_id, provider, reference, amount, _, _)) = money_payment(&mut tx, &id).await?
-        && order.status == Status::Authorized
-    {
-        let provider = state
-            .payments
-            .get(&provider)
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {provider}")))?;
-        let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
-        match tokio::time::timeout(timeout, provider.capture(&reference, amount)).await {
-            Ok(Ok(())) => {}
-            _ => {
-                return Err(AppError::new(
-                    ErrorCode::Unavailable,
-                    "The payment could not be captured; nothing was fulfilled.",
-                ));
-            }
-        }
+    if let Some((payment_id, amount)) = to_capture {
         db_execute!(tx.conn(), |conn| {
             sqlx::query(
                 "UPDATE payments SET status = 'captured', captured_amount = amount, updated_at = $1 WHERE id = $2",
@@ -445,8 +456,9 @@ async fn ship(
         return Err(AppError::new(ErrorCode::Conflict, "This parcel has shipped already."));
     }
     let mut tx = state.db.begin().await?;
+    super::claim(&mut tx, &order).await?;
     let now = Timestamp::now();
-    db_execute!(tx.conn(), |conn| {
+    let shipped = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE order_fulfillments SET status = 'shipped', carrier = $1, tracking_number = $2, tracking_url = $3, \
              shipped_at = $4 WHERE id = $5 AND status = 'fulfilled'",
@@ -459,6 +471,9 @@ async fn ship(
         .execute(conn)
         .await
     })?;
+    if shipped != 1 {
+        return Err(AppError::new(ErrorCode::Conflict, "This parcel has shipped already."));
+    }
     let actor = staff_actor(&staff);
     let mut parcels = fulfillments_of(&state.db, &id).await?;
     for p in parcels.iter_mut().filter(|p| p.id == fulfillment_id) {
@@ -516,7 +531,8 @@ async fn deliver(
         return Err(AppError::new(ErrorCode::Conflict, "Only a shipped parcel can be delivered."));
     }
     let mut tx = state.db.begin().await?;
-    db_execute!(tx.conn(), |conn| {
+    super::claim(&mut tx, &order).await?;
+    let delivered = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE order_fulfillments SET status = 'delivered', delivered_at = $1 WHERE id = $2 AND status = 'shipped'",
         )
@@ -525,6 +541,9 @@ async fn deliver(
         .execute(conn)
         .await
     })?;
+    if delivered != 1 {
+        return Err(AppError::new(ErrorCode::Conflict, "Only a shipped parcel can be delivered."));
+    }
     let mut parcels = fulfillments_of(&state.db, &id).await?;
     for p in parcels.iter_mut().filter(|p| p.id == fulfillment_id) {
         p.status = "delivered".into();
@@ -586,8 +605,7 @@ async fn refund(
         return Err(AppError::invalid_field("reason", "too_long", "must be at most 500 characters on one line"));
     }
     let order = find(&state.db, &id).await?;
-    let mut tx = state.db.begin().await?;
-    let Some((payment_id, provider, reference, _, captured, refunded)) = money_payment(&mut tx, &id).await? else {
+    let Some((payment_id, provider, reference, _, captured, refunded)) = money_payment(&state.db, &id).await? else {
         return Err(AppError::new(ErrorCode::Conflict, "Nothing paid for this order can be refunded."));
     };
     if captured == 0 {
@@ -614,21 +632,38 @@ async fn refund(
     };
     let amount = refunds::amount(&lines, &request, shipping_left, captured - refunded)
         .map_err(|refused| AppError::invalid_field(&refused.field, refused.code, refused.message))?;
-    let refund_id = new_id("ref");
-    let provider_impl = state
+    let gateway = state
         .payments
         .get(&provider)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {provider}")))?;
-    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
-    let provider_ref = match tokio::time::timeout(timeout, provider_impl.refund(&reference, amount, &refund_id)).await {
-        Ok(Ok(provider_ref)) => provider_ref,
-        _ => return Err(AppError::new(ErrorCode::Unavailable, "The provider did not refund; nothing was given back.")),
-    };
+
+    // 1. The refund is recorded, and the money set aside, before the provider is asked: a
+    //    concurrent refund, or any change to the order meanwhile, is refused here.
+    let refund_id = new_id("ref");
     let now = Timestamp::now();
+    let mut tx = state.db.begin().await?;
+    super::claim(&mut tx, &order).await?;
+    let set_aside = db_execute!(tx.conn(), |conn| {
+        sqlx::query(
+            "UPDATE payments SET refunded_amount = refunded_amount + $1, updated_at = $2 \
+             WHERE id = $3 AND refunded_amount + $1 <= captured_amount",
+        )
+        .bind(amount)
+        .bind(now)
+        .bind(&payment_id)
+        .execute(conn)
+        .await
+    })?;
+    if set_aside != 1 {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "Another refund took this money meanwhile; read the order again.",
+        ));
+    }
     db_execute!(tx.conn(), |conn| {
         sqlx::query(
-            "INSERT INTO order_refunds (id, order_id, payment_id, amount, reason, lines, shipping, provider_ref, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO order_refunds (id, order_id, payment_id, amount, reason, lines, shipping, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
         )
         .bind(&refund_id)
         .bind(&id)
@@ -637,19 +672,48 @@ async fn refund(
         .bind(new.reason.trim())
         .bind(serde_json::to_string(&new.lines).map_err(AppError::internal)?)
         .bind(if new.shipping { shipping_left } else { 0 })
-        .bind(&provider_ref)
         .bind(now)
         .execute(conn)
         .await
     })?;
+    tx.commit().await?;
+
+    // 2. The provider, with the refund's id as its key: asking twice refunds once.
+    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+    let answered = tokio::time::timeout(timeout, gateway.refund(&reference, amount, &refund_id)).await;
+    let Ok(Ok(provider_ref)) = answered else {
+        let mut tx = state.db.begin().await?;
+        db_execute!(tx.conn(), |conn| {
+            sqlx::query("UPDATE order_refunds SET status = 'failed' WHERE id = $1").bind(&refund_id).execute(conn).await
+        })?;
+        db_execute!(tx.conn(), |conn| {
+            sqlx::query("UPDATE payments SET refunded_amount = refunded_amount - $1 WHERE id = $2")
+                .bind(amount)
+                .bind(&payment_id)
+                .execute(conn)
+                .await
+        })?;
+        tx.commit().await?;
+        return Err(AppError::new(ErrorCode::Unavailable, "The provider did not refund; nothing was given back."));
+    };
+
+    // 3. Settled: the order, its timeline, stock, the customer's email and the webhook.
+    let order = find(&state.db, &id).await?;
+    let mut tx = state.db.begin().await?;
+    db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE order_refunds SET status = 'succeeded', provider_ref = $1 WHERE id = $2")
+            .bind(&provider_ref)
+            .bind(&refund_id)
+            .execute(conn)
+            .await
+    })?;
     let fully = refunded + amount >= captured;
     db_execute!(tx.conn(), |conn| {
         sqlx::query(
-            "UPDATE payments SET refunded_amount = refunded_amount + $1, status = $2, updated_at = $3 WHERE id = $4",
+            "UPDATE payments SET status = CASE WHEN refunded_amount >= captured_amount THEN 'refunded' \
+             ELSE 'partially_refunded' END, updated_at = $1 WHERE id = $2",
         )
-        .bind(amount)
-        .bind(if fully { "refunded" } else { "partially_refunded" })
-        .bind(now)
+        .bind(Timestamp::now())
         .bind(&payment_id)
         .execute(conn)
         .await
@@ -734,9 +798,18 @@ async fn take_return(
     if !order.status.can_become(Status::Returned) && order.status != Status::Returned {
         return Err(AppError::new(ErrorCode::Conflict, "Only shipped or delivered goods come back."));
     }
-    let returned = units_by_line(order.returns.iter().map(|r| &*r.lines));
-    let units = check_units(&order, &new.lines, &returned)?;
+    // Only what left can come back: units not yet shipped count as already returned.
+    let shipped = units_by_line(
+        order.fulfillments.iter().filter(|f| f.status == "shipped" || f.status == "delivered").map(|f| &*f.lines),
+    );
+    let mut unavailable = units_by_line(order.returns.iter().map(|r| &*r.lines));
+    for line in &order.lines {
+        let not_sent = line.quantity - shipped.get(&line.id).copied().unwrap_or(0);
+        *unavailable.entry(line.id.clone()).or_insert(0) += not_sent;
+    }
+    let units = check_units(&order, &new.lines, &unavailable)?;
     let mut tx = state.db.begin().await?;
+    super::claim(&mut tx, &order).await?;
     let return_id = new_id("rtn");
     db_execute!(tx.conn(), |conn| {
         sqlx::query(

@@ -300,6 +300,22 @@ pub async fn record_event(
     Ok(())
 }
 
+/// Takes the order for one change: if someone changed it since it was read, a 409.
+pub async fn claim(tx: &mut Tx, order: &Order) -> AppResult<()> {
+    let claimed = db_execute!(tx.conn(), |conn| {
+        sqlx::query("UPDATE orders SET version = version + 1, updated_at = $1 WHERE id = $2 AND version = $3")
+            .bind(Timestamp::now())
+            .bind(&order.id)
+            .bind(order.version)
+            .execute(conn)
+            .await
+    })?;
+    if claimed == 0 {
+        return Err(AppError::new(ErrorCode::Conflict, "The order changed meanwhile; read it again."));
+    }
+    Ok(())
+}
+
 /// Moves the order from `from` to `to` if it is still at `from` and the machine allows it;
 /// a 409 otherwise.
 pub async fn transition(
@@ -563,6 +579,7 @@ async fn mark_paid(
         return Err(AppError::new(ErrorCode::Conflict, "This order is not waiting for a manual payment."));
     };
     let mut tx = state.db.begin().await?;
+    claim(&mut tx, &order).await?;
     let actor = staff_actor(&staff);
     transition(&mut tx, &id, order.status, Status::Paid, serde_json::json!({ "payment_id": payment.id }), actor)
         .await?;
@@ -632,6 +649,7 @@ async fn cancel_order(
         return Err(AppError::new(ErrorCode::Conflict, "A paid order is cancelled by refunding it."));
     }
     let mut tx = state.db.begin().await?;
+    claim(&mut tx, &order).await?;
     let actor = staff_actor(&staff);
     let detail = serde_json::json!({ "reason": request.reason, "restock": request.restock });
     transition(&mut tx, &id, order.status, Status::Cancelled, detail, actor).await?;

@@ -71,7 +71,9 @@ impl Status {
             Fulfilled => &[Shipped, Delivered, PartiallyRefunded, Refunded],
             Shipped => &[Delivered, Returned, PartiallyRefunded, Refunded],
             Delivered => &[Returned, PartiallyRefunded, Refunded],
-            PartiallyRefunded => &[PartiallyRefunded, Refunded, Returned, Shipped, Delivered],
+            PartiallyRefunded => {
+                &[PartiallyRefunded, Refunded, Returned, PartiallyFulfilled, Fulfilled, Shipped, Delivered]
+            }
             Returned => &[PartiallyRefunded, Refunded],
             Cancelled | Refunded => &[],
         }

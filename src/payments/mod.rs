@@ -234,7 +234,9 @@ impl Payments {
         providers.insert("manual", Arc::new(Manual));
         providers.insert("test", test.clone());
         if let Some(key) = &config.checkout.stripe.secret_key {
-            providers.insert("stripe", Arc::new(stripe::Stripe::new(&config.checkout.stripe.api_base, key.clone())?));
+            let timeout = Duration::from_secs(config.checkout.payment_timeout_secs);
+            let gateway = stripe::Stripe::new(&config.checkout.stripe.api_base, key.clone(), timeout)?;
+            providers.insert("stripe", Arc::new(gateway));
         }
         Ok(Self { providers, test })
     }

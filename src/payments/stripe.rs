@@ -68,11 +68,10 @@ enum Answer<T> {
 }
 
 impl Stripe {
-    pub fn new(base: &str, key: SecretString) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .build()?;
+    /// Each request to Stripe takes at most `timeout`.
+    pub fn new(base: &str, key: SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let client =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(5).min(timeout)).timeout(timeout).build()?;
         Ok(Self { client, base: base.trim_end_matches('/').to_owned(), key })
     }
 

@@ -72,7 +72,7 @@ pub fn verify(header: &str, payload: &[u8], secret: &str, now: i64, tolerance: i
         }
     }
     let timestamp = timestamp.ok_or("no timestamp")?;
-    if (now - timestamp).abs() > tolerance {
+    if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
         return Err("too old");
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| "bad secret")?;
@@ -115,6 +115,8 @@ struct EventObject {
     id: String,
     #[serde(default)]
     payment_intent: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
 }
 
 fn bad_signature(reason: &str) -> AppError {
@@ -163,7 +165,8 @@ async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body:
         _ => None,
     };
     if let Some(intent) = intent {
-        apply(&state, &intent).await?;
+        let ours = event.data.object.metadata.get("payment_id").map(String::as_str);
+        apply(&state, &intent, ours).await?;
     }
     db_execute!(state.db.write(), |conn| {
         sqlx::query("UPDATE payment_events SET processed_at = $1 WHERE id = $2")
@@ -176,11 +179,23 @@ async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body:
 }
 
 /// Brings our payment for the intent `reference` in line with what Stripe says of it now.
-async fn apply(state: &AppState, reference: &str) -> AppResult<()> {
-    let Some(payment) = place::payment_by_reference(state, "stripe", reference).await? else {
-        // Not one of ours (or not yet recorded: the checkout that made it records it itself).
+/// `ours` is our payment's id from the intent's metadata, for an intent whose id we never
+/// learned (the process stopped, or the provider failed, between creating and recording it).
+async fn apply(state: &AppState, reference: &str, ours: Option<&str>) -> AppResult<()> {
+    let payment = match place::payment_by_reference(state, "stripe", reference).await? {
+        Some(payment) => Some(payment),
+        None => match ours {
+            Some(id) => place::payment_by_id(state, id).await?.filter(|payment| payment.provider == "stripe"),
+            None => None,
+        },
+    };
+    let Some(payment) = payment else {
+        // Not one of ours.
         return Ok(());
     };
+    if payment.provider_ref.as_deref().is_some_and(|known| known != reference) {
+        return Ok(());
+    }
     let actor = Actor { kind: "system", id: "stripe" };
     match payment.status.as_str() {
         "requires_action" => match place::finish(state, &payment, actor).await {
