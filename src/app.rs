@@ -65,6 +65,8 @@ pub struct Shared {
     pub media: Arc<crate::catalog::media::MediaStore>,
     /// Imports running on this node: products written, of how many.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// Regions, shipping zones and tax rates, for pricing carts.
+    pub checkout_settings: Arc<TtlCache<crate::checkout::Settings>>,
     /// Answers the tax rate of each line of a cart.
     pub tax: Arc<dyn crate::checkout::tax::TaxProvider>,
     /// The payment providers the shop has set up.
@@ -100,7 +102,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         },
         webhooks: crate::messaging::webhooks::Sender::new(&config.webhooks)?,
         payments: crate::payments::Payments::from_config(&config)?,
-        tax: Arc::new(crate::checkout::tax::ShopRates(db.clone())),
+        tax: Arc::new(crate::checkout::tax::ShopRates),
+        checkout_settings: db.caches().register(crate::checkout::SETTINGS, CACHE_TTL),
         imports: Default::default(),
         media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),

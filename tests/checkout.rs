@@ -1038,3 +1038,38 @@ conformance! {
         assert_eq!(enter(&app, &other, "ONCE").await.status, 200, "and can be used by someone else");
     }
 }
+
+conformance! {
+    async fn many_shoppers_at_once_never_exhaust_the_pool(backend) {
+        // The harness gives the app four connections: no cart change may hold one while it
+        // waits for another.
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 1000).await;
+        let mut carts = Vec::new();
+        for _ in 0..24 {
+            carts.push(new_cart(&app).await);
+        }
+        let mut shoppers = Vec::new();
+        for cart in carts {
+            let (app, mug) = (app.clone(), mug.clone());
+            shoppers.push(tokio::spawn(async move {
+                let added = add(&app, &cart, &mug, 1).await.status;
+                let line = app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await.body["lines"][0]["id"].clone();
+                let changed = app
+                    .patch(&format!("/api/v1/store/carts/{cart}/lines/{}", line.as_str().unwrap_or_default()), json!({"quantity": 2}), &[])
+                    .await
+                    .status;
+                let addressed = app
+                    .patch(&format!("/api/v1/store/carts/{cart}"), json!({"shipping_address": address("FR", "", "75001")}), &[])
+                    .await
+                    .status;
+                (added, changed, addressed)
+            }));
+        }
+        for shopper in shoppers {
+            assert_eq!(shopper.await.unwrap(), (200, 200, 200), "a 503 is a connection the pool could not give");
+        }
+    }
+}

@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use super::address::Address;
 use super::pricing::{self, PriceInput, PriceLine};
 use super::promotions::{self, Buyer, Discount, PromoLine, Promotion};
-use super::regions::{self, Region};
-use super::shipping::{self, ShippingOption, Zone};
+use super::regions::Region;
+use super::shipping::{self, ShippingOption};
 use super::tax::{Applied, TaxProvider, TaxRequest};
 use crate::app::AppState;
 use crate::db_run;
@@ -96,7 +96,7 @@ pub struct Context {
     /// The rate of each tax class of the cart at the address, as the tax provider answered;
     /// `standard` also taxes shipping.
     pub rates: HashMap<String, Applied>,
-    pub zones: Vec<Zone>,
+    pub settings: std::sync::Arc<super::Settings>,
     pub tax_exempt: bool,
     /// The automatic promotions and those of the codes entered.
     pub promotions: Vec<Promotion>,
@@ -106,9 +106,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub async fn load(db: &Db, cart: &CartRow) -> AppResult<Self> {
-        let region = regions::find(db, &cart.region_id).await?;
-        let zones = if cart.shipping_address.is_some() { shipping::all(db).await? } else { Vec::new() };
+    pub async fn load(state: &AppState, cart: &CartRow) -> AppResult<Self> {
+        let db = &state.db;
+        let settings = super::settings(state).await?;
+        let region = settings
+            .region(&cart.region_id)
+            .cloned()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("cart {} has no region", cart.id)))?;
         let tax_exempt = match &cart.customer_id {
             Some(customer) => db_run!(db.read(), |conn| {
                 sqlx::query_scalar::<_, bool>("SELECT tax_exempt FROM customers WHERE id = $1")
@@ -129,7 +133,7 @@ impl Context {
             uses,
             now: Timestamp::now(),
         };
-        Ok(Self { region, rates: HashMap::new(), zones, tax_exempt, promotions, buyer, categories: HashMap::new() })
+        Ok(Self { region, rates: HashMap::new(), settings, tax_exempt, promotions, buyer, categories: HashMap::new() })
     }
 
     fn rate(&self, class: &str) -> Applied {
@@ -149,6 +153,7 @@ fn tax_place(row: &CartRow, region: &Region) -> (String, String, String) {
 /// Asks the tax provider the rate of each class at the cart's place.
 async fn rates(
     provider: &dyn TaxProvider,
+    taxes: std::sync::Arc<super::tax::TaxTable>,
     row: &CartRow,
     region: &Region,
     facts: &HashMap<String, Facts>,
@@ -161,7 +166,7 @@ async fn rates(
     classes.push("standard".into());
     classes.sort();
     classes.dedup();
-    let request = TaxRequest { country, subdivision, postcode, classes };
+    let request = TaxRequest { country, subdivision, postcode, classes, table: taxes };
     let answered = provider.rates(&request).await.map_err(AppError::internal)?;
     Ok(request.classes.into_iter().zip(answered).collect())
 }
@@ -330,10 +335,11 @@ pub async fn load(state: &AppState, id: &str) -> AppResult<Cart> {
 pub async fn priced(state: &AppState, row: &CartRow) -> AppResult<Cart> {
     let db = &state.db;
     let lines = lines_of(db, &row.id).await?;
-    let mut context = Context::load(db, row).await?;
+    let mut context = Context::load(state, row).await?;
     let ids: Vec<&str> = lines.iter().map(|line| line.variant_id.as_str()).collect();
     let facts = facts(db.read(), &context.region.currency, &ids).await?;
-    context.rates = rates(state.tax.as_ref(), row, &context.region, &facts).await?;
+    let taxes = context.settings.taxes.clone();
+    context.rates = rates(state.tax.as_ref(), taxes, row, &context.region, &facts).await?;
     if context.promotions.iter().any(|p| !p.conditions.category_ids.is_empty()) {
         let products: Vec<&str> = facts.values().map(|fact| fact.product_id.as_str()).collect();
         context.categories = promotions::categories_of(db, &products).await?;
@@ -433,7 +439,7 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
     let goods: i64 = priced_lines.iter().map(|line| line.unit_amount.unwrap_or(0) * line.quantity).sum();
     let weight: i64 = priced_lines.iter().map(|line| line.weight_grams).sum();
     let quote = |subtotal: i64| match &shipping_address {
-        Some(address) => shipping::options(&context.zones, address, &region.currency, weight, subtotal),
+        Some(address) => shipping::options(&context.settings.zones, address, &region.currency, weight, subtotal),
         None => Vec::new(),
     };
     let chosen = |options: &[ShippingOption]| {

@@ -11,7 +11,6 @@ use utoipa_axum::routes;
 
 use super::address::Address;
 use super::cart::{self, CART_COLUMNS, Cart, CartRow, MAX_LINES, MAX_QUANTITY};
-use super::regions;
 use crate::accounts::auth::{CurrentCustomer, MaybeCustomer};
 use crate::accounts::email_address::EmailAddress;
 use crate::app::AppState;
@@ -93,7 +92,10 @@ async fn acknowledge_prices(tx: &mut Tx, cart_id: &str, currency: &str) -> AppRe
 }
 
 async fn currency_of(state: &AppState, region_id: &str) -> AppResult<String> {
-    Ok(regions::find(&state.db, region_id).await?.currency)
+    let settings = super::settings(state).await?;
+    let region =
+        settings.region(region_id).ok_or_else(|| AppError::internal(anyhow::anyhow!("no region {region_id}")))?;
+    Ok(region.currency.clone())
 }
 
 fn answer(status: StatusCode, cart: Cart) -> Response {
@@ -125,12 +127,14 @@ async fn create_cart(
     let email = new.email.as_deref().and_then(|raw| violations.check("email", EmailAddress::parse(raw)));
     violations.finish()?;
     let region = match &new.region_id {
-        Some(id) => regions::find(&state.db, id)
-            .await
-            .map_err(|_| AppError::invalid_field("region_id", "unknown", "names no region"))?,
-        None => regions::all(&state.db).await?.into_iter().find(|region| region.is_default).ok_or_else(|| {
-            AppError::new(ErrorCode::Conflict, "The shop has no region yet: staff must create one before carts.")
-        })?,
+        Some(id) => super::settings(&state)
+            .await?
+            .region(id)
+            .cloned()
+            .ok_or_else(|| AppError::invalid_field("region_id", "unknown", "names no region"))?,
+        None => super::settings(&state).await?.regions.iter().find(|region| region.is_default).cloned().ok_or_else(
+            || AppError::new(ErrorCode::Conflict, "The shop has no region yet: staff must create one before carts."),
+        )?,
     };
     let email = match (email, caller.customer_id()) {
         (Some(email), _) => Some(email.as_str().to_owned()),
@@ -233,7 +237,8 @@ async fn update_cart(
     violations.finish()?;
     let mut region_id = row.region_id.clone();
     if let Some(address) = &shipping {
-        let all = regions::all(&state.db).await?;
+        let settings = super::settings(&state).await?;
+        let all = &settings.regions;
         match all.iter().find(|region| region.countries.contains(&address.country)) {
             Some(region) => region_id = region.id.clone(),
             None if all.iter().any(|region| region.id == row.region_id && region.countries.is_empty()) => {}
@@ -277,6 +282,7 @@ async fn update_cart(
         Some(None) => None,
         None => row.billing_address.clone(),
     };
+    let currency = currency_of(&state, &region_id).await?;
     let mut tx = state.db.begin().await?;
     begin_change(&state, &mut tx, &row).await?;
     db_execute!(tx.conn(), |conn| {
@@ -293,7 +299,7 @@ async fn update_cart(
         .execute(conn)
         .await
     })?;
-    acknowledge_prices(&mut tx, &id, &currency_of(&state, &region_id).await?).await?;
+    acknowledge_prices(&mut tx, &id, &currency).await?;
     tx.commit().await?;
     Ok(Json(cart::load(&state, &id).await?))
 }
@@ -306,15 +312,20 @@ pub struct NewLine {
     pub quantity: i64,
 }
 
-async fn check_quantity(state: &AppState, row: &CartRow, variant_id: &str, quantity: i64) -> AppResult<()> {
-    let currency = currency_of(state, &row.region_id).await?;
-    let facts = cart::facts(state.db.read(), &currency, &[variant_id]).await?;
-    let Some(fact) = facts.get(variant_id).filter(|f| f.status == "published") else {
+/// What the catalog says of a variant on sale, priced in `currency`; read before the cart's
+/// transaction, so that no transaction waits on a second connection.
+async fn sellable(state: &AppState, currency: &str, variant_id: &str) -> AppResult<cart::Facts> {
+    let mut facts = cart::facts(state.db.read(), currency, &[variant_id]).await?;
+    let Some(fact) = facts.remove(variant_id).filter(|f| f.status == "published") else {
         return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
     };
     if fact.amount.is_none() {
         return Err(AppError::invalid_field("variant_id", "not_priced", format!("has no price in {currency}")));
     }
+    Ok(fact)
+}
+
+fn check_quantity(fact: &cart::Facts, quantity: i64) -> AppResult<()> {
     if quantity > MAX_QUANTITY {
         return Err(AppError::invalid_field(
             "quantity",
@@ -358,6 +369,8 @@ async fn add_line(
         return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
     }
     let row = open(&state, &id, &caller).await?;
+    let currency = currency_of(&state, &row.region_id).await?;
+    let fact = sellable(&state, &currency, &new.variant_id).await?;
     let mut tx = state.db.begin().await?;
     begin_change(&state, &mut tx, &row).await?;
     let quantity = db_run!(tx.conn(), |conn| {
@@ -374,7 +387,7 @@ async fn add_line(
         .fetch_one(conn)
         .await
     })?;
-    check_quantity(&state, &row, &new.variant_id, quantity).await?;
+    check_quantity(&fact, quantity)?;
     let lines = db_run!(tx.conn(), |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1")
             .bind(&id)
@@ -388,7 +401,7 @@ async fn add_line(
             format!("a cart holds at most {MAX_LINES} lines"),
         ));
     }
-    acknowledge_prices(&mut tx, &id, &currency_of(&state, &row.region_id).await?).await?;
+    acknowledge_prices(&mut tx, &id, &currency).await?;
     tx.commit().await?;
     Ok(Json(cart::load(&state, &id).await?))
 }
@@ -408,32 +421,41 @@ async fn set_quantity(
     quantity: i64,
 ) -> AppResult<Cart> {
     let row = open(state, id, caller).await?;
-    let mut tx = state.db.begin().await?;
-    begin_change(state, &mut tx, &row).await?;
-    let variant = db_run!(tx.conn(), |conn| {
+    let no_line = || AppError::not_found("The cart has no line with this id.");
+    let variant = db_run!(state.db.read(), |conn| {
         sqlx::query_scalar::<_, String>("SELECT variant_id FROM cart_lines WHERE id = $1 AND cart_id = $2")
             .bind(line_id)
             .bind(id)
             .fetch_optional(conn)
             .await
     })?
-    .ok_or_else(|| AppError::not_found("The cart has no line with this id."))?;
-    if quantity == 0 {
-        db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM cart_lines WHERE id = $1")
+    .ok_or_else(no_line)?;
+    let currency = currency_of(state, &row.region_id).await?;
+    let fact = if quantity > 0 { Some(sellable(state, &currency, &variant).await?) } else { None };
+    let mut tx = state.db.begin().await?;
+    begin_change(state, &mut tx, &row).await?;
+    let changed = match &fact {
+        None => db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM cart_lines WHERE id = $1 AND cart_id = $2")
             .bind(line_id)
+            .bind(id)
             .execute(conn)
-            .await)?;
-    } else {
-        check_quantity(state, &row, &variant, quantity).await?;
-        db_execute!(tx.conn(), |conn| {
-            sqlx::query("UPDATE cart_lines SET quantity = $1 WHERE id = $2")
-                .bind(quantity)
-                .bind(line_id)
-                .execute(conn)
-                .await
-        })?;
+            .await)?,
+        Some(fact) => {
+            check_quantity(fact, quantity)?;
+            db_execute!(tx.conn(), |conn| {
+                sqlx::query("UPDATE cart_lines SET quantity = $1 WHERE id = $2 AND cart_id = $3")
+                    .bind(quantity)
+                    .bind(line_id)
+                    .bind(id)
+                    .execute(conn)
+                    .await
+            })?
+        }
+    };
+    if changed == 0 {
+        return Err(no_line());
     }
-    acknowledge_prices(&mut tx, id, &currency_of(state, &row.region_id).await?).await?;
+    acknowledge_prices(&mut tx, id, &currency).await?;
     tx.commit().await?;
     cart::load(state, id).await
 }
@@ -503,6 +525,7 @@ pub struct NewCode {
 }
 
 async fn write_codes(state: &AppState, row: &CartRow, codes: &[String]) -> AppResult<Cart> {
+    let currency = currency_of(state, &row.region_id).await?;
     let mut tx = state.db.begin().await?;
     begin_change(state, &mut tx, row).await?;
     db_execute!(tx.conn(), |conn| {
@@ -512,7 +535,7 @@ async fn write_codes(state: &AppState, row: &CartRow, codes: &[String]) -> AppRe
             .execute(conn)
             .await
     })?;
-    acknowledge_prices(&mut tx, &row.id, &currency_of(state, &row.region_id).await?).await?;
+    acknowledge_prices(&mut tx, &row.id, &currency).await?;
     tx.commit().await?;
     cart::load(state, &row.id).await
 }

@@ -11,9 +11,51 @@ pub mod regions;
 pub mod shipping;
 pub mod tax;
 
+use std::sync::Arc;
+
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
+use crate::platform::cache::Invalidation;
+use crate::platform::error::AppResult;
+
+/// The name checkout settings are cached and invalidated under.
+pub const SETTINGS: &str = "checkout_settings";
+
+/// What every cart's pricing reads: regions, shipping zones and tax rates, cached in memory
+/// and evicted (on every node) whenever staff change one of them.
+pub struct Settings {
+    pub regions: Vec<regions::Region>,
+    pub zones: Vec<shipping::Zone>,
+    pub taxes: Arc<tax::TaxTable>,
+}
+
+impl Settings {
+    /// The region `id`.
+    pub fn region(&self, id: &str) -> Option<&regions::Region> {
+        self.regions.iter().find(|region| region.id == id)
+    }
+}
+
+/// What a write to regions, tax rates or shipping announces.
+pub fn settings_changed() -> Invalidation {
+    Invalidation::all(SETTINGS)
+}
+
+/// The checkout settings, from the cache or read afresh.
+pub async fn settings(state: &AppState) -> AppResult<Arc<Settings>> {
+    if let Some(settings) = state.checkout_settings.get(SETTINGS) {
+        return Ok(settings);
+    }
+    let generation = state.checkout_settings.generation();
+    let settings = Arc::new(Settings {
+        regions: regions::all(&state.db).await?,
+        zones: shipping::all(&state.db).await?,
+        taxes: Arc::new(tax::TaxTable::load(&state.db).await?),
+    });
+    state.checkout_settings.insert(SETTINGS.to_owned(), settings.clone(), generation);
+    Ok(settings)
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -252,6 +252,7 @@ async fn create_region(
     if first || new.is_default {
         make_default(&mut tx, &id).await?;
     }
+    tx.invalidate(super::settings_changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "region.created", Some(&id), new.name.trim()).await?;
     tx.commit().await?;
@@ -339,6 +340,7 @@ async fn update_region(
     if patch.is_default == Some(true) {
         make_default(&mut tx, &id).await?;
     }
+    tx.invalidate(super::settings_changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "region.updated", Some(&id), &current.name).await?;
     tx.commit().await?;
@@ -376,6 +378,7 @@ async fn delete_region(
         return Err(AppError::conflict("id", "Carts use this region; remove its countries instead."));
     }
     db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM regions WHERE id = $1").bind(&id).execute(conn).await)?;
+    tx.invalidate(super::settings_changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "region.deleted", Some(&id), &region.name).await?;
     tx.commit().await?;

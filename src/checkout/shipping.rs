@@ -484,6 +484,7 @@ async fn create_zone(
         .await
     })?;
     write_methods(&mut tx, &id, &new.methods).await?;
+    tx.invalidate(super::settings_changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "shipping_zone.created", Some(&id), new.name.trim()).await?;
     tx.commit().await?;
@@ -568,6 +569,7 @@ async fn update_zone(
     if let Some(methods) = &patch.methods {
         write_methods(&mut tx, &id, methods).await?;
     }
+    tx.invalidate(super::settings_changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "shipping_zone.updated", Some(&id), &current.name).await?;
     tx.commit().await?;
@@ -596,6 +598,7 @@ async fn delete_zone(
         .bind(&id)
         .execute(conn)
         .await)?;
+    tx.invalidate(super::settings_changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "shipping_zone.deleted", Some(&id), &zone.name).await?;
     tx.commit().await?;

@@ -70,6 +70,10 @@ impl Applied {
 }
 
 impl TaxTable {
+    pub fn new(rates: Vec<TaxRate>) -> Self {
+        Self(rates)
+    }
+
     pub async fn load(db: &Db) -> AppResult<Self> {
         let rates = db_run!(db.read(), |conn| {
             sqlx::query_as::<_, TaxRate>(
@@ -107,6 +111,8 @@ pub struct TaxRequest {
     pub postcode: String,
     /// One class per line, then `standard` for shipping.
     pub classes: Vec<String>,
+    /// The shop's own rates, for a provider to fall back on.
+    pub table: std::sync::Arc<TaxTable>,
 }
 
 pub type TaxFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Vec<Applied>>> + Send + 'a>>;
@@ -124,16 +130,13 @@ impl TaxProvider for TaxTable {
     }
 }
 
-/// The shop's own rates, read afresh for each request: the provider carts use unless an
-/// external tax service is plugged in (wrapped in [`WithFallback`]).
-pub struct ShopRates(pub Db);
+/// The shop's own rates (the table that comes with each request): the provider carts use
+/// unless an external tax service is plugged in (wrapped in [`WithFallback`]).
+pub struct ShopRates;
 
 impl TaxProvider for ShopRates {
     fn rates<'a>(&'a self, request: &'a TaxRequest) -> TaxFuture<'a> {
-        Box::pin(async move {
-            let table = TaxTable::load(&self.0).await.map_err(|err| anyhow::anyhow!("{err}"))?;
-            table.rates(request).await
-        })
+        Box::pin(async move { request.table.rates(request).await })
     }
 }
 
@@ -272,6 +275,7 @@ async fn replace_rates(
         })?;
     }
     let (actor_kind, actor_id) = staff.actor();
+    tx.invalidate(super::settings_changed());
     audit::record(&mut tx, actor_kind, actor_id, "tax_rates.replaced", None, &format!("{} rates", rates.len())).await?;
     tx.commit().await?;
     let table = TaxTable::load(&state.db).await?;
@@ -333,6 +337,7 @@ mod tests {
             subdivision: String::new(),
             postcode: "75001".into(),
             classes: vec!["standard".into(), "exempt".into()],
+            table: Default::default(),
         };
         let rates = provider.rates(&request).await.expect("the table answers");
         assert_eq!(rates.iter().map(|r| r.rate_bps).collect::<Vec<_>>(), [2000, 0]);

@@ -455,6 +455,8 @@ async fn ship(
     if current.status != "fulfilled" {
         return Err(AppError::new(ErrorCode::Conflict, "This parcel has shipped already."));
     }
+    // Read before the transaction: no transaction waits on a second connection.
+    let mut parcels = order.fulfillments.clone();
     let mut tx = state.db.begin().await?;
     super::claim(&mut tx, &order).await?;
     let now = Timestamp::now();
@@ -475,7 +477,6 @@ async fn ship(
         return Err(AppError::new(ErrorCode::Conflict, "This parcel has shipped already."));
     }
     let actor = staff_actor(&staff);
-    let mut parcels = fulfillments_of(&state.db, &id).await?;
     for p in parcels.iter_mut().filter(|p| p.id == fulfillment_id) {
         p.status = "shipped".into();
     }
@@ -530,6 +531,7 @@ async fn deliver(
     if current.status != "shipped" {
         return Err(AppError::new(ErrorCode::Conflict, "Only a shipped parcel can be delivered."));
     }
+    let mut parcels = order.fulfillments.clone();
     let mut tx = state.db.begin().await?;
     super::claim(&mut tx, &order).await?;
     let delivered = db_execute!(tx.conn(), |conn| {
@@ -544,7 +546,6 @@ async fn deliver(
     if delivered != 1 {
         return Err(AppError::new(ErrorCode::Conflict, "Only a shipped parcel can be delivered."));
     }
-    let mut parcels = fulfillments_of(&state.db, &id).await?;
     for p in parcels.iter_mut().filter(|p| p.id == fulfillment_id) {
         p.status = "delivered".into();
     }
