@@ -15,6 +15,8 @@
 #   BENCH_STARTS        starts timed per database state           (default 5)
 #   BENCH_IDLE_SECS     seconds idle before reading idle RSS      (default 3)
 #   BENCH_SKIP_BUILD    1: use the binaries already built         (default 0)
+#   BENCH_BACKROOM_BIN  a Backroom binary to run instead of building target/release/backroom
+#   BENCH_BACKROOM_COMMIT  what to call that binary in the report (its commit)
 #   BENCH_SKIP_PEER     1: leave PocketBase out                   (default 0)
 #   BENCH_QUIET_PCT     wait until other work takes at most this share of the CPUs (default 20)
 #   BENCH_QUIET_WAIT    ... spending at most this many seconds in all (default 180; 0: never wait)

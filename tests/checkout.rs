@@ -1073,3 +1073,35 @@ conformance! {
         }
     }
 }
+
+conformance! {
+    async fn shoppers_who_hang_up_mid_request_leave_the_shop_writable(backend) {
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 100_000).await;
+        let mut carts = Vec::new();
+        for _ in 0..16 {
+            carts.push(new_cart(&app).await);
+        }
+        for burst in 0..4u64 {
+            let mut hang_ups = tokio::task::JoinSet::new();
+            for (n, cart) in carts.iter().cycle().take(64).enumerate() {
+                let url = app.url(&format!("/api/v1/store/carts/{cart}/lines"));
+                let body = json!({"variant_id": mug, "quantity": 1});
+                let patience = std::time::Duration::from_millis(1 + (n as u64 + burst) % 9);
+                hang_ups.spawn(async move {
+                    let client = reqwest::Client::builder().timeout(patience).build().unwrap();
+                    let _ = client.post(url).json(&body).send().await;
+                });
+            }
+            hang_ups.join_all().await;
+        }
+        // Every write still goes through.
+        let cart = new_cart(&app).await;
+        let added = add(&app, &cart, &mug, 1).await;
+        assert_eq!(added.status, 200, "{}", added.text);
+        let lines = app.count("SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM cart_lines").await;
+        assert!(lines >= 1);
+    }
+}

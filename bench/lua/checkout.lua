@@ -1,7 +1,7 @@
 -- Buyers going through the whole checkout, each on its own cart: create the cart, add 3 lines,
 -- set the email and address, choose the first shipping option, place the order with the test
 -- card; then start again. Prints report.lua's line, then one STEP line per step (its own p50,
--- p99, errors) and an ORDERS line.
+-- p99, errors), a STATUSES line (the answers that were not 2xx) and an ORDERS line.
 --
 -- Run it with as many threads as connections (wrk -t32 -c32): wrk calls request() and
 -- response() per thread, not per connection, so with one connection a thread's state is one
@@ -16,6 +16,7 @@ local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
 int clock_gettime(int clock, bench_timespec *t);
+void *realloc(void *p, size_t size);
 ]]
 local clock = ffi.new("bench_timespec")
 local function now_us()
@@ -36,7 +37,9 @@ if hot == "" then hot = nil end
 local STEPS = { "create cart", "add line", "address", "shipping method", "place order" }
 -- The flow, as the step each request is (add line three times).
 local FLOW = { 1, 2, 2, 2, 3, 4, 5 }
-local ADDRESS = '{"email":"buyer@example.com","shipping_address":{"first_name":"Ana","last_name":"Silva",' ..
+-- Each cart has a buyer of its own: a shop's orders come from many people, not one customer
+-- with thousands of orders.
+local ADDRESS = '","shipping_address":{"first_name":"Ana","last_name":"Silva",' ..
   '"line1":"5 rue Saint-Denis","city":"Paris","postcode":"75001","country":"FR"}}'
 local PAYMENT = '{"payment":{"provider":"test","card_number":"4242424242424242"}}'
 
@@ -47,24 +50,41 @@ function setup(thread)
   thread:set("buyer", #threads)
 end
 
--- Per thread, i.e. per buyer. done() reads them with thread:get, which copies flat tables
--- only (wrk 4.1 crashes on nested ones): lat_N lists step N's µs (successful answers only),
--- err_N counts its unexpected answers (409s too, unless the hot variant explains them).
+-- Per thread, i.e. per buyer; done() reads them with thread:get. Only numbers and strings
+-- cross: wrk 4.1's thread:get pops one value too many from the thread's stack when it copies
+-- a table, which crashed a run now and then. So each successful answer's step and µs go into
+-- C memory (one double: µs * 8 + step), whose address done() is given as a number.
+samples = 0      -- answers recorded
+samples_addr = 0 -- where they are
+local buffer, capacity = nil, 0
+statuses = ""    -- answers other than 2xx, by status (the hot product's 409s too): "409=12 503=1"
+local by_status = {}
+-- err_N: step N's unexpected answers (409s too, unless the hot product explains them)
 orders = 0
 orders_hot = 0  -- orders holding the hot variant
 sold_out_add = 0 -- hot variant refused when added (409)
 sold_out_place = 0 -- order refused for the hot variant's stock (409)
-local at, cart, method, started, next_variant, keys, path, body
+local at, cart, method, started, next_variant, keys
 local run = tostring(os.time())
 
 function init(args)
   for step = 1, #STEPS do
-    _G["lat_" .. step] = {}
     _G["err_" .. step] = 0
   end
   at = 1
   next_variant = ((buyer or 1) - 1) * 3
   keys = 0
+end
+
+local function record(step, took)
+  if samples == capacity then
+    capacity = math.max(4096, capacity * 2)
+    buffer = ffi.cast("double *", ffi.C.realloc(buffer, capacity * 8))
+    assert(buffer ~= nil, "out of memory for latencies")
+    samples_addr = tonumber(ffi.cast("uintptr_t", buffer))
+  end
+  buffer[samples] = math.floor(took) * 8 + step
+  samples = samples + 1
 end
 
 local function headers(extra)
@@ -93,7 +113,8 @@ function request()
     req = wrk.format("POST", "/api/v1/store/carts/" .. cart .. "/lines", headers(),
       '{"variant_id":"' .. variant .. '","quantity":1}')
   elseif step == 3 then
-    req = wrk.format("PATCH", "/api/v1/store/carts/" .. cart, headers(), ADDRESS)
+    req = wrk.format("PATCH", "/api/v1/store/carts/" .. cart, headers(),
+      '{"email":"buyer-' .. run .. "-" .. (buyer or 1) .. "-" .. keys .. '@example.com' .. ADDRESS)
   elseif step == 4 then
     req = wrk.format("PATCH", "/api/v1/store/carts/" .. cart, headers(), '{"shipping_method_id":"' .. method .. '"}')
   else
@@ -105,7 +126,7 @@ function request()
   return req
 end
 
-function response(status, headers, body)
+function response(status, _, body)
   local took = now_us() - started
   local step = FLOW[at]
   local ok = (at == 1 and status == 201) or (step == 5 and status == 201) or (step ~= 5 and at ~= 1 and status == 200)
@@ -115,6 +136,12 @@ function response(status, headers, body)
   elseif ok and step == 3 then
     method = string.match(body, '"shipping_options":%[{"id":"([%w_]+)"')
     ok = method ~= nil
+  end
+  if status >= 300 then
+    by_status[status] = (by_status[status] or 0) + 1
+    local parts = {}
+    for code, n in pairs(by_status) do parts[#parts + 1] = code .. "=" .. n end
+    statuses = table.concat(parts, " ")
   end
   if not ok then
     if hot and status == 409 and at == 4 then
@@ -127,8 +154,7 @@ function response(status, headers, body)
     restart()
     return
   end
-  local list = _G["lat_" .. step]
-  list[#list + 1] = took
+  record(step, took)
   if step == 5 then
     orders = orders + 1
     if hot then orders_hot = orders_hot + 1 end
@@ -148,12 +174,21 @@ local report = done
 done = function(summary, latency, requests)
   report(summary, latency, requests)
   local totals = { orders = 0, orders_hot = 0, sold_out_add = 0, sold_out_place = 0 }
-  for step = 1, #STEPS do
-    local all, failed = {}, 0
-    for _, thread in ipairs(threads) do
-      for _, took in ipairs(thread:get("lat_" .. step)) do all[#all + 1] = took end
-      failed = failed + thread:get("err_" .. step)
+  local by_step = {}
+  for step = 1, #STEPS do by_step[step] = {} end
+  for _, thread in ipairs(threads) do
+    local n, addr = thread:get("samples"), thread:get("samples_addr")
+    local recorded = ffi.cast("double *", addr)
+    for i = 0, n - 1 do
+      local value = recorded[i]
+      local step = value % 8
+      local list = by_step[step]
+      list[#list + 1] = (value - step) / 8
     end
+  end
+  for step = 1, #STEPS do
+    local all, failed = by_step[step], 0
+    for _, thread in ipairs(threads) do failed = failed + thread:get("err_" .. step) end
     table.sort(all)
     io.write(string.format("STEP name=%s count=%d p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%d\n",
       (STEPS[step]:gsub(" ", "_")), #all, percentile(all, 50), percentile(all, 99), all[#all] or 0, failed))
@@ -161,6 +196,15 @@ done = function(summary, latency, requests)
   for _, thread in ipairs(threads) do
     for name in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
   end
+  local all, parts = {}, {}
+  for _, thread in ipairs(threads) do
+    for status, n in string.gmatch(thread:get("statuses"), "(%d+)=(%d+)") do
+      all[status] = (all[status] or 0) + tonumber(n)
+    end
+  end
+  for status, n in pairs(all) do parts[#parts + 1] = status .. "=" .. n end
+  table.sort(parts)
+  io.write("STATUSES " .. table.concat(parts, " ") .. "\n")
   io.write(string.format("ORDERS orders=%d duration_us=%.0f orders_hot=%d sold_out_add=%d sold_out_place=%d\n",
     totals.orders, summary.duration, totals.orders_hot, totals.sold_out_add, totals.sold_out_place))
 end

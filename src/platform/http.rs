@@ -141,16 +141,25 @@ where
             let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
             let span =
                 tracing::info_span!("request", request.id = %request_id, http.method = %method, http.route = %route);
-            let handled = async {
-                match tokio::time::timeout(timeout, inner).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => {
-                        AppError::new(ErrorCode::Timeout, "The request took too long and was stopped.").into_response()
+            // The handler runs as a task of its own: a client that goes away, or the timeout,
+            // never cuts a transaction in half (a cancelled transaction can leave SQLite's one
+            // writer connection stuck inside it). A timed-out handler finishes unobserved.
+            let mut handler = tokio::spawn(REQUEST_ID.scope(request_id.clone(), inner.instrument(span.clone())));
+            let outcome = tokio::time::timeout(timeout, &mut handler).await;
+            let mut response = REQUEST_ID
+                .scope(request_id.clone(), async {
+                    match outcome {
+                        Ok(Ok(Ok(response))) => response,
+                        Ok(Ok(Err(never))) => match never {},
+                        Ok(Err(failed)) => {
+                            AppError::internal(anyhow::anyhow!("the handler's task failed: {failed}")).into_response()
+                        }
+                        Err(_) => AppError::new(ErrorCode::Timeout, "The request took too long and was stopped.")
+                            .into_response(),
                     }
-                }
-            };
-            let mut response = REQUEST_ID.scope(request_id.clone(), handled.instrument(span.clone())).await;
+                })
+                .instrument(span.clone())
+                .await;
             if (response.status().is_client_error() || response.status().is_server_error()) && !is_problem(&response) {
                 response = REQUEST_ID.scope(request_id.clone(), async { problem_for(response) }).await;
             }
