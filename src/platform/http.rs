@@ -99,6 +99,9 @@ fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
 /// The outermost layer: a span with the request id and matched route, the request timeout,
 /// a problem+json body for any error response a lower layer produced without one, the
 /// security headers, one log line and the latency histogram per request.
+/// How long a handler past the request timeout may still run to finish its work.
+const TIMED_OUT_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct ObserveLayer(pub AppState);
 
@@ -141,11 +144,20 @@ where
             let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
             let span =
                 tracing::info_span!("request", request.id = %request_id, http.method = %method, http.route = %route);
-            // The handler runs as a task of its own: a client that goes away, or the timeout,
-            // never cuts a transaction in half (a cancelled transaction can leave SQLite's one
-            // writer connection stuck inside it). A timed-out handler finishes unobserved.
+            // The handler runs as a task of its own: a client that goes away never cuts a
+            // transaction in half (a cancelled transaction can leave SQLite's one writer
+            // connection stuck inside it). Past the timeout the client is answered at once,
+            // and the handler gets a grace period to finish before it is stopped (a request
+            // whose body never finishes arriving would otherwise hold its connection forever).
             let mut handler = tokio::spawn(REQUEST_ID.scope(request_id.clone(), inner.instrument(span.clone())));
             let outcome = tokio::time::timeout(timeout, &mut handler).await;
+            if outcome.is_err() {
+                tokio::spawn(async move {
+                    if tokio::time::timeout(TIMED_OUT_GRACE, &mut handler).await.is_err() {
+                        handler.abort();
+                    }
+                });
+            }
             let mut response = REQUEST_ID
                 .scope(request_id.clone(), async {
                     match outcome {
