@@ -82,18 +82,7 @@ fn request_hash(request: &PlaceOrder) -> String {
 
 /// Asks the provider to void, for at most the payment timeout; whether it did.
 async fn void(state: &AppState, provider: &dyn payments::Provider, reference: &str) -> bool {
-    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
-    match tokio::time::timeout(timeout, provider.void(reference)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(err)) => {
-            tracing::error!(error = %err, payment.reference = %reference, "a payment could not be voided");
-            false
-        }
-        Err(_) => {
-            tracing::error!(payment.reference = %reference, "voiding a payment timed out");
-            false
-        }
-    }
+    payments::void_within(provider, reference, state.config.payment_timeout()).await
 }
 
 fn check_payment(state: &AppState, details: &PaymentDetails) -> AppResult<()> {
@@ -458,7 +447,7 @@ pub async fn finish(state: &AppState, waiting: &Waiting, actor: Actor<'_>) -> Ap
         .payments
         .get(&waiting.provider)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {}", waiting.provider)))?;
-    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+    let timeout = state.config.payment_timeout();
     let outcome = match tokio::time::timeout(timeout, provider.status(reference)).await {
         Ok(Ok(outcome)) => outcome,
         _ => return Err(AppError::new(ErrorCode::Unavailable, "The payment provider did not answer; try again.")),
@@ -635,11 +624,7 @@ async fn release_abandoned(tx: &mut Tx, cart_id: &str) -> AppResult<Vec<(String,
 
 /// Voids at their providers the payments of attempts that were abandoned.
 async fn void_all(state: &AppState, payments: Vec<(String, String)>) {
-    for (provider, reference) in payments {
-        if let Some(gateway) = state.payments.get(&provider) {
-            void(state, gateway, &reference).await;
-        }
-    }
+    state.payments.void_all(payments, state.config.payment_timeout()).await;
 }
 
 /// Ends every checkout attempt left unfinished for longer than stock is held: for the

@@ -330,7 +330,7 @@ async fn fulfil(
                 .payments
                 .get(&provider)
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown provider {provider}")))?;
-            let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+            let timeout = state.config.payment_timeout();
             if !matches!(tokio::time::timeout(timeout, gateway.capture(&reference, amount)).await, Ok(Ok(()))) {
                 return Err(AppError::new(
                     ErrorCode::Unavailable,
@@ -680,7 +680,7 @@ async fn refund(
     tx.commit().await?;
 
     // 2. The provider, with the refund's id as its key: asking twice refunds once.
-    let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
+    let timeout = state.config.payment_timeout();
     let answered = tokio::time::timeout(timeout, gateway.refund(&reference, amount, &refund_id)).await;
     let Ok(Ok(provider_ref)) = answered else {
         let mut tx = state.db.begin().await?;

@@ -700,16 +700,8 @@ async fn cancel_order(
     webhooks::emit(&state, &mut tx, "order.cancelled", &cancelled).await?;
     tx.commit().await?;
     // The provider is told once the cancellation stands; a failure here is logged for staff.
-    for (payment_id, provider, reference) in to_void {
-        let Some(provider) = state.payments.get(&provider) else { continue };
-        let reference = reference.unwrap_or(payment_id);
-        let timeout = std::time::Duration::from_secs(state.config.checkout.payment_timeout_secs);
-        match tokio::time::timeout(timeout, provider.void(&reference)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, payment.reference = %reference, "void failed after a cancel"),
-            Err(_) => tracing::error!(payment.reference = %reference, "void timed out after a cancel"),
-        }
-    }
+    let to_void = to_void.into_iter().map(|(id, provider, reference)| (provider, reference.unwrap_or(id))).collect();
+    state.payments.void_all(to_void, state.config.payment_timeout()).await;
     Ok(Json(find(&state.db, &id).await?))
 }
 

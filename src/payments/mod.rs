@@ -219,6 +219,22 @@ impl Provider for TestGateway {
     }
 }
 
+/// Asks `provider` to void `reference`, for at most `timeout`; whether it did. A failure is
+/// logged for staff: the caller has nothing better to do with it.
+pub async fn void_within(provider: &dyn Provider, reference: &str, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, provider.void(reference)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, payment.reference = %reference, "a payment could not be voided");
+            false
+        }
+        Err(_) => {
+            tracing::error!(payment.reference = %reference, "voiding a payment timed out");
+            false
+        }
+    }
+}
+
 /// The providers the shop has set up, by name.
 #[derive(Clone, Default)]
 pub struct Payments {
@@ -244,6 +260,15 @@ impl Payments {
     /// The provider named `name`, if the shop has it.
     pub fn get(&self, name: &str) -> Option<&dyn Provider> {
         self.providers.get(name).map(|provider| provider.as_ref())
+    }
+
+    /// Voids each `(provider, reference)`, each for at most `timeout`.
+    pub async fn void_all(&self, payments: Vec<(String, String)>, timeout: Duration) {
+        for (provider, reference) in payments {
+            if let Some(gateway) = self.get(&provider) {
+                void_within(gateway, &reference, timeout).await;
+            }
+        }
     }
 }
 

@@ -486,6 +486,11 @@ impl Config {
     }
 
     /// Checks what serde cannot: ranges, URL schemes, origins, addresses.
+    /// How long a payment provider may take to answer.
+    pub fn payment_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.checkout.payment_timeout_secs)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         use secrecy::ExposeSecret;
         if let Some(url) = &self.database_url {
