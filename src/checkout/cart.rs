@@ -123,7 +123,7 @@ impl Context {
             .unwrap_or(false),
             None => false,
         };
-        let promotions = promotions::candidates(db, &cart.code_list()).await?;
+        let promotions = promotions::candidates(state, &settings, &cart.code_list()).await?;
         let (uses, ordered_before) =
             promotions::buyer_history(db, &promotions, cart.email.as_deref(), cart.customer_id.as_deref()).await?;
         let buyer = Buyer {
@@ -284,15 +284,90 @@ pub async fn find_row(db: &Db, tx: Option<&mut Tx>, id: &str) -> AppResult<CartR
     Ok(row)
 }
 
-pub async fn lines_of(db: &Db, cart_id: &str) -> AppResult<Vec<LineRow>> {
-    Ok(db_run!(db.read(), |conn| {
-        sqlx::query_as::<_, LineRow>(
-            "SELECT id, variant_id, quantity, shown_amount FROM cart_lines WHERE cart_id = $1 ORDER BY created_at, id",
+/// A cart's lines, each with what the catalog says of its variant now (absent for a variant
+/// that no longer exists), priced in the cart's currency.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    pub lines: Vec<LineRow>,
+    pub facts: HashMap<String, Facts>,
+}
+
+/// A line joined with its variant's facts; the fact columns are null when the variant is gone.
+#[derive(sqlx::FromRow)]
+struct JoinedLine {
+    id: String,
+    variant_id: String,
+    quantity: i64,
+    shown_amount: Option<i64>,
+    product_id: Option<String>,
+    handle: Option<String>,
+    title: Option<String>,
+    status: Option<String>,
+    sku: Option<String>,
+    option_values: Option<String>,
+    weight_grams: Option<i64>,
+    tax_class: Option<String>,
+    inventory_policy: Option<String>,
+    amount: Option<i64>,
+    compare_at_amount: Option<i64>,
+    available: i64,
+}
+
+/// The lines of cart `cart_id` and their variants' facts in `currency`, in one query.
+pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {
+    let rows = db_run!(db.read(), |conn| {
+        sqlx::query_as::<_, JoinedLine>(
+            "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, v.product_id, p.handle, p.title, p.status, \
+             v.sku, v.option_values, v.weight_grams, v.tax_class, v.inventory_policy, pr.amount, \
+             pr.compare_at_amount, CAST(COALESCE((SELECT SUM(il.on_hand - il.reserved) FROM inventory_levels il \
+               WHERE il.variant_id = l.variant_id), 0) AS BIGINT) AS available \
+             FROM cart_lines l LEFT JOIN product_variants v ON v.id = l.variant_id \
+             LEFT JOIN products p ON p.id = v.product_id \
+             LEFT JOIN variant_prices pr ON pr.variant_id = l.variant_id AND pr.currency = $2 \
+             WHERE l.cart_id = $1 ORDER BY l.created_at, l.id",
         )
         .bind(cart_id)
+        .bind(currency)
         .fetch_all(conn)
         .await
-    })?)
+    })?;
+    let mut contents = Contents { lines: Vec::with_capacity(rows.len()), facts: HashMap::new() };
+    for row in rows {
+        let line =
+            LineRow { id: row.id, variant_id: row.variant_id, quantity: row.quantity, shown_amount: row.shown_amount };
+        if let (Some(product_id), Some(handle), Some(title), Some(status)) =
+            (row.product_id, row.handle, row.title, row.status)
+        {
+            let fact = Facts {
+                variant_id: line.variant_id.clone(),
+                product_id,
+                handle,
+                title,
+                status,
+                sku: row.sku,
+                option_values: row.option_values.unwrap_or_default(),
+                weight_grams: row.weight_grams,
+                tax_class: row.tax_class.unwrap_or_default(),
+                inventory_policy: row.inventory_policy.unwrap_or_default(),
+                amount: row.amount,
+                compare_at_amount: row.compare_at_amount,
+                available: row.available,
+            };
+            contents.facts.insert(line.variant_id.clone(), fact);
+        }
+        contents.lines.push(line);
+    }
+    Ok(contents)
+}
+
+impl Contents {
+    /// Whether a line's price differs from the one last shown to the shopper.
+    fn unacknowledged(&self) -> bool {
+        self.lines.iter().any(|line| {
+            let amount = self.facts.get(&line.variant_id).and_then(|fact| fact.amount);
+            amount.is_some() && line.shown_amount != amount
+        })
+    }
 }
 
 /// What the catalog says now of each variant in `ids`, priced in `currency`.
@@ -325,26 +400,53 @@ pub async fn facts<'a>(
     Ok(rows.into_iter().map(|row| (row.variant_id.clone(), row)).collect())
 }
 
-/// Reads and prices the cart `id`.
-pub async fn load(state: &AppState, id: &str) -> AppResult<Cart> {
-    let row = find_row(&state.db, None, id).await?;
-    priced(state, &row).await
-}
-
 /// Prices a cart row as the catalog and settings are now.
 pub async fn priced(state: &AppState, row: &CartRow) -> AppResult<Cart> {
-    let db = &state.db;
-    let lines = lines_of(db, &row.id).await?;
-    let mut context = Context::load(state, row).await?;
-    let ids: Vec<&str> = lines.iter().map(|line| line.variant_id.as_str()).collect();
-    let facts = facts(db.read(), &context.region.currency, &ids).await?;
-    let taxes = context.settings.taxes.clone();
-    context.rates = rates(state.tax.as_ref(), taxes, row, &context.region, &facts).await?;
-    if context.promotions.iter().any(|p| !p.conditions.category_ids.is_empty()) {
-        let products: Vec<&str> = facts.values().map(|fact| fact.product_id.as_str()).collect();
-        context.categories = promotions::categories_of(db, &products).await?;
+    let currency = super::currency_of(state, &row.region_id).await?;
+    let contents = contents(&state.db, &row.id, &currency).await?;
+    priced_with(state, row, &contents).await
+}
+
+/// Prices a cart that was just changed: the prices it now shows are the ones the shopper has
+/// seen, so a later change of price is told from them.
+pub async fn changed(state: &AppState, row: &CartRow) -> AppResult<Cart> {
+    let currency = super::currency_of(state, &row.region_id).await?;
+    let mut contents = contents(&state.db, &row.id, &currency).await?;
+    acknowledge(state, row, &mut contents, &currency).await?;
+    priced_with(state, row, &contents).await
+}
+
+/// Records the prices of `contents` as shown, when one differs from the price last shown.
+pub async fn acknowledge(state: &AppState, row: &CartRow, contents: &mut Contents, currency: &str) -> AppResult<()> {
+    if !contents.unacknowledged() {
+        return Ok(());
     }
-    Ok(price(row, &lines, &facts, &context))
+    crate::db_execute!(state.db.write(), |conn| {
+        sqlx::query(
+            "UPDATE cart_lines SET shown_amount = (SELECT amount FROM variant_prices p \
+             WHERE p.variant_id = cart_lines.variant_id AND p.currency = $2) WHERE cart_id = $1",
+        )
+        .bind(&row.id)
+        .bind(currency)
+        .execute(conn)
+        .await
+    })?;
+    for line in &mut contents.lines {
+        line.shown_amount = contents.facts.get(&line.variant_id).and_then(|fact| fact.amount);
+    }
+    Ok(())
+}
+
+/// Prices a cart row with its contents as read.
+pub async fn priced_with(state: &AppState, row: &CartRow, contents: &Contents) -> AppResult<Cart> {
+    let mut context = Context::load(state, row).await?;
+    let taxes = context.settings.taxes.clone();
+    context.rates = rates(state.tax.as_ref(), taxes, row, &context.region, &contents.facts).await?;
+    if context.promotions.iter().any(|p| !p.conditions.category_ids.is_empty()) {
+        let products: Vec<&str> = contents.facts.values().map(|fact| fact.product_id.as_str()).collect();
+        context.categories = promotions::categories_of(&state.db, &products).await?;
+    }
+    Ok(price(row, &contents.lines, &contents.facts, &context))
 }
 
 fn parse_address(json: Option<&str>) -> Option<Address> {

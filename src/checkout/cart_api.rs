@@ -50,52 +50,41 @@ fn ttl_secs(state: &AppState) -> u64 {
     state.config.checkout.cart_ttl_days * 86_400
 }
 
+/// The condition a cart must meet to be changed, `$1` being now: active, and not being
+/// checked out.
+const CHANGEABLE: &str = "status = 'active' AND (checkout_until IS NULL OR checkout_until < $1)";
+
 /// Marks the cart changed (and alive for longer), unless it is being checked out or is
-/// already an order: then a 409 says which.
-async fn begin_change(state: &AppState, tx: &mut Tx, row: &CartRow) -> AppResult<()> {
+/// already an order: then a 409 says which. Answers the cart as it now is.
+async fn begin_change(state: &AppState, tx: &mut Tx, row: &CartRow) -> AppResult<CartRow> {
     let now = Timestamp::now();
-    let changed = db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE carts SET updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 \
-             AND status = 'active' AND (checkout_until IS NULL OR checkout_until < $1)",
-        )
-        .bind(now)
-        .bind(now.plus_secs(ttl_secs(state)))
-        .bind(&row.id)
-        .execute(conn)
-        .await
+    let sql = format!(
+        "UPDATE carts SET updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
+         RETURNING {CART_COLUMNS}"
+    );
+    let changed = db_run!(tx.conn(), |conn| {
+        sqlx::query_as::<_, CartRow>(&sql)
+            .bind(now)
+            .bind(now.plus_secs(ttl_secs(state)))
+            .bind(&row.id)
+            .fetch_optional(conn)
+            .await
     })?;
-    if changed == 1 {
-        return Ok(());
+    match changed {
+        Some(row) => Ok(row),
+        None => Err(unchangeable(state, &row.id).await),
     }
-    let current = cart::find_row(&state.db, Some(tx), &row.id).await?;
-    Err(if current.status == "completed" {
-        AppError::new(ErrorCode::Conflict, "This cart has become an order; start a new cart.")
-    } else {
-        AppError::new(ErrorCode::Conflict, "This cart is being checked out; try again in a moment.")
-    })
 }
 
-/// Records the prices the shopper is now shown, so that later changes can be told.
-async fn acknowledge_prices(tx: &mut Tx, cart_id: &str, currency: &str) -> AppResult<()> {
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE cart_lines SET shown_amount = (SELECT amount FROM variant_prices p \
-             WHERE p.variant_id = cart_lines.variant_id AND p.currency = $2) WHERE cart_id = $1",
-        )
-        .bind(cart_id)
-        .bind(currency)
-        .execute(conn)
-        .await
-    })?;
-    Ok(())
-}
-
-async fn currency_of(state: &AppState, region_id: &str) -> AppResult<String> {
-    let settings = super::settings(state).await?;
-    let region =
-        settings.region(region_id).ok_or_else(|| AppError::internal(anyhow::anyhow!("no region {region_id}")))?;
-    Ok(region.currency.clone())
+/// Why the cart `id` could not be changed: it became an order, or it is being checked out.
+async fn unchangeable(state: &AppState, id: &str) -> AppError {
+    match cart::find_row(&state.db, None, id).await {
+        Ok(current) if current.status == "completed" => {
+            AppError::new(ErrorCode::Conflict, "This cart has become an order; start a new cart.")
+        }
+        Ok(_) => AppError::new(ErrorCode::Conflict, "This cart is being checked out; try again in a moment."),
+        Err(err) => err,
+    }
 }
 
 fn answer(status: StatusCode, cart: Cart) -> Response {
@@ -146,23 +135,24 @@ async fn create_cart(
         })?,
         (None, None) => None,
     };
-    let id = new_id("cart");
     let now = Timestamp::now();
-    db_execute!(state.db.write(), |conn| {
-        sqlx::query(
-            "INSERT INTO carts (id, customer_id, region_id, email, status, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6, $6)",
-        )
-        .bind(&id)
-        .bind(caller.customer_id())
-        .bind(&region.id)
-        .bind(&email)
-        .bind(now.plus_secs(ttl_secs(&state)))
-        .bind(now)
-        .execute(conn)
-        .await
+    let sql = format!(
+        "INSERT INTO carts (id, customer_id, region_id, email, status, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) RETURNING {CART_COLUMNS}"
+    );
+    let row = db_run!(state.db.write(), |conn| {
+        sqlx::query_as::<_, CartRow>(&sql)
+            .bind(new_id("cart"))
+            .bind(caller.customer_id())
+            .bind(&region.id)
+            .bind(&email)
+            .bind(now.plus_secs(ttl_secs(&state)))
+            .bind(now)
+            .fetch_one(conn)
+            .await
     })?;
-    Ok(answer(StatusCode::CREATED, cart::load(&state, &id).await?))
+    let cart = cart::priced_with(&state, &row, &cart::Contents::default()).await?;
+    Ok(answer(StatusCode::CREATED, cart))
 }
 
 /// Read a cart, priced as the shop is now, with what changed since the last change to it.
@@ -252,6 +242,10 @@ async fn update_cart(
         }
     }
     let moved = region_id != row.region_id;
+    let currency = super::currency_of(&state, &region_id).await?;
+    // Read before the change, to check the shipping method against; still the cart's lines
+    // after it unless another change came between (then they are read again).
+    let mut contents = cart::contents(&state.db, &id, &currency).await?;
     let method = match &patch.shipping_method_id {
         Some(method) => {
             let mut candidate = row.clone();
@@ -259,7 +253,7 @@ async fn update_cart(
             if let Some(address) = &shipping {
                 candidate.shipping_address = Some(serde_json::to_string(address).map_err(AppError::internal)?);
             }
-            let priced = cart::priced(&state, &candidate).await?;
+            let priced = cart::priced_with(&state, &candidate, &contents).await?;
             if !priced.shipping_options.iter().any(|option| &option.id == method) {
                 return Err(AppError::invalid_field(
                     "shipping_method_id",
@@ -282,26 +276,32 @@ async fn update_cart(
         Some(None) => None,
         None => row.billing_address.clone(),
     };
-    let currency = currency_of(&state, &region_id).await?;
-    let mut tx = state.db.begin().await?;
-    begin_change(&state, &mut tx, &row).await?;
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE carts SET email = $1, shipping_address = $2, billing_address = $3, shipping_method_id = $4, \
-             region_id = $5 WHERE id = $6",
-        )
-        .bind(email.as_ref().map_or(row.email.as_deref(), |email| Some(email.as_str())))
-        .bind(&shipping_json)
-        .bind(&billing_json)
-        .bind(&method)
-        .bind(&region_id)
-        .bind(&id)
-        .execute(conn)
-        .await
+    // One statement: the change and its bookkeeping, if the cart may still be changed.
+    let now = Timestamp::now();
+    let sql = format!(
+        "UPDATE carts SET email = $4, shipping_address = $5, billing_address = $6, shipping_method_id = $7, \
+         region_id = $8, updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
+         RETURNING {CART_COLUMNS}"
+    );
+    let changed = db_run!(state.db.write(), |conn| {
+        sqlx::query_as::<_, CartRow>(&sql)
+            .bind(now)
+            .bind(now.plus_secs(ttl_secs(&state)))
+            .bind(&id)
+            .bind(email.as_ref().map_or(row.email.as_deref(), |email| Some(email.as_str())))
+            .bind(&shipping_json)
+            .bind(&billing_json)
+            .bind(&method)
+            .bind(&region_id)
+            .fetch_optional(conn)
+            .await
     })?;
-    acknowledge_prices(&mut tx, &id, &currency).await?;
-    tx.commit().await?;
-    Ok(Json(cart::load(&state, &id).await?))
+    let Some(changed) = changed else { return Err(unchangeable(&state, &id).await) };
+    if changed.version != row.version + 1 {
+        contents = cart::contents(&state.db, &id, &currency).await?;
+    }
+    cart::acknowledge(&state, &changed, &mut contents, &currency).await?;
+    Ok(Json(cart::priced_with(&state, &changed, &contents).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -369,41 +369,39 @@ async fn add_line(
         return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
     }
     let row = open(&state, &id, &caller).await?;
-    let currency = currency_of(&state, &row.region_id).await?;
+    let currency = super::currency_of(&state, &row.region_id).await?;
     let fact = sellable(&state, &currency, &new.variant_id).await?;
     let mut tx = state.db.begin().await?;
-    begin_change(&state, &mut tx, &row).await?;
+    let changed = begin_change(&state, &mut tx, &row).await?;
+    // Added only while the cart holds fewer than the most lines besides this variant's.
     let quantity = db_run!(tx.conn(), |conn| {
         sqlx::query_scalar::<_, i64>(
-            "INSERT INTO cart_lines (id, cart_id, variant_id, quantity, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (cart_id, variant_id) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity \
-             RETURNING quantity",
+            "INSERT INTO cart_lines (id, cart_id, variant_id, quantity, created_at, shown_amount) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE (SELECT COUNT(*) FROM cart_lines WHERE cart_id = $2 AND variant_id <> $3) < $7 \
+             ON CONFLICT (cart_id, variant_id) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity, \
+             shown_amount = excluded.shown_amount RETURNING quantity",
         )
         .bind(new_id("cli"))
         .bind(&id)
         .bind(&new.variant_id)
         .bind(new.quantity)
         .bind(Timestamp::now())
-        .fetch_one(conn)
+        .bind(fact.amount)
+        .bind(MAX_LINES as i64)
+        .fetch_optional(conn)
         .await
     })?;
-    check_quantity(&fact, quantity)?;
-    let lines = db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1")
-            .bind(&id)
-            .fetch_one(conn)
-            .await
-    })?;
-    if lines as usize > MAX_LINES {
+    let Some(quantity) = quantity else {
         return Err(AppError::invalid_field(
             "variant_id",
             "too_many",
             format!("a cart holds at most {MAX_LINES} lines"),
         ));
-    }
-    acknowledge_prices(&mut tx, &id, &currency).await?;
+    };
+    check_quantity(&fact, quantity)?;
     tx.commit().await?;
-    Ok(Json(cart::load(&state, &id).await?))
+    Ok(Json(cart::changed(&state, &changed).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -430,10 +428,10 @@ async fn set_quantity(
             .await
     })?
     .ok_or_else(no_line)?;
-    let currency = currency_of(state, &row.region_id).await?;
+    let currency = super::currency_of(state, &row.region_id).await?;
     let fact = if quantity > 0 { Some(sellable(state, &currency, &variant).await?) } else { None };
     let mut tx = state.db.begin().await?;
-    begin_change(state, &mut tx, &row).await?;
+    let row = begin_change(state, &mut tx, &row).await?;
     let changed = match &fact {
         None => db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM cart_lines WHERE id = $1 AND cart_id = $2")
             .bind(line_id)
@@ -455,9 +453,8 @@ async fn set_quantity(
     if changed == 0 {
         return Err(no_line());
     }
-    acknowledge_prices(&mut tx, id, &currency).await?;
     tx.commit().await?;
-    cart::load(state, id).await
+    cart::changed(state, &row).await
 }
 
 /// Change a line's quantity; 0 removes it.
@@ -525,19 +522,15 @@ pub struct NewCode {
 }
 
 async fn write_codes(state: &AppState, row: &CartRow, codes: &[String]) -> AppResult<Cart> {
-    let currency = currency_of(state, &row.region_id).await?;
+    let codes = serde_json::to_string(codes).map_err(AppError::internal)?;
     let mut tx = state.db.begin().await?;
-    begin_change(state, &mut tx, row).await?;
+    let mut changed = begin_change(state, &mut tx, row).await?;
     db_execute!(tx.conn(), |conn| {
-        sqlx::query("UPDATE carts SET codes = $1 WHERE id = $2")
-            .bind(serde_json::to_string(codes).map_err(AppError::internal)?)
-            .bind(&row.id)
-            .execute(conn)
-            .await
+        sqlx::query("UPDATE carts SET codes = $1 WHERE id = $2").bind(&codes).bind(&row.id).execute(conn).await
     })?;
-    acknowledge_prices(&mut tx, &row.id, &currency).await?;
     tx.commit().await?;
-    cart::load(state, &row.id).await
+    changed.codes = codes;
+    cart::changed(state, &changed).await
 }
 
 /// Enter a discount code. A code that gives nothing to this cart now is refused with why:
@@ -575,7 +568,8 @@ async fn add_code(
     candidate.codes = serde_json::to_string(&codes).map_err(AppError::internal)?;
     let tried = cart::priced(&state, &candidate).await?;
     if !tried.discounts.iter().any(|discount| discount.code.as_deref() == Some(code.as_str())) {
-        let known = super::promotions::candidates(&state.db, std::slice::from_ref(&code))
+        let settings = super::settings(&state).await?;
+        let known = super::promotions::candidates(&state, &settings, std::slice::from_ref(&code))
             .await?
             .into_iter()
             .any(|p| p.code.as_deref() == Some(code.as_str()));
@@ -701,7 +695,8 @@ async fn claim_cart(
         }
     };
     tx.commit().await?;
-    Ok(Json(cart::load(&state, &kept).await?))
+    let kept = cart::find_row(&state.db, None, &kept).await?;
+    Ok(Json(cart::changed(&state, &kept).await?))
 }
 
 /// The signed-in customer's most recent active cart.

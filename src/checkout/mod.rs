@@ -22,12 +22,14 @@ use crate::platform::error::AppResult;
 /// The name checkout settings are cached and invalidated under.
 pub const SETTINGS: &str = "checkout_settings";
 
-/// What every cart's pricing reads: regions, shipping zones and tax rates, cached in memory
-/// and evicted (on every node) whenever staff change one of them.
+/// What every cart's pricing reads: regions, shipping zones, tax rates and the automatic
+/// promotions, cached in memory and evicted (on every node) whenever staff change one of them,
+/// or a promotion is used up or becomes usable again.
 pub struct Settings {
     pub regions: Vec<regions::Region>,
     pub zones: Vec<shipping::Zone>,
     pub taxes: Arc<tax::TaxTable>,
+    pub automatic: Vec<promotions::Promotion>,
 }
 
 impl Settings {
@@ -37,7 +39,16 @@ impl Settings {
     }
 }
 
-/// What a write to regions, tax rates or shipping announces.
+/// The currency of region `id`.
+pub async fn currency_of(state: &AppState, region_id: &str) -> AppResult<String> {
+    let settings = settings(state).await?;
+    let region = settings
+        .region(region_id)
+        .ok_or_else(|| crate::platform::error::AppError::internal(anyhow::anyhow!("no region {region_id}")))?;
+    Ok(region.currency.clone())
+}
+
+/// What a write to regions, tax rates, shipping or promotions announces.
 pub fn settings_changed() -> Invalidation {
     Invalidation::all(SETTINGS)
 }
@@ -52,6 +63,7 @@ pub async fn settings(state: &AppState) -> AppResult<Arc<Settings>> {
         regions: regions::all(&state.db).await?,
         zones: shipping::all(&state.db).await?,
         taxes: Arc::new(tax::TaxTable::load(&state.db).await?),
+        automatic: promotions::automatic(&state.db).await?,
     });
     state.checkout_settings.insert(SETTINGS.to_owned(), settings.clone(), generation);
     Ok(settings)

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Settings;
 use super::pricing::{allocate, percent_of};
 use crate::accounts::audit;
 use crate::accounts::auth::CurrentStaff;
@@ -380,17 +381,28 @@ pub fn apply(candidates: &[Promotion], lines: &[PromoLine], buyer: &Buyer, shipp
 }
 
 /// The automatic promotions in force and the promotions of `codes`.
-pub async fn candidates(db: &Db, codes: &[String]) -> AppResult<Vec<Promotion>> {
-    let list: Vec<String> = (1..=codes.len()).map(|n| format!("${n}")).collect();
-    let by_code = if codes.is_empty() { String::new() } else { format!(" OR code IN ({})", list.join(", ")) };
-    let sql = format!("SELECT {COLUMNS} FROM promotions WHERE (code IS NULL AND active){by_code} ORDER BY id");
-    let rows = db_run!(db.read(), |conn| {
-        let mut query = sqlx::query_as::<_, PromotionRow>(&sql);
-        for code in codes {
-            query = query.bind(code);
-        }
-        query.fetch_all(conn).await
-    })?;
+pub async fn candidates(state: &AppState, settings: &Settings, codes: &[String]) -> AppResult<Vec<Promotion>> {
+    let mut found = settings.automatic.clone();
+    if !codes.is_empty() {
+        let list: Vec<String> = (1..=codes.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT {COLUMNS} FROM promotions WHERE code IN ({}) ORDER BY id", list.join(", "));
+        let rows = db_run!(state.db.read(), |conn| {
+            let mut query = sqlx::query_as::<_, PromotionRow>(&sql);
+            for code in codes {
+                query = query.bind(code);
+            }
+            query.fetch_all(conn).await
+        })?;
+        found.extend(rows.into_iter().map(Promotion::from));
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Ok(found)
+}
+
+/// The active automatic promotions, for the settings cache.
+pub async fn automatic(db: &Db) -> AppResult<Vec<Promotion>> {
+    let sql = format!("SELECT {COLUMNS} FROM promotions WHERE code IS NULL AND active ORDER BY id");
+    let rows = db_run!(db.read(), |conn| sqlx::query_as::<_, PromotionRow>(&sql).fetch_all(conn).await)?;
     Ok(rows.into_iter().map(Promotion::from).collect())
 }
 
@@ -405,9 +417,10 @@ pub async fn take_uses(
 ) -> AppResult<()> {
     for discount in discounts {
         let taken = db_run!(tx.conn(), |conn| {
-            sqlx::query_as::<_, (Option<i64>, String)>(
+            sqlx::query_as::<_, (Option<i64>, String, Option<bool>)>(
                 "UPDATE promotions SET times_used = times_used + 1 WHERE id = $1 AND active \
-                 AND (usage_limit IS NULL OR times_used < usage_limit) RETURNING per_customer_limit, conditions",
+                 AND (usage_limit IS NULL OR times_used < usage_limit) \
+                 RETURNING per_customer_limit, conditions, times_used = usage_limit",
             )
             .bind(&discount.promotion_id)
             .fetch_optional(conn)
@@ -417,7 +430,11 @@ pub async fn take_uses(
             AppError::new(ErrorCode::Conflict, format!("The promotion “{}” can no longer be used.", discount.name))
                 .with_field("codes", "used_up", "a promotion in the cart was used up meanwhile")
         };
-        let Some((per_customer, conditions)) = taken else { return Err(used_up()) };
+        let Some((per_customer, conditions, now_used_up)) = taken else { return Err(used_up()) };
+        if now_used_up == Some(true) {
+            // Carts read the automatic promotions from the settings cache: this one ends now.
+            tx.invalidate(super::settings_changed());
+        }
         let first_order = serde_json::from_str::<Conditions>(&conditions).is_ok_and(|c| c.first_order);
         // A first-order promotion: no order yet, and no other checkout of this shopper using it.
         let limit = if first_order { Some(per_customer.unwrap_or(1).min(1)) } else { per_customer };
@@ -468,7 +485,7 @@ pub async fn take_uses(
 
 /// Gives back the uses taken for a payment whose order was not placed.
 pub async fn give_back_uses(tx: &mut Tx, payment_id: &str) -> AppResult<()> {
-    db_execute!(tx.conn(), |conn| {
+    let given_back = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE promotions SET times_used = times_used - 1 WHERE id IN \
              (SELECT promotion_id FROM promotion_usages WHERE payment_id = $1 AND order_id IS NULL)",
@@ -477,6 +494,10 @@ pub async fn give_back_uses(tx: &mut Tx, payment_id: &str) -> AppResult<()> {
         .execute(conn)
         .await
     })?;
+    if given_back > 0 {
+        // A promotion that was used up may be usable again.
+        tx.invalidate(super::settings_changed());
+    }
     db_execute!(tx.conn(), |conn| {
         sqlx::query("DELETE FROM promotion_usages WHERE payment_id = $1 AND order_id IS NULL")
             .bind(payment_id)
@@ -775,6 +796,7 @@ async fn create_promotion(
     .map_err(code_taken)?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "promotion.created", Some(&id), new.name.trim()).await?;
+    tx.invalidate(super::settings_changed());
     tx.commit().await?;
     let promotion = find(&state.db, &id).await?;
     Ok(http::tagged(StatusCode::CREATED, promotion.version, promotion))
@@ -874,6 +896,7 @@ async fn update_promotion(
     }
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "promotion.updated", Some(&id), &current.name).await?;
+    tx.invalidate(super::settings_changed());
     tx.commit().await?;
     let promotion = find(&state.db, &id).await?;
     Ok(http::tagged(StatusCode::OK, promotion.version, promotion))
@@ -907,6 +930,7 @@ async fn delete_promotion(
     }
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "promotion.deleted", Some(&id), &promotion.name).await?;
+    tx.invalidate(super::settings_changed());
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
