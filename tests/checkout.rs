@@ -5,9 +5,10 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use backroom::accounts::roles::Role;
-use common::TestApp;
+use common::{TestApp, WebhookReceiver};
 use serde_json::{Value, json};
 
 const CARD: &str = "4242424242424242";
@@ -300,7 +301,7 @@ conformance! {
 
         let again = place(&app, &cart, "k1", CARD).await;
         assert_eq!(again.status, 201);
-        assert_eq!(again.body["id"], order["id"], "a retry answers the same order");
+        assert_eq!(again.body, *order, "a retry answers the same order, as it was stored");
         let other_body = place(&app, &cart, "k1", "5555555555554444").await;
         assert_eq!(other_body.error_fields(), ["Idempotency-Key"]);
         let other_key = place(&app, &cart, "k2", CARD).await;
@@ -636,6 +637,62 @@ conformance! {
         assert_eq!(two.body["totals"]["discount_total"], 0);
         let five = enter(&app, &cart, "FIVE").await;
         assert_eq!(five.body["totals"]["discount_total"], 500);
+    }
+
+    async fn automatic_promotions_end_when_used_up_or_stopped(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 10).await;
+        promotion(&app, &auth, json!({"name": "First buyer", "kind": "percentage", "value": 1000, "usage_limit": 1})).await;
+        let first = new_cart(&app).await;
+        assert_eq!(add(&app, &first, &mug, 1).await.body["totals"]["discount_total"], 100);
+        let waiting = new_cart(&app).await;
+        assert_eq!(add(&app, &waiting, &mug, 1).await.body["totals"]["discount_total"], 100);
+        ready(&app, &first, address("FR", "", "75001"), "Standard").await;
+        let placed = place(&app, &first, "k1", CARD).await;
+        assert_eq!(placed.status, 201, "{}", placed.text);
+        assert_eq!(placed.body["totals"]["discount_total"], 100);
+        let after = app.get(&format!("/api/v1/store/carts/{waiting}"), &[]).await;
+        assert_eq!(after.body["totals"]["discount_total"], 0, "a promotion used up leaves every cart at once");
+        assert_eq!(after.body["discounts"], json!([]));
+
+        let summer = promotion(&app, &auth, json!({"name": "Summer", "kind": "percentage", "value": 2000})).await;
+        let seen = app.get(&format!("/api/v1/store/carts/{waiting}"), &[]).await;
+        assert_eq!(seen.body["totals"]["discount_total"], 200, "a new promotion reaches carts at once");
+        let path = format!("/api/v1/admin/promotions/{}", summer["id"].as_str().unwrap());
+        let stopped = app.patch(&path, json!({"active": false}), &[("authorization", &auth)]).await;
+        assert_eq!(stopped.status, 200, "{}", stopped.text);
+        let seen = app.get(&format!("/api/v1/store/carts/{waiting}"), &[]).await;
+        assert_eq!(seen.body["totals"]["discount_total"], 0, "and leaves them when staff stop it");
+    }
+
+    async fn a_sale_that_takes_stock_below_its_threshold_says_so(backend) {
+        let receiver = WebhookReceiver::start().await;
+        let app = TestApp::spawn_with(backend, |config| config.webhooks.allow_loopback = true).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        let hook = app
+            .post("/api/v1/admin/webhooks", json!({"url": receiver.url("erp", 204), "event_types": ["inventory.low"]}), &[("authorization", &auth)])
+            .await;
+        receiver.set_secrets("erp", &[hook.body["secret"].as_str().unwrap()]);
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1000}]), "standard", 8).await;
+        let plate = product(&app, &auth, "Plate", json!([{"currency": "EUR", "amount": 1500}]), "standard", 50).await;
+        app.execute("UPDATE product_variants SET low_stock_threshold = 5").await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 3).await;
+        add(&app, &cart, &plate, 2).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        assert_eq!(place(&app, &cart, "k1", CARD).await.status, 201);
+        let low = receiver.wait_for("erp", 1, Duration::from_secs(10)).await;
+        assert_eq!(low.len(), 1, "only the mug went from above 5 to 5 or fewer");
+        assert_eq!(low[0].body["data"]["variant_id"], mug.as_str());
+        assert_eq!(low[0].body["data"]["on_hand"], 5);
+        assert_eq!(low[0].body["data"]["available"], 5);
+        let movements = app.count("SELECT COUNT(*) FROM inventory_movements WHERE kind = 'sold'").await;
+        assert_eq!(movements, 2, "one sold movement a line");
+        assert_eq!(available(&app, &mug).await, 5);
+        assert_eq!(available(&app, &plate).await, 48);
     }
 
     async fn a_code_limited_to_five_uses_is_used_five_times_under_fifty_buyers(backend) {

@@ -4,6 +4,8 @@
 //! expires. A reservation is one conditional update of the level, so available stock never
 //! goes below zero, whatever the concurrency, on either database.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -11,7 +13,7 @@ use super::products::single_line;
 use crate::app::AppState;
 use crate::db_run;
 use crate::messaging::webhooks;
-use crate::platform::db::Tx;
+use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -237,21 +239,7 @@ pub async fn reserve(
     let stock = variant_stock(tx, variant_id).await?;
     let now = Timestamp::now();
     let location = if stock.inventory_policy == "continue" {
-        db_run!(tx.conn(), |conn| {
-            sqlx::query_scalar::<_, String>(
-                "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
-                 VALUES ($1, $2, 0, $3, $4) ON CONFLICT (variant_id, location_id) DO UPDATE \
-                 SET reserved = inventory_levels.reserved + excluded.reserved, updated_at = excluded.updated_at \
-                 RETURNING location_id",
-            )
-            .bind(variant_id)
-            .bind(DEFAULT_LOCATION)
-            .bind(quantity)
-            .bind(now)
-            .fetch_one(conn)
-            .await
-        })
-        .map(Some)?
+        Some(backorder(tx, variant_id, quantity, now).await?)
     } else {
         reserve_at_a_location(tx, variant_id, quantity, now).await?
     };
@@ -274,6 +262,93 @@ pub async fn reserve(
             .bind(now)
             .fetch_one(conn)
             .await
+    })?)
+}
+
+/// Reserves, for one checkout, `quantity` of each variant of `wants` (in the order given,
+/// which should be one order for every checkout, so that two never wait on each other), each
+/// at one location that has it all, as [`reserve`] does for one: the reservations' ids, or
+/// the index in `wants` of the first that is short of stock, and then nothing is reserved
+/// once the caller rolls back.
+pub async fn reserve_all(
+    tx: &mut Tx,
+    wants: &[(&str, i64)],
+    ttl_secs: u64,
+    reference: Option<&str>,
+) -> AppResult<Result<Vec<String>, usize>> {
+    if wants.iter().any(|(_, quantity)| !(1..=1_000_000).contains(quantity)) {
+        return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
+    }
+    let ids: Vec<&str> = wants.iter().map(|(variant_id, _)| *variant_id).collect();
+    let policies = policies_of(tx, &ids).await?;
+    let now = Timestamp::now();
+    let mut rows = Vec::with_capacity(wants.len());
+    let mut reserved = Vec::with_capacity(wants.len());
+    for (index, (variant_id, quantity)) in wants.iter().enumerate() {
+        let Some((policy, product_id)) = policies.get(*variant_id) else {
+            return Err(AppError::not_found("No variant has this id."));
+        };
+        let location = if policy == "continue" {
+            Some(backorder(tx, variant_id, *quantity, now).await?)
+        } else {
+            reserve_at_a_location(tx, variant_id, *quantity, now).await?
+        };
+        let Some(location) = location else { return Ok(Err(index)) };
+        tx.invalidate(super::changed(product_id));
+        let id = new_id("rsv");
+        rows.push(vec![
+            Param::Text(id.clone()),
+            Param::Text((*variant_id).to_owned()),
+            Param::Text(location),
+            Param::Int(*quantity),
+            Param::Text("active".into()),
+            Param::MaybeText(reference.map(str::to_owned)),
+            Param::Int(now.plus_secs(ttl_secs).0),
+            Param::Int(now.0),
+            Param::Int(now.0),
+        ]);
+        reserved.push(id);
+    }
+    tx.insert_rows(
+        "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
+         created_at, updated_at)",
+        &rows,
+        "",
+    )
+    .await?;
+    Ok(Ok(reserved))
+}
+
+/// Each variant's inventory policy and product, for the variants in `ids`.
+async fn policies_of(tx: &mut Tx, ids: &[&str]) -> AppResult<HashMap<String, (String, String)>> {
+    let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql =
+        format!("SELECT id, inventory_policy, product_id FROM product_variants WHERE id IN ({})", list.join(", "));
+    let rows = db_run!(tx.conn(), |conn| {
+        let mut query = sqlx::query_as::<_, (String, String, String)>(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    Ok(rows.into_iter().map(|(id, policy, product)| (id, (policy, product))).collect())
+}
+
+/// Reserves a variant that takes backorders at the default location, whatever its stock.
+async fn backorder(tx: &mut Tx, variant_id: &str, quantity: i64, now: Timestamp) -> AppResult<String> {
+    Ok(db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, String>(
+            "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
+             VALUES ($1, $2, 0, $3, $4) ON CONFLICT (variant_id, location_id) DO UPDATE \
+             SET reserved = inventory_levels.reserved + excluded.reserved, updated_at = excluded.updated_at \
+             RETURNING location_id",
+        )
+        .bind(variant_id)
+        .bind(DEFAULT_LOCATION)
+        .bind(quantity)
+        .bind(now)
+        .fetch_one(conn)
+        .await
     })?)
 }
 
@@ -409,6 +484,102 @@ pub async fn commit(state: &AppState, tx: &mut Tx, id: &str, actor: Actor<'_>) -
     write_line(tx, &sold, Timestamp::now()).await?;
     announce_low(state, tx, &variant_id, &stock, before).await?;
     Ok(reservation)
+}
+
+/// Sells the units of every reservation of `ids`, as [`commit`] does for one, in few
+/// statements: all are committed, or the transaction is refused (409) when one is no longer
+/// active.
+pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Actor<'_>) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let list: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "UPDATE inventory_reservations SET status = 'committed', updated_at = $1 WHERE id IN ({}) \
+         AND status = 'active' AND expires_at >= $1 RETURNING {RESERVATION_COLUMNS}",
+        list.join(", ")
+    );
+    let ended = db_run!(tx.conn(), |conn| {
+        let mut query = sqlx::query_as::<_, Reservation>(&sql).bind(now);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    if ended.len() != ids.len() {
+        return Err(not_active());
+    }
+    let mut sold: HashMap<&str, i64> = HashMap::new();
+    let mut movements = Vec::with_capacity(ended.len());
+    for reservation in &ended {
+        db_run!(tx.conn(), |conn| {
+            sqlx::query(
+                "UPDATE inventory_levels SET reserved = reserved - $1, on_hand = on_hand - $1, updated_at = $2 \
+                 WHERE variant_id = $3 AND location_id = $4",
+            )
+            .bind(reservation.quantity)
+            .bind(now)
+            .bind(&reservation.variant_id)
+            .bind(&reservation.location_id)
+            .execute(conn)
+            .await
+            .map(drop)
+        })?;
+        tx.invalidate(super::changed(&reservation.variant_id));
+        *sold.entry(reservation.variant_id.as_str()).or_default() += reservation.quantity;
+        movements.push(vec![
+            Param::Text(new_id("mov")),
+            Param::Text(reservation.variant_id.clone()),
+            Param::Text(reservation.location_id.clone()),
+            Param::Int(-reservation.quantity),
+            Param::Text("sold".into()),
+            Param::Text(String::new()),
+            Param::MaybeText(Some(reservation.reference.clone().unwrap_or_else(|| reservation.id.clone()))),
+            Param::Text(actor.kind.to_owned()),
+            Param::Text(actor.id.to_owned()),
+            Param::Int(now.0),
+        ]);
+    }
+    tx.insert_rows(
+        "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
+         actor_kind, actor_id, created_at)",
+        &movements,
+        "",
+    )
+    .await?;
+    // Whether a sale took a variant from above its threshold to at or below it.
+    let variants: Vec<&str> = sold.keys().copied().collect();
+    let list: Vec<String> = (1..=variants.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT v.id, v.low_stock_threshold, v.product_id, v.sku, CAST(COALESCE(SUM(l.on_hand), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(l.on_hand - l.reserved), 0) AS BIGINT) FROM product_variants v \
+         LEFT JOIN inventory_levels l ON l.variant_id = v.id WHERE v.id IN ({}) \
+         GROUP BY v.id, v.low_stock_threshold, v.product_id, v.sku",
+        list.join(", ")
+    );
+    let stocks = db_run!(tx.conn(), |conn| {
+        let mut query = sqlx::query_as::<_, (String, i64, String, Option<String>, i64, i64)>(&sql);
+        for id in &variants {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    for (variant_id, threshold, product_id, sku, on_hand, available) in stocks {
+        let before = on_hand + sold.get(variant_id.as_str()).copied().unwrap_or(0);
+        if before > threshold && on_hand <= threshold {
+            let event = serde_json::json!({
+                "variant_id": variant_id,
+                "product_id": product_id,
+                "sku": sku,
+                "on_hand": on_hand,
+                "available": available,
+                "low_stock_threshold": threshold,
+            });
+            webhooks::emit(state, tx, "inventory.low", &event).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Expires the reservations whose time has passed; returns how many.

@@ -33,9 +33,9 @@ use crate::catalog::inventory::{self, Actor};
 use crate::catalog::money;
 use crate::messaging::{self, webhooks};
 use crate::orders::status::Status;
-use crate::orders::{self, Order, OrderShipping};
+use crate::orders::{self, Order, OrderLine, OrderShipping};
 use crate::payments::{self, Charge, Outcome, PaymentDetails};
-use crate::platform::db::{Backend, Tx};
+use crate::platform::db::{Backend, Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::platform::http::Json;
 use crate::platform::ids::new_id;
@@ -348,7 +348,7 @@ async fn conclude(
     };
     let paid = Paid { status, reference, captured };
     match place(state, cart_id, priced, held, &paid, key, hash, actor).await {
-        Ok(order_id) => Ok(Finished::Placed(Box::new(orders::find(&state.db, &order_id).await?))),
+        Ok(order) => Ok(Finished::Placed(Box::new(order))),
         Err(err) => {
             // A commit whose answer was lost may still have placed the order.
             if let Ok((_, Json(order))) = already_placed(state, cart_id, key, hash).await {
@@ -455,6 +455,7 @@ pub async fn finish(state: &AppState, waiting: &Waiting, actor: Actor<'_>) -> Ap
     let priced: Cart = serde_json::from_str(snapshot).map_err(AppError::internal)?;
     let held = Hold {
         payment_id: waiting.id.clone(),
+        provider: waiting.provider.clone(),
         reservations: serde_json::from_str(&waiting.reservations).unwrap_or_default(),
         until: waiting.hold_until.unwrap_or_default(),
         started: waiting.created_at,
@@ -470,6 +471,8 @@ pub async fn finish(state: &AppState, waiting: &Waiting, actor: Actor<'_>) -> Ap
 /// What the hold took. `until` also tells this attempt's hold of the cart from a later one's.
 struct Hold {
     payment_id: String,
+    /// The payment provider's name.
+    provider: String,
     reservations: Vec<String>,
     until: Timestamp,
     /// When the stock was reserved: it stays held `checkout.hold_secs` from then.
@@ -493,19 +496,18 @@ async fn hold(
 ) -> AppResult<Held> {
     let now = Timestamp::now();
     let until = now.plus_secs(state.config.checkout.payment_timeout_secs + HOLD_MARGIN_SECS);
+    // A cart is free when no attempt holds it, or when the last one's hold lapsed: that
+    // attempt's leftovers are released with the taking.
+    let lapsed = row.checkout_until.is_some();
+    let free = if lapsed { "checkout_until < $5" } else { "checkout_until IS NULL" };
+    let sql = format!(
+        "UPDATE carts SET checkout_key = $1, checkout_until = $2 WHERE id = $3 AND status = 'active' \
+         AND version = $4 AND {free}"
+    );
     let mut tx = state.db.begin().await?;
     let taken = db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE carts SET checkout_key = $1, checkout_until = $2 WHERE id = $3 AND status = 'active' \
-             AND version = $4 AND (checkout_until IS NULL OR checkout_until < $5)",
-        )
-        .bind(key)
-        .bind(until)
-        .bind(&row.id)
-        .bind(row.version)
-        .bind(now)
-        .execute(conn)
-        .await
+        let query = sqlx::query(&sql).bind(key).bind(until).bind(&row.id).bind(row.version);
+        if lapsed { query.bind(now) } else { query }.execute(conn).await
     })?;
     if taken == 0 {
         let current = cart::find_row(&state.db, Some(&mut tx), &row.id).await?;
@@ -515,33 +517,23 @@ async fn hold(
         }
         return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
     }
-    let to_void = release_abandoned(&mut tx, &row.id).await?;
-    let mut reservations = Vec::with_capacity(priced.lines.len());
+    let to_void = if lapsed { release_abandoned(&mut tx, &row.id).await? } else { Vec::new() };
     // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
     let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
     lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
-    for (index, line) in lines {
-        let reserved = inventory::reserve(
-            &mut tx,
-            &line.variant_id,
-            line.quantity,
-            state.config.checkout.hold_secs,
-            Some(&row.id),
-        )
-        .await;
-        match reserved {
-            Ok(reservation) => reservations.push(reservation.id),
-            Err(err) if err.status() == StatusCode::CONFLICT => {
-                return Err(AppError::new(ErrorCode::Conflict, format!("Not enough stock of {}.", line.title))
-                    .with_field(
-                        &format!("lines[{index}].quantity"),
-                        "insufficient_stock",
-                        "is more than is available",
-                    ));
-            }
-            Err(err) => return Err(err),
+    let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
+    let hold_secs = state.config.checkout.hold_secs;
+    let reservations = match inventory::reserve_all(&mut tx, &wants, hold_secs, Some(&row.id)).await? {
+        Ok(reservations) => reservations,
+        Err(short) => {
+            let (index, line) = lines[short];
+            return Err(AppError::new(ErrorCode::Conflict, format!("Not enough stock of {}.", line.title)).with_field(
+                &format!("lines[{index}].quantity"),
+                "insufficient_stock",
+                "is more than is available",
+            ));
         }
-    }
+    };
     let payment_id = new_id("pay");
     db_execute!(tx.conn(), |conn| {
         sqlx::query(
@@ -566,7 +558,7 @@ async fn hold(
     promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
     tx.commit().await?;
     void_all(state, to_void).await;
-    Ok(Held::Taken(Hold { payment_id, reservations, until, started: now }))
+    Ok(Held::Taken(Hold { payment_id, provider: payment.provider.clone(), reservations, until, started: now }))
 }
 
 /// Frees a cart whose checkout attempt stopped half-way (its hold lapsed) and gives back the
@@ -726,7 +718,7 @@ async fn next_number(tx: &mut Tx) -> AppResult<i64> {
     })
 }
 
-/// Writes the order, sells the held stock and completes the cart; returns the order's id.
+/// Writes the order, sells the held stock and completes the cart; returns the order as written.
 #[expect(clippy::too_many_arguments, reason = "the whole of one checkout, passed once")]
 async fn place(
     state: &AppState,
@@ -737,7 +729,7 @@ async fn place(
     key: &str,
     hash: &str,
     actor: Actor<'_>,
-) -> AppResult<String> {
+) -> AppResult<Order> {
     let (Some(shipping_address), Some(method), Some(email)) =
         (&priced.shipping_address, &priced.shipping_method, &priced.email)
     else {
@@ -793,38 +785,63 @@ async fn place(
         .execute(conn)
         .await
     })?;
-    promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
-    for (position, line) in priced.lines.iter().enumerate() {
-        db_execute!(tx.conn(), |conn| {
-            sqlx::query(
-                "INSERT INTO order_lines (id, order_id, position, variant_id, product_id, title, variant_title, sku, \
-                 quantity, unit_amount, subtotal, discount, tax_class, tax_rate_bps, tax_name, tax, total) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            )
-            .bind(new_id("oli"))
-            .bind(&order_id)
-            .bind(position as i64)
-            .bind(&line.variant_id)
-            .bind(&line.product_id)
-            .bind(&line.title)
-            .bind(&line.variant_title)
-            .bind(&line.sku)
-            .bind(line.quantity)
-            .bind(line.unit_amount.unwrap_or(0))
-            .bind(line.subtotal)
-            .bind(line.discount)
-            .bind(&line.tax_class)
-            .bind(line.tax_rate_bps)
-            .bind(&line.tax_name)
-            .bind(line.tax)
-            .bind(line.total)
-            .execute(conn)
-            .await
-        })?;
+    if !priced.discounts.is_empty() {
+        promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
     }
-    for reservation in &held.reservations {
-        inventory::commit(state, &mut tx, reservation, actor).await?;
-    }
+    let lines: Vec<OrderLine> = priced
+        .lines
+        .iter()
+        .map(|line| OrderLine {
+            id: new_id("oli"),
+            variant_id: line.variant_id.clone(),
+            product_id: line.product_id.clone(),
+            title: line.title.clone(),
+            variant_title: line.variant_title.clone(),
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+            unit_amount: line.unit_amount.unwrap_or(0),
+            subtotal: line.subtotal,
+            discount: line.discount,
+            tax_class: line.tax_class.clone(),
+            tax_rate_bps: line.tax_rate_bps,
+            tax_name: line.tax_name.clone(),
+            tax: line.tax,
+            total: line.total,
+        })
+        .collect();
+    let rows: Vec<Vec<Param>> = lines
+        .iter()
+        .enumerate()
+        .map(|(position, line)| {
+            vec![
+                Param::Text(line.id.clone()),
+                Param::Text(order_id.clone()),
+                Param::Int(position as i64),
+                Param::Text(line.variant_id.clone()),
+                Param::Text(line.product_id.clone()),
+                Param::Text(line.title.clone()),
+                Param::Text(line.variant_title.clone()),
+                Param::MaybeText(line.sku.clone()),
+                Param::Int(line.quantity),
+                Param::Int(line.unit_amount),
+                Param::Int(line.subtotal),
+                Param::Int(line.discount),
+                Param::Text(line.tax_class.clone()),
+                Param::Int(line.tax_rate_bps),
+                Param::Text(line.tax_name.clone()),
+                Param::Int(line.tax),
+                Param::Int(line.total),
+            ]
+        })
+        .collect();
+    tx.insert_rows(
+        "INSERT INTO order_lines (id, order_id, position, variant_id, product_id, title, variant_title, sku, \
+         quantity, unit_amount, subtotal, discount, tax_class, tax_rate_bps, tax_name, tax, total)",
+        &rows,
+        "",
+    )
+    .await?;
+    inventory::commit_all(state, &mut tx, &held.reservations, actor).await?;
     let payment_status = match paid.status {
         Status::PendingPayment => "pending",
         Status::Authorized => "authorized",
@@ -870,8 +887,42 @@ async fn place(
         })).collect::<Vec<_>>(),
     });
     webhooks::emit(state, &mut tx, "order.placed", &summary).await?;
+    let payment = orders::Payment {
+        id: held.payment_id.clone(),
+        provider: held.provider.clone(),
+        status: payment_status.to_owned(),
+        amount: totals.total,
+        captured_amount: paid.captured,
+        refunded_amount: 0,
+        created_at: held.started,
+    };
+    let order = Order {
+        id: order_id,
+        number,
+        status: paid.status,
+        email: email.clone(),
+        customer_id: customer_id.map(str::to_owned),
+        currency: priced.currency.clone(),
+        tax_inclusive: priced.tax_inclusive,
+        tax_exempt: priced.tax_exempt,
+        lines,
+        shipping_address: shipping_address.clone(),
+        billing_address: billing_address.clone(),
+        shipping_method: shipping,
+        discounts: priced.discounts.clone(),
+        totals: totals.clone(),
+        paid_total: paid.captured,
+        refunded_total: 0,
+        payments: vec![payment],
+        fulfillments: Vec::new(),
+        refunds: Vec::new(),
+        returns: Vec::new(),
+        placed_at: now,
+        updated_at: now,
+        version: 1,
+    };
     tx.commit().await?;
-    Ok(order_id)
+    Ok(order)
 }
 
 /// The order confirmation email.

@@ -349,10 +349,15 @@ impl Tx {
         match self.inner {
             Backend::Sqlite(tx) => tx.commit().await?,
             Backend::Postgres(mut tx) => {
-                let payloads = self.invalidations.iter().map(Invalidation::payload);
                 let jobs = self.wake_workers.then(|| JOBS_PAYLOAD.to_owned());
-                for payload in payloads.chain(jobs) {
-                    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
+                let payloads: Vec<String> = self.invalidations.iter().map(Invalidation::payload).chain(jobs).collect();
+                // All in one statement: a checkout announces several products and its jobs.
+                if !payloads.is_empty() {
+                    sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) WITH ORDINALITY AS n(payload, at) ORDER BY at")
+                        .bind(CHANNEL)
+                        .bind(&payloads)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?
             }
