@@ -107,7 +107,7 @@ async fn run_backend(backend: &str, url: Option<String>) -> anyhow::Result<()> {
 
     let receiver = receiver().await?;
     let state = start(data_dir.path(), url.as_deref(), |_| {}).await?;
-    db_execute!(state.db.write(), |conn| {
+    db_execute!(state.db.write().await?, |conn| {
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, url, event_types, secret, status, created_by, created_at, updated_at) \
              VALUES ('whe_bench', $1, '*', $2, 'enabled', 'bench', $3, $3)",
@@ -186,7 +186,7 @@ async fn drain(state: &AppState, workers: usize, count: usize) -> anyhow::Result
 
 async fn clear(state: &AppState) -> anyhow::Result<()> {
     for table in ["jobs", "email_deliveries"] {
-        db_execute!(state.db.write(), |conn| sqlx::query(&format!("DELETE FROM {table}")).execute(conn).await)?;
+        db_execute!(state.db.write().await?, |conn| sqlx::query(&format!("DELETE FROM {table}")).execute(conn).await)?;
     }
     Ok(())
 }

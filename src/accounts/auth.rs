@@ -361,7 +361,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
             // Use slides the expiry forward; written at most once a minute.
             if now.0 - row.last_used_at.0 >= TOUCH_EVERY_MS {
                 row.expires_at = now.plus_secs(row.idle_secs as u64);
-                db_run!(state.db.write(), |conn| {
+                db_run!(state.db.write().await?, |conn| {
                     sqlx::query(
                         "UPDATE sessions SET last_used_at = $1, expires_at = $2 WHERE id = $3 AND revoked_at IS NULL",
                     )
@@ -397,7 +397,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
             })?;
             let Some(row) = row else { return Ok(None) };
             if row.last_used_at.is_none_or(|used| now.0 - used.0 >= TOUCH_EVERY_MS) {
-                db_run!(state.db.write(), |conn| {
+                db_run!(state.db.write().await?, |conn| {
                     sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                         .bind(now)
                         .bind(&row.id)

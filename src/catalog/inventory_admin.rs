@@ -77,7 +77,7 @@ async fn create_location(
     staff.require(Permission::ProductsWrite)?;
     inventory::check_location(&new.code, &new.name)
         .map_err(|(field, message)| AppError::invalid_field(field, "invalid_format", message))?;
-    let inserted = db_run!(state.db.write(), |conn| {
+    let inserted = db_run!(state.db.write().await?, |conn| {
         sqlx::query_as::<_, Location>(
             "INSERT INTO locations (id, code, name, created_at) VALUES ($1, $2, $3, $4) RETURNING id, code, name",
         )

@@ -421,7 +421,7 @@ pub async fn acknowledge(state: &AppState, row: &CartRow, contents: &mut Content
     if !contents.unacknowledged() {
         return Ok(());
     }
-    crate::db_execute!(state.db.write(), |conn| {
+    crate::db_execute!(state.db.write().await?, |conn| {
         sqlx::query(
             "UPDATE cart_lines SET shown_amount = (SELECT amount FROM variant_prices p \
              WHERE p.variant_id = cart_lines.variant_id AND p.currency = $2) WHERE cart_id = $1",
@@ -676,7 +676,7 @@ pub fn price(row: &CartRow, lines: &[LineRow], facts: &HashMap<String, Facts>, c
 /// Deletes carts that expired unplaced (their lines go with them); returns how many.
 pub async fn purge_expired(state: &AppState) -> AppResult<u64> {
     let now = Timestamp::now();
-    Ok(crate::db_execute!(state.db.write(), |conn| {
+    Ok(crate::db_execute!(state.db.write().await?, |conn| {
         sqlx::query(
             "DELETE FROM carts WHERE status = 'active' AND expires_at < $1 \
              AND (checkout_until IS NULL OR checkout_until < $1)",

@@ -140,7 +140,7 @@ async fn create_cart(
         "INSERT INTO carts (id, customer_id, region_id, email, status, expires_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) RETURNING {CART_COLUMNS}"
     );
-    let row = db_run!(state.db.write(), |conn| {
+    let row = db_run!(state.db.write().await?, |conn| {
         sqlx::query_as::<_, CartRow>(&sql)
             .bind(new_id("cart"))
             .bind(caller.customer_id())
@@ -283,7 +283,7 @@ async fn update_cart(
          region_id = $8, updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
          RETURNING {CART_COLUMNS}"
     );
-    let changed = db_run!(state.db.write(), |conn| {
+    let changed = db_run!(state.db.write().await?, |conn| {
         sqlx::query_as::<_, CartRow>(&sql)
             .bind(now)
             .bind(now.plus_secs(ttl_secs(&state)))

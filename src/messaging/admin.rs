@@ -34,7 +34,7 @@ pub async fn record_delivery(
     subject: &str,
     message_id: &str,
 ) -> AppResult<()> {
-    db_run!(state.db.write(), |conn| {
+    db_run!(state.db.write().await?, |conn| {
         sqlx::query(
             "INSERT INTO email_deliveries (job_id, recipient, subject, message_id, delivered_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET delivered_at = excluded.delivered_at",

@@ -233,12 +233,16 @@ macro_rules! bind_outcome {
 /// after the other.
 async fn finish_and_claim(state: &AppState, worker: &str, done: Option<&Outcome>) -> AppResult<Option<ClaimedJob>> {
     let now = Timestamp::now();
-    Ok(match (state.db.write(), done) {
-        (Backend::Sqlite(conn), done) => {
+    Ok(match (state.db.write().await?, done) {
+        (Backend::Sqlite(mut writer), done) => {
             if let Some(done) = done {
-                bind_outcome!(sqlx::query(FINISH_SQL), worker, now, done).execute(conn).await?;
+                bind_outcome!(sqlx::query(FINISH_SQL), worker, now, done).execute(&mut *writer).await?;
             }
-            sqlx::query_as::<_, ClaimedJob>(SQLITE_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
+            sqlx::query_as::<_, ClaimedJob>(SQLITE_CLAIM_SQL)
+                .bind(worker)
+                .bind(now)
+                .fetch_optional(&mut *writer)
+                .await?
         }
         (Backend::Postgres(conn), None) => {
             sqlx::query_as::<_, ClaimedJob>(POSTGRES_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
@@ -265,7 +269,7 @@ const FINISH_THEN_CLAIM_SQL: &str = concat!(
 /// Records an outcome alone: a worker's last job when it stops.
 async fn finish(state: &AppState, worker: &str, done: &Outcome) -> AppResult<()> {
     let now = Timestamp::now();
-    db_run!(state.db.write(), |conn| {
+    db_run!(state.db.write().await?, |conn| {
         bind_outcome!(sqlx::query(FINISH_SQL), worker, now, done).execute(conn).await.map(drop)
     })?;
     Ok(())
@@ -305,7 +309,7 @@ const KEEP_FINISHED_MS: i64 = 14 * 24 * 3600 * 1000;
 /// Deletes succeeded and cancelled jobs that finished long ago.
 pub async fn purge_finished(state: &AppState) -> AppResult<u64> {
     let before = Timestamp(Timestamp::now().0 - KEEP_FINISHED_MS);
-    Ok(db_run!(state.db.write(), |conn| {
+    Ok(db_run!(state.db.write().await?, |conn| {
         sqlx::query("DELETE FROM jobs WHERE status IN ('succeeded', 'cancelled') AND finished_at < $1")
             .bind(before)
             .execute(conn)
@@ -321,7 +325,7 @@ async fn release_orphans(state: &AppState) -> AppResult<u64> {
     if state.db.backend_name() != "sqlite" {
         return Ok(0);
     }
-    Ok(db_run!(state.db.write(), |conn| {
+    Ok(db_run!(state.db.write().await?, |conn| {
         sqlx::query("UPDATE jobs SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE status = 'running'")
             .execute(conn)
             .await

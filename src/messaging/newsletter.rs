@@ -169,7 +169,7 @@ pub(crate) async fn confirmation_email(state: &AppState, job_id: &str, payload: 
     let token = tokens::generate(TokenKind::Mailed);
     let hours = state.config.forms.confirm_token_hours;
     let expires_at = Timestamp::now().plus_secs(hours * 3600);
-    let found = db_run!(state.db.write(), |conn| {
+    let found = db_run!(state.db.write().await.map_err(JobError::retry)?, |conn| {
         sqlx::query_as::<_, (String, String)>(
             "UPDATE newsletter_subscribers SET confirm_token_hash = $1, confirm_expires_at = $2 \
              WHERE id = $3 AND status = 'pending' RETURNING email, unsubscribe_key",
@@ -512,7 +512,7 @@ const KEEP_UNCONFIRMED_MS: i64 = 30 * 24 * 3600 * 1000;
 /// Deletes sign-ups whose owner never confirmed them.
 pub async fn purge_unconfirmed(state: &AppState) -> AppResult<u64> {
     let before = Timestamp(Timestamp::now().0 - KEEP_UNCONFIRMED_MS);
-    Ok(db_execute!(state.db.write(), |conn| {
+    Ok(db_execute!(state.db.write().await?, |conn| {
         sqlx::query("DELETE FROM newsletter_subscribers WHERE status = 'pending' AND updated_at < $1")
             .bind(before)
             .execute(conn)

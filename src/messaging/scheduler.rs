@@ -36,7 +36,7 @@ pub async fn install_built_in(state: &AppState) -> AppResult<()> {
     let now = Timestamp::now();
     for (name, cron, kind) in BUILT_IN {
         let next = next_after(cron, now)?;
-        db_run!(state.db.write(), |conn| {
+        db_run!(state.db.write().await?, |conn| {
             sqlx::query(
                 "INSERT INTO schedules (name, cron, kind, next_run_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, kind = excluded.kind",

@@ -550,7 +550,7 @@ enum Recorded {
 }
 
 async fn settle(state: &AppState, delivery_id: &str, status: &str) -> AppResult<()> {
-    db_execute!(state.db.write(), |conn| {
+    db_execute!(state.db.write().await?, |conn| {
         sqlx::query("UPDATE webhook_deliveries SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'")
             .bind(status)
             .bind(Timestamp::now())

@@ -145,7 +145,7 @@ async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body:
     verify(header, &body, secret.expose_secret(), now, config.webhook_tolerance_secs as i64).map_err(bad_signature)?;
     let event: Event = serde_json::from_slice(&body)
         .map_err(|err| AppError::new(ErrorCode::BadRequest, format!("The event does not parse: {err}")))?;
-    let seen = db_run!(state.db.write(), |conn| {
+    let seen = db_run!(state.db.write().await?, |conn| {
         sqlx::query_scalar::<_, Option<i64>>(
             "INSERT INTO payment_events (id, provider, type, received_at) VALUES ($1, 'stripe', $2, $3) \
              ON CONFLICT (id) DO UPDATE SET received_at = payment_events.received_at RETURNING processed_at",
@@ -168,7 +168,7 @@ async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body:
         let ours = event.data.object.metadata.get("payment_id").map(String::as_str);
         apply(&state, &intent, ours).await?;
     }
-    db_execute!(state.db.write(), |conn| {
+    db_execute!(state.db.write().await?, |conn| {
         sqlx::query("UPDATE payment_events SET processed_at = $1 WHERE id = $2")
             .bind(Timestamp::now())
             .bind(&event.id)

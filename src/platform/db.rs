@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
 use super::cache::{CHANNEL, Caches, Invalidation};
 use super::config::Config;
@@ -31,11 +31,81 @@ pub enum Backend<S, P> {
 macro_rules! db_run {
     ($backend:expr, |$conn:ident| $body:expr) => {
         match $backend {
-            $crate::platform::db::Backend::Sqlite($conn) => $body,
-            $crate::platform::db::Backend::Postgres($conn) => $body,
+            $crate::platform::db::Backend::Sqlite(mut $conn) => {
+                match $crate::platform::db::Executor::executor(&mut $conn) {
+                    $conn => $body,
+                }
+            }
+            $crate::platform::db::Backend::Postgres(mut $conn) => {
+                match $crate::platform::db::Executor::executor(&mut $conn) {
+                    $conn => $body,
+                }
+            }
         }
     };
 }
+
+/// What [`db_run!`] runs statements on: a pool, a transaction's connection, or the SQLite
+/// writer while it is held.
+pub trait Executor {
+    type Out<'a>
+    where
+        Self: 'a;
+    fn executor(&mut self) -> Self::Out<'_>;
+}
+
+impl<'p> Executor for &'p SqlitePool {
+    type Out<'a>
+        = &'p SqlitePool
+    where
+        Self: 'a;
+    fn executor(&mut self) -> &'p SqlitePool {
+        self
+    }
+}
+
+impl<'p> Executor for &'p PgPool {
+    type Out<'a>
+        = &'p PgPool
+    where
+        Self: 'a;
+    fn executor(&mut self) -> &'p PgPool {
+        self
+    }
+}
+
+impl Executor for &mut SqliteConnection {
+    type Out<'a>
+        = &'a mut SqliteConnection
+    where
+        Self: 'a;
+    fn executor(&mut self) -> &mut SqliteConnection {
+        self
+    }
+}
+
+impl Executor for &mut PgConnection {
+    type Out<'a>
+        = &'a mut PgConnection
+    where
+        Self: 'a;
+    fn executor(&mut self) -> &mut PgConnection {
+        self
+    }
+}
+
+impl Executor for Writer {
+    type Out<'a>
+        = &'a mut SqliteConnection
+    where
+        Self: 'a;
+    fn executor(&mut self) -> &mut SqliteConnection {
+        self
+    }
+}
+
+/// The SQLite writer's one connection, held: statements run on it one caller at a time.
+pub type Writer = tokio::sync::OwnedMappedMutexGuard<Option<SqliteConnection>, SqliteConnection>;
 
 /// [`db_run!`] for a statement whose body ends in `.execute(conn).await`: the number of rows
 /// it changed.
@@ -46,8 +116,12 @@ macro_rules! db_execute {
     };
 }
 
-/// Connection pools. On SQLite one connection writes and a pool reads, so writers never
-/// fight over the lock; on PostgreSQL one pool does both.
+/// Connections. On SQLite one connection writes and a pool reads, so writers never fight
+/// over the lock; on PostgreSQL one pool does both.
+///
+/// SQLite's writer is a connection of its own behind a lock rather than a pool of one: sqlx
+/// pings a pooled connection each time it goes back to its pool, which on SQLite is a trip to
+/// the connection's thread while every other write waits.
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,
@@ -62,14 +136,14 @@ const JOBS_PAYLOAD: &str = "jobs";
 
 #[derive(Clone)]
 enum Pools {
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite { writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>, reader: SqlitePool },
     Postgres(PgPool),
 }
 
 /// A transaction on the writer; dropped without [`Tx::commit`] it rolls back, and the cache
 /// invalidations it collected are dropped with it.
 pub struct Tx {
-    inner: Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>,
+    inner: Backend<SqliteTx, Transaction<'static, Postgres>>,
     caches: Arc<Caches>,
     invalidations: Vec<Invalidation>,
     jobs_signal: Arc<tokio::sync::Notify>,
@@ -92,9 +166,21 @@ impl Db {
             Self::connect_sqlite(url, config).await
         } else {
             let options = PgConnectOptions::from_str(url)?.application_name("backroom");
+            // sqlx pings a connection whenever it is taken from the pool: a round trip per
+            // statement run on the pool and per transaction. One that has been in use in the
+            // last second is known to work; only one idle for longer is pinged first.
             let pool = PoolOptions::<Postgres>::new()
                 .max_connections(config.database.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > Duration::from_secs(1) {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Ok(Self::new(Pools::Postgres(pool)))
@@ -115,18 +201,16 @@ impl Db {
         {
             std::fs::create_dir_all(parent)?;
         }
-        let writer = PoolOptions::<Sqlite>::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+        let writer = options.connect().await?;
+        // An embedded database's connection cannot drop: no ping (a trip to the connection's
+        // thread) each time one is taken from the pool.
         let reader = PoolOptions::<Sqlite>::new()
+            .test_before_acquire(false)
             .max_connections(config.database.max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self::new(Pools::Sqlite { writer, reader }))
+        Ok(Self::new(Pools::Sqlite { writer: Arc::new(tokio::sync::Mutex::new(Some(writer))), reader }))
     }
 
     fn new(pools: Pools) -> Self {
@@ -186,7 +270,10 @@ impl Db {
     /// (PostgreSQL takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match &self.pools {
-            Pools::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await,
+            Pools::Sqlite { .. } => {
+                let mut writer = self.writer().await.map_err(sqlx::migrate::MigrateError::Execute)?;
+                sqlx::migrate!("migrations/sqlite").run(&mut *writer).await
+            }
             Pools::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         }
     }
@@ -199,19 +286,30 @@ impl Db {
         }
     }
 
+    /// SQLite's writer, once the caller before has let it go.
+    async fn writer(&self) -> Result<Writer, sqlx::Error> {
+        let Pools::Sqlite { writer, .. } = &self.pools else { return Err(sqlx::Error::PoolClosed) };
+        let held = writer.clone().lock_owned().await;
+        tokio::sync::OwnedMutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)
+    }
+
     /// An executor for a single write statement outside a transaction.
-    pub fn write(&self) -> Backend<&SqlitePool, &PgPool> {
-        match &self.pools {
-            Pools::Sqlite { writer, .. } => Backend::Sqlite(writer),
+    pub async fn write(&self) -> Result<Backend<Writer, &PgPool>, sqlx::Error> {
+        Ok(match &self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite(self.writer().await?),
             Pools::Postgres(pool) => Backend::Postgres(pool),
-        }
+        })
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so it never fails half-way when another process writes.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let inner = match &self.pools {
-            Pools::Sqlite { writer, .. } => Backend::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Pools::Sqlite { .. } => {
+                let mut writer = self.writer().await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *writer).await?;
+                Backend::Sqlite(SqliteTx(Some(writer)))
+            }
             Pools::Postgres(pool) => Backend::Postgres(pool.begin().await?),
         };
         Ok(Tx {
@@ -239,7 +337,7 @@ impl Db {
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         match &self.pools {
             Pools::Sqlite { writer, reader } => vec![
-                PoolStats { name: "writer", size: writer.size(), idle: writer.num_idle() },
+                PoolStats { name: "writer", size: 1, idle: usize::from(writer.try_lock().is_ok()) },
                 PoolStats { name: "reader", size: reader.size(), idle: reader.num_idle() },
             ],
             Pools::Postgres(pool) => vec![PoolStats { name: "main", size: pool.size(), idle: pool.num_idle() }],
@@ -254,7 +352,11 @@ impl Db {
         match &self.pools {
             Pools::Sqlite { writer, reader } => {
                 reader.close().await;
-                writer.close().await;
+                if let Some(writer) = writer.lock().await.take()
+                    && let Err(err) = sqlx::Connection::close(writer).await
+                {
+                    tracing::warn!(error = %err, "the SQLite writer did not close cleanly");
+                }
             }
             Pools::Postgres(pool) => pool.close().await,
         }
@@ -325,7 +427,7 @@ impl Tx {
     /// The transaction's connection, for [`db_run!`].
     pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
         match &mut self.inner {
-            Backend::Sqlite(tx) => Backend::Sqlite(&mut **tx),
+            Backend::Sqlite(tx) => Backend::Sqlite(tx.conn()),
             Backend::Postgres(tx) => Backend::Postgres(&mut **tx),
         }
     }
@@ -369,6 +471,43 @@ impl Tx {
             self.jobs_signal.notify_waiters();
         }
         Ok(())
+    }
+}
+
+/// A transaction on SQLite's writer. Dropped before [`SqliteTx::commit`] (an error, or the
+/// request's task stopped), it is rolled back before the writer goes to the next caller.
+pub struct SqliteTx(Option<Writer>);
+
+impl SqliteTx {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("a transaction holds the writer until it ends")
+    }
+
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let mut writer = self.0.take().expect("a transaction holds the writer until it ends");
+        match sqlx::query("COMMIT").execute(&mut *writer).await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                self.0 = Some(writer);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        let Some(mut writer) = self.0.take() else { return };
+        // The rollback runs before the writer is let go: the next caller finds no transaction.
+        // Outside a runtime (the process is ending) the connection closes, and SQLite rolls
+        // back what was not committed.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = sqlx::query("ROLLBACK").execute(&mut *writer).await {
+                    tracing::error!(error = %err, "a SQLite transaction could not be rolled back");
+                }
+            });
+        }
     }
 }
 

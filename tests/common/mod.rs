@@ -243,8 +243,11 @@ impl TestApp {
     /// Runs a statement on the app's database, to set up what no endpoint can (time passing).
     pub async fn execute(&self, sql: &str) {
         use backroom::db_run;
-        db_run!(self.state.db.write(), |conn| sqlx::query(sql).execute(conn).await.map(|_| ()))
-            .expect("the statement runs");
+        db_run!(self.state.db.write().await.expect("the writer is open"), |conn| sqlx::query(sql)
+            .execute(conn)
+            .await
+            .map(|_| ()))
+        .expect("the statement runs");
     }
 
     /// Creates a staff member with `role` and signs them in: the `Authorization` value.
