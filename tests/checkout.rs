@@ -400,6 +400,17 @@ conformance! {
         assert!(rows[1].starts_with("1002,") && rows[1].contains(",cancelled,ana@example.com,EUR,MUG,Mug,"), "{}", rows[1]);
         let cancelled_only = app.get("/api/v1/admin/orders/export?status=paid", &[("authorization", &staff)]).await;
         assert_eq!(cancelled_only.text.lines().count(), 2);
+        // A page of orders gives each its own lines and payments, as reading it alone does.
+        let all = app.get("/api/v1/admin/orders", &[("authorization", &staff)]).await;
+        let listed = all.body["data"].as_array().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_ne!(listed[0]["lines"][0]["quantity"], listed[1]["lines"][0]["quantity"]);
+        for order in listed {
+            let alone = app.get(&format!("/api/v1/admin/orders/{}", order["id"].as_str().unwrap()), &[("authorization", &staff)]).await;
+            let mut alone = alone.body;
+            alone.as_object_mut().unwrap().remove("timeline");
+            assert_eq!(*order, alone);
+        }
     }
 
     async fn a_hundred_buyers_for_ten_units_make_ten_orders(backend) {

@@ -125,29 +125,6 @@ pub async fn fulfillments_of(db: &crate::platform::db::Db, order_id: &str) -> Ap
     })?)
 }
 
-pub async fn refunds_of(db: &crate::platform::db::Db, order_id: &str) -> AppResult<Vec<Refund>> {
-    Ok(db_run!(db.read(), |conn| {
-        sqlx::query_as::<_, Refund>(
-            "SELECT id, payment_id, amount, reason, lines, shipping, status, created_at FROM order_refunds \
-             WHERE order_id = $1 AND status <> 'failed' ORDER BY id",
-        )
-        .bind(order_id)
-        .fetch_all(conn)
-        .await
-    })?)
-}
-
-pub async fn returns_of(db: &crate::platform::db::Db, order_id: &str) -> AppResult<Vec<Return>> {
-    Ok(db_run!(db.read(), |conn| {
-        sqlx::query_as::<_, Return>(
-            "SELECT id, lines, restocked, reason, created_at FROM order_returns WHERE order_id = $1 ORDER BY id",
-        )
-        .bind(order_id)
-        .fetch_all(conn)
-        .await
-    })?)
-}
-
 /// Units per line id over `records`.
 fn units_by_line<'a>(records: impl Iterator<Item = &'a [LineUnits]>) -> HashMap<String, i64> {
     let mut by_line = HashMap::new();

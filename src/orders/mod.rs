@@ -5,6 +5,8 @@ pub mod aftercare;
 pub mod refunds;
 pub mod status;
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -194,30 +196,51 @@ fn corrupt(what: &str) -> impl Fn(serde_json::Error) -> AppError + '_ {
 }
 
 async fn assemble(db: &Db, rows: Vec<OrderRow>) -> AppResult<Vec<Order>> {
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    // Five queries for a page of orders, whatever its length.
+    let mut lines = by_order::<OrderLine>(
+        db,
+        "SELECT order_id, id, variant_id, product_id, title, variant_title, sku, quantity, unit_amount, subtotal, \
+         discount, tax_class, tax_rate_bps, tax_name, tax, total FROM order_lines WHERE order_id IN ({}) \
+         ORDER BY order_id, position",
+        &ids,
+    )
+    .await?;
+    let mut payments = by_order::<Payment>(
+        db,
+        "SELECT order_id, id, provider, status, amount, captured_amount, refunded_amount, created_at FROM payments \
+         WHERE order_id IN ({}) ORDER BY order_id, id",
+        &ids,
+    )
+    .await?;
+    let mut fulfillments = by_order::<aftercare::Fulfillment>(
+        db,
+        "SELECT order_id, id, status, location_id, lines, carrier, tracking_number, tracking_url, created_at, \
+         shipped_at, delivered_at FROM order_fulfillments WHERE order_id IN ({}) ORDER BY order_id, id",
+        &ids,
+    )
+    .await?;
+    let mut refunds = by_order::<aftercare::Refund>(
+        db,
+        "SELECT order_id, id, payment_id, amount, reason, lines, shipping, status, created_at FROM order_refunds \
+         WHERE order_id IN ({}) AND status <> 'failed' ORDER BY order_id, id",
+        &ids,
+    )
+    .await?;
+    let mut returns = by_order::<aftercare::Return>(
+        db,
+        "SELECT order_id, id, lines, restocked, reason, created_at FROM order_returns WHERE order_id IN ({}) \
+         ORDER BY order_id, id",
+        &ids,
+    )
+    .await?;
     let mut orders = Vec::with_capacity(rows.len());
     for row in rows {
-        let lines = db_run!(db.read(), |conn| {
-            sqlx::query_as::<_, OrderLine>(
-                "SELECT id, variant_id, product_id, title, variant_title, sku, quantity, unit_amount, subtotal, \
-                 discount, tax_class, tax_rate_bps, tax_name, tax, total FROM order_lines WHERE order_id = $1 \
-                 ORDER BY position",
-            )
-            .bind(&row.id)
-            .fetch_all(conn)
-            .await
-        })?;
-        let payments = db_run!(db.read(), |conn| {
-            sqlx::query_as::<_, Payment>(
-                "SELECT id, provider, status, amount, captured_amount, refunded_amount, created_at FROM payments \
-                 WHERE order_id = $1 ORDER BY id",
-            )
-            .bind(&row.id)
-            .fetch_all(conn)
-            .await
-        })?;
-        let fulfillments = aftercare::fulfillments_of(db, &row.id).await?;
-        let refunds = aftercare::refunds_of(db, &row.id).await?;
-        let returns = aftercare::returns_of(db, &row.id).await?;
+        let lines = lines.remove(&row.id).unwrap_or_default();
+        let payments = payments.remove(&row.id).unwrap_or_default();
+        let fulfillments = fulfillments.remove(&row.id).unwrap_or_default();
+        let refunds = refunds.remove(&row.id).unwrap_or_default();
+        let returns = returns.remove(&row.id).unwrap_or_default();
         orders.push(Order {
             status: Status::parse(&row.status)
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown order status {}", row.status)))?,
@@ -254,6 +277,36 @@ async fn assemble(db: &Db, rows: Vec<OrderRow>) -> AppResult<Vec<Order>> {
         });
     }
     Ok(orders)
+}
+
+/// The rows of `sql` (whose `{}` takes the list of `ids`, and whose first column is
+/// `order_id`) by order.
+async fn by_order<T>(db: &Db, sql: &str, ids: &[&str]) -> AppResult<HashMap<String, Vec<T>>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    let mut found: HashMap<String, Vec<T>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = sql.replace("{}", &list.join(", "));
+    let rows = db_run!(db.read(), |conn| {
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await.and_then(|rows| {
+            rows.iter()
+                .map(|row| Ok((sqlx::Row::try_get::<String, _>(row, "order_id")?, T::from_row(row)?)))
+                .collect::<Result<Vec<(String, T)>, sqlx::Error>>()
+        })
+    })?;
+    for (order_id, item) in rows {
+        found.entry(order_id).or_default().push(item);
+    }
+    Ok(found)
 }
 
 /// The order `id`.
