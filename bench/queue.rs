@@ -168,7 +168,7 @@ async fn drain(state: &AppState, workers: usize, count: usize) -> anyhow::Result
     let pending = "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1) AS one";
     loop {
         tokio::time::sleep(Duration::from_millis(25)).await;
-        let left = db_run!(state.db.read(), |conn| sqlx::query_scalar::<_, i64>(pending).fetch_one(conn).await)?;
+        let left = db_run!(state.db.read().await?, |conn| sqlx::query_scalar::<_, i64>(pending).fetch_one(conn).await)?;
         if left == 0 {
             break;
         }
@@ -177,7 +177,7 @@ async fn drain(state: &AppState, workers: usize, count: usize) -> anyhow::Result
     let elapsed = started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     running.await?;
-    let failed = db_run!(state.db.read(), |conn| {
+    let failed = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM jobs WHERE status <> 'succeeded'").fetch_one(conn).await
     })?;
     anyhow::ensure!(failed == 0, "{failed} of {count} jobs did not succeed");

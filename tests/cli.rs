@@ -447,14 +447,15 @@ async fn checkouts_cut_by_a_kill(database_url: Option<&str>) {
     let mut config = backroom::platform::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
     config.database_url = database_url.map(|url| url.to_owned().into());
     let db = backroom::platform::db::Db::connect(&config).await.unwrap();
-    let orders: Vec<(String, String, i64)> =
-        db_run!(db.read(), |conn| { sqlx::query_as("SELECT id, cart_id, total FROM orders").fetch_all(conn).await })
-            .unwrap();
+    let orders: Vec<(String, String, i64)> = db_run!(db.read().await.unwrap(), |conn| {
+        sqlx::query_as("SELECT id, cart_id, total FROM orders").fetch_all(conn).await
+    })
+    .unwrap();
     for id in &acknowledged {
         assert!(orders.iter().any(|(order, _, _)| order == id), "acknowledged order {id} is there");
     }
     // Each order's lines were sold, once, and nothing else was.
-    let lines: Vec<(String, String, i64)> = db_run!(db.read(), |conn| {
+    let lines: Vec<(String, String, i64)> = db_run!(db.read().await.unwrap(), |conn| {
         sqlx::query_as(
             "SELECT o.cart_id, l.variant_id, l.quantity FROM order_lines l JOIN orders o ON o.id = l.order_id",
         )
@@ -462,7 +463,7 @@ async fn checkouts_cut_by_a_kill(database_url: Option<&str>) {
         .await
     })
     .unwrap();
-    let sold: Vec<(Option<String>, String, i64)> = db_run!(db.read(), |conn| {
+    let sold: Vec<(Option<String>, String, i64)> = db_run!(db.read().await.unwrap(), |conn| {
         sqlx::query_as("SELECT reference, variant_id, -quantity FROM inventory_movements WHERE kind = 'sold'")
             .fetch_all(conn)
             .await
@@ -477,7 +478,7 @@ async fn checkouts_cut_by_a_kill(database_url: Option<&str>) {
     found.sort();
     assert_eq!(expected, found, "stock movements agree with the orders");
     // Each order has its one payment, captured for its total; no money was taken without one.
-    let payments: Vec<(Option<String>, String, i64)> = db_run!(db.read(), |conn| {
+    let payments: Vec<(Option<String>, String, i64)> = db_run!(db.read().await.unwrap(), |conn| {
         sqlx::query_as("SELECT order_id, status, captured_amount FROM payments").fetch_all(conn).await
     })
     .unwrap();
@@ -488,7 +489,7 @@ async fn checkouts_cut_by_a_kill(database_url: Option<&str>) {
     }
     assert!(payments.iter().all(|(order, status, _)| order.is_some() || status != "captured"));
     // The levels are the ledger's sums, and hold exactly the active reservations.
-    let levels: Vec<(String, i64, i64, i64, i64)> = db_run!(db.read(), |conn| {
+    let levels: Vec<(String, i64, i64, i64, i64)> = db_run!(db.read().await.unwrap(), |conn| {
         sqlx::query_as(
             "SELECT l.variant_id, l.on_hand, l.reserved, \
              CAST(COALESCE((SELECT SUM(m.quantity) FROM inventory_movements m WHERE m.variant_id = l.variant_id \
@@ -505,7 +506,7 @@ async fn checkouts_cut_by_a_kill(database_url: Option<&str>) {
         assert_eq!((on_hand, reserved), (ledger, held), "variant {variant}");
         assert!(on_hand >= 0);
     }
-    let orphaned: i64 = db_run!(db.read(), |conn| {
+    let orphaned: i64 = db_run!(db.read().await.unwrap(), |conn| {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM carts WHERE status = 'completed' AND order_id NOT IN (SELECT id FROM orders)",
         )

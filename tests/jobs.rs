@@ -29,7 +29,7 @@ async fn owner(app: &TestApp) -> String {
 
 async fn status_of(app: &TestApp, id: &str) -> String {
     use backroom::db_run;
-    db_run!(app.state.db.read(), |conn| {
+    db_run!(app.state.db.read().await.unwrap(), |conn| {
         sqlx::query_scalar::<_, String>("SELECT status FROM jobs WHERE id = $1").bind(id).fetch_one(conn).await
     })
     .unwrap()

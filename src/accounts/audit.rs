@@ -73,7 +73,7 @@ async fn list_audit_log(
 ) -> AppResult<Json<Page<AuditEntry>>> {
     staff.require(Permission::AuditRead)?;
     let limit = page.limit()?;
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, AuditEntry>(
             "SELECT id, actor_kind, actor_id, action, subject_id, detail, created_at FROM audit_log \
              WHERE ($1 = '' OR id < $1) ORDER BY id DESC LIMIT $2",

@@ -194,7 +194,7 @@ pub async fn list_sessions(
     subject_id: &str,
     current: &str,
 ) -> AppResult<Vec<SessionInfo>> {
-    let mut sessions = db_run!(state.db.read(), |conn| {
+    let mut sessions = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, SessionInfo>(
             "SELECT id, created_at, last_used_at, expires_at, ip, user_agent FROM sessions \
              WHERE subject_kind = $1 AND subject_id = $2 AND revoked_at IS NULL AND expires_at > $3 \
@@ -354,7 +354,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
                  WHERE s.token_hash = $1 AND s.subject_kind = 'staff' AND s.revoked_at IS NULL \
                  AND s.expires_at > $2 AND u.disabled_at IS NULL"
             };
-            let row = db_run!(state.db.read(), |conn| {
+            let row = db_run!(state.db.read().await?, |conn| {
                 sqlx::query_as::<_, SessionRow>(sql).bind(&hash).bind(now).fetch_optional(conn).await
             })?;
             let Some(mut row) = row else { return Ok(None) };
@@ -383,7 +383,7 @@ async fn resolve(state: &AppState, kind: TokenKind, token: &str) -> AppResult<Op
             }
         }
         TokenKind::ApiKey => {
-            let row = db_run!(state.db.read(), |conn| {
+            let row = db_run!(state.db.read().await?, |conn| {
                 sqlx::query_as::<_, ApiKeyRow>(
                     "SELECT k.id, k.scopes, k.created_by, u.role, k.last_used_at, k.expires_at \
                      FROM api_keys k JOIN staff_users u ON u.id = k.created_by \

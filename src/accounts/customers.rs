@@ -262,8 +262,9 @@ pub async fn find_customer(state: &AppState, id: &str) -> AppResult<Option<Arc<C
     }
     let generation = state.customers.generation();
     let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
-    let found =
-        db_run!(state.db.read(), |conn| { sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await })?;
+    let found = db_run!(state.db.read().await?, |conn| {
+        sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(conn).await
+    })?;
     let Some(customer) = found else { return Ok(None) };
     let view = Arc::new(CustomerView::new(customer)?);
     state.customers.insert(view.customer.id.clone(), view.clone(), generation);
@@ -382,7 +383,7 @@ async fn change_password(
     let throttle_key = format!("password:{}", customer.customer_id());
     let max = state.config.auth.max_failures_per_account;
     state.sign_in_failures.take(&throttle_key, max).map_err(AppError::too_many_requests)?;
-    let stored = db_run!(state.db.read(), |conn| {
+    let stored = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT password_hash FROM customers WHERE id = $1")
             .bind(customer.customer_id())
             .fetch_optional(conn)
@@ -599,7 +600,7 @@ async fn request_password_reset(
 }
 
 async fn send_reset_link(state: &AppState, email: &EmailAddress) -> AppResult<()> {
-    let found = db_run!(state.db.read(), |conn| {
+    let found = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT id FROM customers WHERE email = $1")
             .bind(email.as_str())
             .fetch_optional(conn)
@@ -640,7 +641,7 @@ async fn enqueue_account_email(tx: &mut Tx, customer_id: &str, email: AccountEma
 /// Prepares an account email job's message: issues the link's token (ending earlier ones)
 /// for the account's current address. `None` when the account is gone.
 pub async fn account_email(state: &AppState, job: AccountEmailJob) -> Result<Option<Email>, JobError> {
-    let found = db_run!(state.db.read(), |conn| {
+    let found = db_run!(state.db.read().await.map_err(JobError::retry)?, |conn| {
         sqlx::query_as::<_, (String, String)>("SELECT email, first_name FROM customers WHERE id = $1")
             .bind(&job.customer_id)
             .fetch_optional(conn)
@@ -688,7 +689,7 @@ async fn reset_password(
     // ones is throttled like failed sign-ins.
     let ip_key = format!("reset-confirm:{}", client_ip.0);
     state.sign_in_failures.take(&ip_key, state.config.auth.max_failures_per_ip).map_err(AppError::too_many_requests)?;
-    let live = db_run!(state.db.read(), |conn| {
+    let live = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>(
             "SELECT id FROM customer_tokens WHERE token_hash = $1 AND purpose = 'reset_password' \
              AND used_at IS NULL AND expires_at > $2",

@@ -88,7 +88,7 @@ pub async fn sign_in(
         SubjectKind::Customer => "SELECT id, password_hash FROM customers WHERE email = $1",
         SubjectKind::Staff => "SELECT id, password_hash FROM staff_users WHERE email = $1 AND disabled_at IS NULL",
     };
-    let found = db_run!(state.db.read(), |conn| {
+    let found = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Credentials>(sql).bind(email.as_str()).fetch_optional(conn).await
     })?;
     let (id, hash) = match found {

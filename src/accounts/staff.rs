@@ -163,7 +163,7 @@ async fn me(State(state): State<AppState>, staff: CurrentStaff) -> AppResult<Jso
 
 async fn find_staff(db: &Db, id: &str) -> AppResult<Option<StaffUser>> {
     let sql = format!("SELECT {STAFF_COLUMNS} FROM staff_users WHERE id = $1");
-    Ok(db_run!(db.read(), |conn| sqlx::query_as::<_, StaffUser>(&sql).bind(id).fetch_optional(conn).await)?)
+    Ok(db_run!(db.read().await?, |conn| sqlx::query_as::<_, StaffUser>(&sql).bind(id).fetch_optional(conn).await)?)
 }
 
 /// List staff members, oldest first.

@@ -133,14 +133,14 @@ async fn read_products(state: &AppState, ids: &[String], field: &str) -> AppResu
     for chunk in wanted.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})", list.join(", "));
-        let rows = db_run!(state.db.read(), |conn| {
+        let rows = db_run!(state.db.read().await?, |conn| {
             let mut query = sqlx::query_as::<_, ProductRow>(&sql);
             for id in chunk {
                 query = query.bind(*id);
             }
             query.fetch_all(conn).await
         })?;
-        for product in products::assemble(state.db.read(), &state.media, rows).await? {
+        for product in products::assemble(&state.db, &state.media, rows).await? {
             found.insert(product.id.clone(), product);
         }
     }
@@ -204,7 +204,7 @@ async fn set_prices(state: &AppState, lines: &[PriceLine]) -> AppResult<Vec<Prod
     for chunk in skus.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!("SELECT sku, id, product_id FROM product_variants WHERE sku IN ({})", list.join(", "));
-        let rows = db_run!(state.db.read(), |conn| {
+        let rows = db_run!(state.db.read().await?, |conn| {
             let mut query = sqlx::query_as::<_, (String, String, String)>(&sql);
             for sku in chunk {
                 query = query.bind(*sku);

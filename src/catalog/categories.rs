@@ -296,9 +296,11 @@ async fn get_category(
         return Err(not_found());
     }
     let sql = format!("SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = $1");
-    let category =
-        db_run!(state.db.read(), |conn| sqlx::query_as::<_, Category>(&sql).bind(&id).fetch_optional(conn).await)?
-            .ok_or_else(not_found)?;
+    let category = db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, Category>(&sql)
+        .bind(&id)
+        .fetch_optional(conn)
+        .await)?
+    .ok_or_else(not_found)?;
     Ok(http::tagged(StatusCode::OK, category.version, category))
 }
 

@@ -208,7 +208,7 @@ async fn products_of(db: &Db, ids: &[&str]) -> AppResult<BTreeMap<String, Vec<St
          ORDER BY collection_id, position",
         list.join(", ")
     );
-    let rows = db_run!(db.read(), |conn| {
+    let rows = db_run!(db.read().await?, |conn| {
         let mut query = sqlx::query_as::<_, (String, String)>(&sql);
         for id in ids {
             query = query.bind(*id);
@@ -227,8 +227,9 @@ async fn find(db: &Db, id: &str) -> AppResult<Collection> {
         return Err(not_found());
     }
     let sql = format!("SELECT {COLUMNS} FROM collections WHERE id = $1");
-    let row = db_run!(db.read(), |conn| sqlx::query_as::<_, CollectionRow>(&sql).bind(id).fetch_optional(conn).await)?
-        .ok_or_else(not_found)?;
+    let row =
+        db_run!(db.read().await?, |conn| sqlx::query_as::<_, CollectionRow>(&sql).bind(id).fetch_optional(conn).await)?
+            .ok_or_else(not_found)?;
     let products = products_of(db, &[id]).await?.remove(id).unwrap_or_default();
     Ok(row.with_products(products))
 }

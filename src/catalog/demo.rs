@@ -222,7 +222,7 @@ pub fn products_csv(count: usize) -> String {
 
 /// Creates the category tree, unless categories exist already.
 pub async fn create_categories(state: &AppState) -> AppResult<()> {
-    let existing = db_run!(state.db.read(), |conn| {
+    let existing = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM categories").fetch_one(conn).await
     })?;
     if existing > 0 {
@@ -294,7 +294,7 @@ async fn add_pictures(state: &AppState) -> AppResult<()> {
         let (media, _) = super::media::save_image(state, picture(*rgb)?.into()).await?;
         media_ids.push(media.id);
     }
-    let products = db_run!(state.db.read(), |conn| {
+    let products = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, (String, String, String)>(
             "SELECT p.id, p.title, v.option_values FROM products p \
              JOIN product_variants v ON v.product_id = p.id AND v.position = 0",
@@ -323,7 +323,7 @@ async fn add_pictures(state: &AppState) -> AppResult<()> {
 /// regions, taxes and shipping a checkout needs. Returns whether it seeded.
 pub async fn seed(state: &AppState, count: usize) -> AppResult<bool> {
     crate::checkout::demo::seed(state).await?;
-    let products = db_run!(state.db.read(), |conn| {
+    let products = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM products").fetch_one(conn).await
     })?;
     if products > 0 {
@@ -343,7 +343,7 @@ pub async fn seed(state: &AppState, count: usize) -> AppResult<bool> {
         )));
     }
     add_pictures(state).await?;
-    let ids = db_run!(state.db.read(), |conn| {
+    let ids = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT id FROM products ORDER BY handle").fetch_all(conn).await
     })?;
     let now = Timestamp::now();

@@ -382,14 +382,14 @@ async fn current_products(
     for chunk in handles.chunks(500) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE handle IN ({})", list.join(", "));
-        let rows = db_run!(db.read(), |conn| {
+        let rows = db_run!(db.read().await?, |conn| {
             let mut query = sqlx::query_as::<_, ProductRow>(&sql);
             for handle in chunk {
                 query = query.bind(*handle);
             }
             query.fetch_all(conn).await
         })?;
-        for product in products::assemble(db.read(), media, rows).await? {
+        for product in products::assemble(db, media, rows).await? {
             found.insert(product.handle.clone(), product);
         }
     }
@@ -405,7 +405,7 @@ async fn sku_owners(db: &Db, skus: &[&str]) -> AppResult<HashMap<String, String>
             "SELECT v.sku, p.handle FROM product_variants v JOIN products p ON p.id = v.product_id WHERE v.sku IN ({})",
             list.join(", ")
         );
-        let rows = db_run!(db.read(), |conn| {
+        let rows = db_run!(db.read().await?, |conn| {
             let mut query = sqlx::query_as::<_, (String, String)>(&sql);
             for sku in chunk {
                 query = query.bind(*sku);
@@ -543,7 +543,7 @@ pub async fn import_products(
     let skus: Vec<&str> =
         wanted.iter().flat_map(|w| w.product.variants.iter().filter_map(|v| v.sku.as_deref())).collect();
     let owners = sku_owners(&state.db, &skus).await?;
-    let categories: HashMap<String, String> = db_run!(state.db.read(), |conn| {
+    let categories: HashMap<String, String> = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, (String, String)>("SELECT handle, id FROM categories").fetch_all(conn).await
     })?
     .into_iter()
@@ -1074,17 +1074,17 @@ pub async fn export_products(
     media: &super::media::MediaStore,
     out: &mut (dyn std::io::Write + Send),
 ) -> AppResult<usize> {
-    let currencies: Vec<String> = db_run!(db.read(), |conn| {
+    let currencies: Vec<String> = db_run!(db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT DISTINCT currency FROM variant_prices ORDER BY currency")
             .fetch_all(conn)
             .await
     })?;
-    let categories: HashMap<String, String> = db_run!(db.read(), |conn| {
+    let categories: HashMap<String, String> = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, (String, String)>("SELECT id, handle FROM categories").fetch_all(conn).await
     })?
     .into_iter()
     .collect();
-    let stock: HashMap<String, i64> = db_run!(db.read(), |conn| {
+    let stock: HashMap<String, i64> = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, (String, i64)>("SELECT variant_id, on_hand FROM inventory_levels WHERE location_id = $1")
             .bind(DEFAULT_LOCATION)
             .fetch_all(conn)

@@ -180,7 +180,7 @@ async fn get_import(
     if !has_shape(&id, "imp") {
         return Err(not_found());
     }
-    let row = db_run!(state.db.read(), |conn| {
+    let row = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, ImportRow>(
             "SELECT id, status, dry_run, skip_invalid, report, created_at, finished_at FROM imports WHERE id = $1",
         )
@@ -215,7 +215,7 @@ pub(crate) async fn run(state: &AppState, job: &ClaimedJob) -> Result<(), JobErr
     }
     let payload: Payload = serde_json::from_str(&job.payload).map_err(|err| JobError::Permanent(err.to_string()))?;
     let id = payload.import_id;
-    let found = db_run!(state.db.read(), |conn| {
+    let found = db_run!(state.db.read().await.map_err(JobError::retry)?, |conn| {
         sqlx::query_as::<_, (String, bool, bool, String, String)>(
             "SELECT status, dry_run, skip_invalid, content, created_by FROM imports WHERE id = $1",
         )

@@ -586,7 +586,7 @@ pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Ac
 pub async fn expire_due(state: &AppState) -> AppResult<u64> {
     let mut expired = 0;
     loop {
-        let due = db_run!(state.db.read(), |conn| {
+        let due = db_run!(state.db.read().await?, |conn| {
             sqlx::query_scalar::<_, String>(
                 "SELECT id FROM inventory_reservations WHERE status = 'active' AND expires_at < $1 LIMIT 100",
             )

@@ -44,7 +44,7 @@ pub struct Location {
     responses((status = 200, body = Vec<Location>), (status = 403, body = Problem, content_type = "application/problem+json")))]
 async fn list_locations(State(state): State<AppState>, staff: CurrentStaff) -> AppResult<Json<Vec<Location>>> {
     staff.require(Permission::ProductsRead)?;
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Location>("SELECT id, code, name FROM locations ORDER BY created_at, id")
             .fetch_all(conn)
             .await
@@ -110,14 +110,14 @@ fn variant_not_found() -> AppError {
 }
 
 async fn inventory_of(state: &AppState, variant_id: &str) -> AppResult<VariantInventory> {
-    let exists = db_run!(state.db.read(), |conn| {
+    let exists = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT id FROM product_variants WHERE id = $1")
             .bind(variant_id)
             .fetch_optional(conn)
             .await
     })?;
     exists.ok_or_else(variant_not_found)?;
-    let levels = db_run!(state.db.read(), |conn| {
+    let levels = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Level>(
             "SELECT location_id, on_hand, reserved, on_hand - reserved AS available FROM inventory_levels \
              WHERE variant_id = $1 ORDER BY location_id",
@@ -266,7 +266,7 @@ async fn list_movements(
         return Err(variant_not_found());
     }
     inventory_of(&state, &id).await?;
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Movement>(
             "SELECT id, location_id, quantity, kind, reason, reference, actor_kind, actor_id, created_at \
              FROM inventory_movements WHERE variant_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",

@@ -393,8 +393,10 @@ pub async fn save_image(state: &AppState, body: Bytes) -> AppResult<(Media, bool
 
 async fn find_by_hash(state: &AppState, hash: &str) -> AppResult<Option<Media>> {
     let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE hash = $1");
-    let row =
-        db_run!(state.db.read(), |conn| sqlx::query_as::<_, MediaRow>(&sql).bind(hash).fetch_optional(conn).await)?;
+    let row = db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, MediaRow>(&sql)
+        .bind(hash)
+        .fetch_optional(conn)
+        .await)?;
     Ok(row.map(|row| row.into_media(&state.media)))
 }
 
@@ -435,9 +437,11 @@ async fn get_media(
         return Err(not_found());
     }
     let sql = format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1");
-    let row =
-        db_run!(state.db.read(), |conn| sqlx::query_as::<_, MediaRow>(&sql).bind(&id).fetch_optional(conn).await)?
-            .ok_or_else(not_found)?;
+    let row = db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, MediaRow>(&sql)
+        .bind(&id)
+        .fetch_optional(conn)
+        .await)?
+    .ok_or_else(not_found)?;
     Ok(Json(row.into_media(&state.media)))
 }
 

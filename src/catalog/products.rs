@@ -11,7 +11,7 @@ use super::media::{ImageSize, MediaStore};
 use super::money::is_currency;
 use crate::app::AppState;
 use crate::db_run;
-use crate::platform::db::{Backend, Db, Tx, dialect};
+use crate::platform::db::{Db, Tx, dialect};
 use crate::platform::error::{AppError, AppResult, Violations};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -165,8 +165,8 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
 
 /// Reads the images, variants, prices, stock and categories of `rows` (five queries in all) and assembles the products,
 /// in the order of `rows`.
-pub(crate) async fn assemble<'c>(
-    db: Backend<&'c sqlx::SqlitePool, &'c sqlx::PgPool>,
+pub(crate) async fn assemble(
+    db: &crate::platform::db::Db,
     media: &MediaStore,
     rows: Vec<ProductRow>,
 ) -> AppResult<Vec<Product>> {
@@ -196,7 +196,7 @@ pub(crate) async fn assemble<'c>(
         "SELECT l.variant_id, CAST(SUM(l.on_hand - l.reserved) AS BIGINT) FROM inventory_levels l \
          JOIN product_variants v ON v.id = l.variant_id WHERE v.product_id IN ({list}) GROUP BY l.variant_id"
     );
-    let images = db_run!(db, |conn| {
+    let images = db_run!(db.read().await?, |conn| {
         let mut images = sqlx::query_as::<_, (String, String, String, i64, i64, String)>(&images_sql);
         for row in &rows {
             images = images.bind(&row.id);
@@ -213,26 +213,34 @@ pub(crate) async fn assemble<'c>(
             sizes: media.sizes(&variants),
         });
     }
-    let (variants, prices, stock, categories) = db_run!(db, |conn| {
-        let mut variants = sqlx::query_as::<_, VariantRow>(&variant_sql);
-        let mut prices = sqlx::query_as::<_, PriceRow>(&price_sql);
-        let mut stock = sqlx::query_as::<_, (String, i64)>(&stock_sql);
-        let mut categories = sqlx::query_as::<_, (String, String)>(&categories_sql);
-        for row in &rows {
-            variants = variants.bind(&row.id);
-            prices = prices.bind(&row.id);
-            stock = stock.bind(&row.id);
-            categories = categories.bind(&row.id);
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let variants = db_run!(db.read().await?, |conn| {
+        let mut query = sqlx::query_as::<_, VariantRow>(&variant_sql);
+        for id in &ids {
+            query = query.bind(*id);
         }
-        async {
-            Ok::<_, sqlx::Error>((
-                variants.fetch_all(conn).await?,
-                prices.fetch_all(conn).await?,
-                stock.fetch_all(conn).await?,
-                categories.fetch_all(conn).await?,
-            ))
+        query.fetch_all(conn).await
+    })?;
+    let prices = db_run!(db.read().await?, |conn| {
+        let mut query = sqlx::query_as::<_, PriceRow>(&price_sql);
+        for id in &ids {
+            query = query.bind(*id);
         }
-        .await
+        query.fetch_all(conn).await
+    })?;
+    let stock = db_run!(db.read().await?, |conn| {
+        let mut query = sqlx::query_as::<_, (String, i64)>(&stock_sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?;
+    let categories = db_run!(db.read().await?, |conn| {
+        let mut query = sqlx::query_as::<_, (String, String)>(&categories_sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
     })?;
     let mut categories_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (product, category) in categories {
@@ -298,8 +306,9 @@ pub(crate) async fn assemble<'c>(
 pub(crate) async fn find(state: &AppState, column: &str, value: &str, extra: &str) -> AppResult<Option<Product>> {
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE {column} = $1{extra}");
     let db = &state.db;
-    let rows = db_run!(db.read(), |conn| sqlx::query_as::<_, ProductRow>(&sql).bind(value).fetch_all(conn).await)?;
-    Ok(assemble(db.read(), &state.media, rows).await?.pop())
+    let rows =
+        db_run!(db.read().await?, |conn| sqlx::query_as::<_, ProductRow>(&sql).bind(value).fetch_all(conn).await)?;
+    Ok(assemble(db, &state.media, rows).await?.pop())
 }
 
 /// A page of products: `filter` is the rest of a `WHERE` with `$1` the cursor and `$2` the
@@ -314,14 +323,14 @@ pub(crate) async fn page(
 ) -> AppResult<Vec<Product>> {
     let sql =
         format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE {filter} ORDER BY {order} LIMIT ${}", binds.len() + 1);
-    let rows = db_run!(db.read(), |conn| {
+    let rows = db_run!(db.read().await?, |conn| {
         let mut query = sqlx::query_as::<_, ProductRow>(&sql);
         for bind in binds {
             query = query.bind(*bind);
         }
         query.bind(i64::from(limit) + 1).fetch_all(conn).await
     })?;
-    assemble(db.read(), media, rows).await
+    assemble(db, media, rows).await
 }
 
 /// What a product is made with: the body of `POST /api/v1/admin/products`.

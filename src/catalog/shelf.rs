@@ -457,7 +457,7 @@ impl Shelf {
             let mut contents = Contents::default();
             contents.set_categories(load_categories(db).await?);
             contents.set_collections(load_collections(db).await?);
-            let ids = db_run!(db.read(), |conn| {
+            let ids = db_run!(db.read().await?, |conn| {
                 sqlx::query_scalar::<_, String>("SELECT id FROM products WHERE status = 'published' ORDER BY id")
                     .fetch_all(conn)
                     .await
@@ -516,20 +516,25 @@ impl Shelf {
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE status = 'published' AND id IN ({list})");
         let collections_sql =
             format!("SELECT product_id, collection_id, position FROM collection_products WHERE product_id IN ({list})");
-        let (rows, memberships) = db_run!(db.read(), |conn| {
+        let rows = db_run!(db.read().await?, |conn| {
             let mut rows = sqlx::query_as::<_, ProductRow>(&sql);
-            let mut memberships = sqlx::query_as::<_, (String, String, i64)>(&collections_sql);
             for id in ids {
                 rows = rows.bind(id);
+            }
+            rows.fetch_all(conn).await
+        })?;
+        let memberships = db_run!(db.read().await?, |conn| {
+            let mut memberships = sqlx::query_as::<_, (String, String, i64)>(&collections_sql);
+            for id in ids {
                 memberships = memberships.bind(id);
             }
-            async { Ok::<_, sqlx::Error>((rows.fetch_all(conn).await?, memberships.fetch_all(conn).await?)) }.await
+            memberships.fetch_all(conn).await
         })?;
         let mut collections_of: HashMap<String, Vec<(String, i64)>> = HashMap::new();
         for (product, collection, position) in memberships {
             collections_of.entry(product).or_default().push((collection, position));
         }
-        let products = products::assemble(db.read(), &self.media, rows).await?;
+        let products = products::assemble(db, &self.media, rows).await?;
         products
             .into_iter()
             .map(|product| {
@@ -541,7 +546,7 @@ impl Shelf {
 }
 
 async fn load_categories(db: &Db) -> AppResult<Vec<CategoryNode>> {
-    Ok(db_run!(db.read(), |conn| {
+    Ok(db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, CategoryNode>(
             "SELECT id, parent_id, handle, name, description, position FROM categories ORDER BY id",
         )
@@ -551,7 +556,7 @@ async fn load_categories(db: &Db) -> AppResult<Vec<CategoryNode>> {
 }
 
 async fn load_collections(db: &Db) -> AppResult<Vec<CollectionNode>> {
-    Ok(db_run!(db.read(), |conn| {
+    Ok(db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, CollectionNode>(
             "SELECT id, handle, title, description_html, published FROM collections ORDER BY id",
         )

@@ -190,7 +190,7 @@ async fn product_by_handle(
         return Err(AppError::not_found("No published product has this handle."));
     }
     // A handle the product had before: sent on, permanently, to the current one.
-    let moved = db_run!(state.db.read(), |conn| {
+    let moved = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>(
             "SELECT p.handle FROM product_handle_history h JOIN products p ON p.id = h.product_id \
              WHERE h.handle = $1 AND p.status = 'published'",

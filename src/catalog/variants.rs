@@ -40,7 +40,7 @@ async fn product_of_variant(state: &AppState, variant_id: &str) -> AppResult<Pro
     if !has_shape(variant_id, "var") {
         return Err(variant_not_found());
     }
-    let product_id = db_run!(state.db.read(), |conn| {
+    let product_id = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT product_id FROM product_variants WHERE id = $1")
             .bind(variant_id)
             .fetch_optional(conn)

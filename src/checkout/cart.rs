@@ -15,7 +15,7 @@ use super::shipping::{self, ShippingOption};
 use super::tax::{Applied, TaxProvider, TaxRequest};
 use crate::app::AppState;
 use crate::db_run;
-use crate::platform::db::{Backend, Db, Tx};
+use crate::platform::db::{Db, Tx};
 use crate::platform::error::{AppError, AppResult};
 use crate::platform::ids::has_shape;
 use crate::platform::time::Timestamp;
@@ -114,7 +114,7 @@ impl Context {
             .cloned()
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("cart {} has no region", cart.id)))?;
         let tax_exempt = match &cart.customer_id {
-            Some(customer) => db_run!(db.read(), |conn| {
+            Some(customer) => db_run!(db.read().await?, |conn| {
                 sqlx::query_scalar::<_, bool>("SELECT tax_exempt FROM customers WHERE id = $1")
                     .bind(customer)
                     .fetch_optional(conn)
@@ -275,7 +275,9 @@ pub async fn find_row(db: &Db, tx: Option<&mut Tx>, id: &str) -> AppResult<CartR
     let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE id = $1");
     let row = match tx {
         Some(tx) => db_run!(tx.conn(), |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?,
-        None => db_run!(db.read(), |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?,
+        None => {
+            db_run!(db.read().await?, |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?
+        }
     };
     let row = row.ok_or_else(not_found)?;
     if row.status == "active" && row.expires_at < Timestamp::now() {
@@ -315,7 +317,7 @@ struct JoinedLine {
 
 /// The lines of cart `cart_id` and their variants' facts in `currency`, in one query.
 pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {
-    let rows = db_run!(db.read(), |conn| {
+    let rows = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, JoinedLine>(
             "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, v.product_id, p.handle, p.title, p.status, \
              v.sku, v.option_values, v.weight_grams, v.tax_class, v.inventory_policy, pr.amount, \
@@ -371,11 +373,7 @@ impl Contents {
 }
 
 /// What the catalog says now of each variant in `ids`, priced in `currency`.
-pub async fn facts<'a>(
-    executor: Backend<&'a sqlx::SqlitePool, &'a sqlx::PgPool>,
-    currency: &str,
-    ids: &[&str],
-) -> AppResult<HashMap<String, Facts>> {
+pub async fn facts(db: &Db, currency: &str, ids: &[&str]) -> AppResult<HashMap<String, Facts>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -390,7 +388,7 @@ pub async fn facts<'a>(
          WHERE v.id IN ({})",
         list.join(", ")
     );
-    let rows = db_run!(executor, |conn| {
+    let rows = db_run!(db.read().await?, |conn| {
         let mut query = sqlx::query_as::<_, Facts>(&sql).bind(currency);
         for id in ids {
             query = query.bind(*id);

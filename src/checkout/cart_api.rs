@@ -127,7 +127,7 @@ async fn create_cart(
     };
     let email = match (email, caller.customer_id()) {
         (Some(email), _) => Some(email.as_str().to_owned()),
-        (None, Some(customer)) => db_run!(state.db.read(), |conn| {
+        (None, Some(customer)) => db_run!(state.db.read().await?, |conn| {
             sqlx::query_scalar::<_, String>("SELECT email FROM customers WHERE id = $1")
                 .bind(customer)
                 .fetch_optional(conn)
@@ -315,7 +315,7 @@ pub struct NewLine {
 /// What the catalog says of a variant on sale, priced in `currency`; read before the cart's
 /// transaction, so that no transaction waits on a second connection.
 async fn sellable(state: &AppState, currency: &str, variant_id: &str) -> AppResult<cart::Facts> {
-    let mut facts = cart::facts(state.db.read(), currency, &[variant_id]).await?;
+    let mut facts = cart::facts(&state.db, currency, &[variant_id]).await?;
     let Some(fact) = facts.remove(variant_id).filter(|f| f.status == "published") else {
         return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
     };
@@ -420,7 +420,7 @@ async fn set_quantity(
 ) -> AppResult<Cart> {
     let row = open(state, id, caller).await?;
     let no_line = || AppError::not_found("The cart has no line with this id.");
-    let variant = db_run!(state.db.read(), |conn| {
+    let variant = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT variant_id FROM cart_lines WHERE id = $1 AND cart_id = $2")
             .bind(line_id)
             .bind(id)
@@ -712,7 +712,7 @@ async fn my_cart(State(state): State<AppState>, customer: CurrentCustomer) -> Ap
         "SELECT {CART_COLUMNS} FROM carts WHERE customer_id = $1 AND status = 'active' AND expires_at >= $2 \
          ORDER BY updated_at DESC LIMIT 1"
     );
-    let row = db_run!(state.db.read(), |conn| {
+    let row = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, CartRow>(&sql)
             .bind(customer.customer_id())
             .bind(Timestamp::now())

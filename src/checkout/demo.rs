@@ -26,7 +26,7 @@ const US_SALES_TAX: [(&str, i64); 4] = [("CA", 725), ("NY", 400), ("TX", 625), (
 
 /// Seeds regions, tax rates and shipping into a shop without regions. Returns whether it did.
 pub async fn seed(state: &AppState) -> AppResult<bool> {
-    let regions = db_run!(state.db.read(), |conn| {
+    let regions = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM regions").fetch_one(conn).await
     })?;
     if regions > 0 {

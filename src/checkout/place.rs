@@ -126,7 +126,7 @@ async fn already_placed(
     key: &str,
     hash: &str,
 ) -> AppResult<(StatusCode, Json<Order>)> {
-    let found = db_run!(state.db.read(), |conn| {
+    let found = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, (String, String, String, i64)>(
             "SELECT id, idempotency_key, request_hash, number FROM orders WHERE cart_id = $1",
         )
@@ -419,19 +419,22 @@ async fn waiting_payment(state: &AppState, cart_id: &str) -> AppResult<Option<Wa
         "SELECT {WAITING_COLUMNS} FROM payments WHERE cart_id = $1 AND status = 'requires_action' \
          AND order_id IS NULL ORDER BY id DESC LIMIT 1"
     );
-    Ok(db_run!(state.db.read(), |conn| sqlx::query_as::<_, Waiting>(&sql).bind(cart_id).fetch_optional(conn).await)?)
+    Ok(db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, Waiting>(&sql)
+        .bind(cart_id)
+        .fetch_optional(conn)
+        .await)?)
 }
 
 /// Our payment `id`.
 pub async fn payment_by_id(state: &AppState, id: &str) -> AppResult<Option<Waiting>> {
     let sql = format!("SELECT {WAITING_COLUMNS} FROM payments WHERE id = $1");
-    Ok(db_run!(state.db.read(), |conn| sqlx::query_as::<_, Waiting>(&sql).bind(id).fetch_optional(conn).await)?)
+    Ok(db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, Waiting>(&sql).bind(id).fetch_optional(conn).await)?)
 }
 
 /// The payment the provider knows as `reference`.
 pub async fn payment_by_reference(state: &AppState, provider: &str, reference: &str) -> AppResult<Option<Waiting>> {
     let sql = format!("SELECT {WAITING_COLUMNS} FROM payments WHERE provider = $1 AND provider_ref = $2");
-    Ok(db_run!(state.db.read(), |conn| {
+    Ok(db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Waiting>(&sql).bind(provider).bind(reference).fetch_optional(conn).await
     })?)
 }
@@ -624,7 +627,7 @@ async fn void_all(state: &AppState, payments: Vec<(String, String)>) {
 /// and promotion uses even when their carts are never touched again. Returns how many.
 pub async fn release_stale(state: &AppState) -> AppResult<u64> {
     let before = Timestamp::now().plus_millis(-((state.config.checkout.hold_secs as i64 + 60) * 1000));
-    let carts = db_run!(state.db.read(), |conn| {
+    let carts = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>(
             "SELECT DISTINCT cart_id FROM payments WHERE status IN ('pending', 'requires_action') \
              AND order_id IS NULL AND created_at < $1",

@@ -386,7 +386,7 @@ pub async fn candidates(state: &AppState, settings: &Settings, codes: &[String])
     if !codes.is_empty() {
         let list: Vec<String> = (1..=codes.len()).map(|n| format!("${n}")).collect();
         let sql = format!("SELECT {COLUMNS} FROM promotions WHERE code IN ({}) ORDER BY id", list.join(", "));
-        let rows = db_run!(state.db.read(), |conn| {
+        let rows = db_run!(state.db.read().await?, |conn| {
             let mut query = sqlx::query_as::<_, PromotionRow>(&sql);
             for code in codes {
                 query = query.bind(code);
@@ -402,7 +402,7 @@ pub async fn candidates(state: &AppState, settings: &Settings, codes: &[String])
 /// The active automatic promotions, for the settings cache.
 pub async fn automatic(db: &Db) -> AppResult<Vec<Promotion>> {
     let sql = format!("SELECT {COLUMNS} FROM promotions WHERE code IS NULL AND active ORDER BY id");
-    let rows = db_run!(db.read(), |conn| sqlx::query_as::<_, PromotionRow>(&sql).fetch_all(conn).await)?;
+    let rows = db_run!(db.read().await?, |conn| sqlx::query_as::<_, PromotionRow>(&sql).fetch_all(conn).await)?;
     Ok(rows.into_iter().map(Promotion::from).collect())
 }
 
@@ -531,7 +531,7 @@ pub async fn buyer_history(
         return Ok((uses, false));
     }
     for promotion in promotions.iter().filter(|p| p.per_customer_limit.is_some()) {
-        let used = db_run!(db.read(), |conn| {
+        let used = db_run!(db.read().await?, |conn| {
             sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM promotion_usages WHERE promotion_id = $1 AND (email = $2 OR customer_id = $3)",
             )
@@ -544,7 +544,7 @@ pub async fn buyer_history(
         uses.insert(promotion.id.clone(), used);
     }
     let ordered_before = if promotions.iter().any(|p| p.conditions.first_order) {
-        db_run!(db.read(), |conn| {
+        db_run!(db.read().await?, |conn| {
             sqlx::query_scalar::<_, String>("SELECT id FROM orders WHERE email = $1 OR customer_id = $2 LIMIT 1")
                 .bind(email)
                 .bind(customer_id)
@@ -566,14 +566,14 @@ pub async fn categories_of(db: &Db, ids: &[&str]) -> AppResult<HashMap<String, V
     let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
     let sql =
         format!("SELECT product_id, category_id FROM product_categories WHERE product_id IN ({})", list.join(", "));
-    let pairs = db_run!(db.read(), |conn| {
+    let pairs = db_run!(db.read().await?, |conn| {
         let mut query = sqlx::query_as::<_, (String, String)>(&sql);
         for id in ids {
             query = query.bind(*id);
         }
         query.fetch_all(conn).await
     })?;
-    let parents: HashMap<String, Option<String>> = db_run!(db.read(), |conn| {
+    let parents: HashMap<String, Option<String>> = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, (String, Option<String>)>("SELECT id, parent_id FROM categories").fetch_all(conn).await
     })?
     .into_iter()
@@ -737,7 +737,8 @@ async fn find(db: &Db, id: &str) -> AppResult<Promotion> {
         return Err(not_found());
     }
     let sql = format!("SELECT {COLUMNS} FROM promotions WHERE id = $1");
-    let row = db_run!(db.read(), |conn| sqlx::query_as::<_, PromotionRow>(&sql).bind(id).fetch_optional(conn).await)?;
+    let row =
+        db_run!(db.read().await?, |conn| sqlx::query_as::<_, PromotionRow>(&sql).bind(id).fetch_optional(conn).await)?;
     row.map(Promotion::from).ok_or_else(not_found)
 }
 

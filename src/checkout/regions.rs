@@ -95,8 +95,8 @@ fn not_found() -> AppError {
 /// Every region, each with its countries, default first.
 pub async fn all(db: &Db) -> AppResult<Vec<Region>> {
     let sql = format!("SELECT {COLUMNS} FROM regions ORDER BY is_default DESC, id");
-    let rows = db_run!(db.read(), |conn| sqlx::query_as::<_, RegionRow>(&sql).fetch_all(conn).await)?;
-    let pairs = db_run!(db.read(), |conn| {
+    let rows = db_run!(db.read().await?, |conn| sqlx::query_as::<_, RegionRow>(&sql).fetch_all(conn).await)?;
+    let pairs = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, (String, String)>("SELECT region_id, country FROM region_countries ORDER BY country")
             .fetch_all(conn)
             .await

@@ -242,14 +242,14 @@ fn not_found() -> AppError {
 
 /// Every zone with its methods, oldest first.
 pub async fn all(db: &Db) -> AppResult<Vec<Zone>> {
-    let zones = db_run!(db.read(), |conn| {
+    let zones = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, ZoneRow>(
             "SELECT id, name, areas, postcodes, created_at, updated_at, version FROM shipping_zones ORDER BY id",
         )
         .fetch_all(conn)
         .await
     })?;
-    let methods = db_run!(db.read(), |conn| {
+    let methods = db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, MethodRow>(
             "SELECT id, zone_id, name, kind, currency, amount, tiers, free_above, estimate, active \
              FROM shipping_methods ORDER BY zone_id, position",

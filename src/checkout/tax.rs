@@ -75,7 +75,7 @@ impl TaxTable {
     }
 
     pub async fn load(db: &Db) -> AppResult<Self> {
-        let rates = db_run!(db.read(), |conn| {
+        let rates = db_run!(db.read().await?, |conn| {
             sqlx::query_as::<_, TaxRate>(
                 "SELECT country, subdivision, tax_class, rate_bps, name FROM tax_rates \
                  ORDER BY country, subdivision, tax_class",

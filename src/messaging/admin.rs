@@ -88,7 +88,7 @@ async fn list_deliveries(
     let limit = check_page(filter.limit, filter.after.as_deref(), &mut violations);
     violations.finish()?;
     let recipient = filter.recipient.as_deref().map(|r| r.trim().to_lowercase()).unwrap_or_default();
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Delivery>(
             "SELECT job_id, recipient, subject, message_id, delivered_at FROM email_deliveries \
              WHERE ($1 = '' OR recipient = $1) AND ($2 = '' OR job_id < $2) ORDER BY job_id DESC LIMIT $3",
@@ -135,7 +135,7 @@ async fn list_jobs(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 = '' OR status = $1) AND ($2 = '' OR id < $2) \
          ORDER BY id DESC LIMIT $3"
     );
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Job>(&sql)
             .bind(filter.status.as_deref().unwrap_or(""))
             .bind(filter.after.as_deref().unwrap_or(""))

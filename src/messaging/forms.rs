@@ -345,7 +345,7 @@ async fn find_form(state: &AppState, id: &str) -> AppResult<Form> {
         return Err(form_not_found());
     }
     let sql = format!("SELECT {FORM_COLUMNS} FROM forms WHERE id = $1");
-    db_run!(state.db.read(), |conn| sqlx::query_as::<_, Form>(&sql).bind(id).fetch_optional(conn).await)?
+    db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, Form>(&sql).bind(id).fetch_optional(conn).await)?
         .ok_or_else(form_not_found)
 }
 
@@ -482,7 +482,7 @@ async fn list_submissions(
     staff.require(Permission::FormsRead)?;
     let limit = page.limit()?;
     find_form(&state, &id).await?;
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Submission>(
             "SELECT id, form_id, data, ip, user_agent, created_at FROM form_submissions \
              WHERE form_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
@@ -512,7 +512,7 @@ async fn open_form(state: &AppState, handle: &str) -> AppResult<Form> {
         return Err(not_found());
     }
     let sql = format!("SELECT {FORM_COLUMNS} FROM forms WHERE handle = $1 AND status = 'open'");
-    db_run!(state.db.read(), |conn| sqlx::query_as::<_, Form>(&sql).bind(handle).fetch_optional(conn).await)?
+    db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, Form>(&sql).bind(handle).fetch_optional(conn).await)?
         .ok_or_else(not_found)
 }
 

@@ -390,7 +390,7 @@ pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receive
 
 /// Sets the `jobs` gauge: how many jobs are in each state.
 pub async fn record_queue_depth(state: &AppState) -> AppResult<()> {
-    let counts = db_run!(state.db.read(), |conn| {
+    let counts = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetch_all(conn).await
     })?;
     for status in ["queued", "running", "succeeded", "dead", "cancelled"] {

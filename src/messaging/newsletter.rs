@@ -361,7 +361,7 @@ async fn subscriber_page(state: &AppState, status: &str, after: &str, limit: u32
         "SELECT {SUBSCRIBER_COLUMNS} FROM newsletter_subscribers WHERE id > $1 AND ($2 = '' OR status = $2) \
          ORDER BY id LIMIT $3"
     );
-    Ok(db_run!(state.db.read(), |conn| {
+    Ok(db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Subscriber>(&sql).bind(after).bind(status).bind(i64::from(limit)).fetch_all(conn).await
     })?)
 }

@@ -65,7 +65,7 @@ struct DueSchedule {
 /// how many this call enqueued.
 pub async fn enqueue_due(state: &AppState) -> AppResult<usize> {
     let now = Timestamp::now();
-    let due = db_run!(state.db.read(), |conn| {
+    let due = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, DueSchedule>("SELECT name, cron, kind, next_run_at FROM schedules WHERE next_run_at <= $1")
             .bind(now)
             .fetch_all(conn)

@@ -418,7 +418,7 @@ const RESPONSE_KEPT: usize = 1024;
 pub(crate) async fn run(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
     let DeliveryJob { delivery_id } =
         serde_json::from_str(&job.payload).map_err(|err| JobError::Permanent(err.to_string()))?;
-    let found = db_run!(state.db.read(), |conn| {
+    let found = db_run!(state.db.read().await.map_err(JobError::retry)?, |conn| {
         sqlx::query_as::<_, Pending>(
             "SELECT d.status AS delivery_status, e.id AS endpoint_id, e.url, e.secret, e.previous_secret, \
              e.previous_secret_expires_at, e.status AS endpoint_status, v.id AS event_id, v.body \

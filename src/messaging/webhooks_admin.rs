@@ -226,7 +226,7 @@ async fn list_endpoints(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id > $1 AND ($2 = '' OR status = $2) \
          ORDER BY id LIMIT $3"
     );
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, WebhookEndpoint>(&sql)
             .bind(filter.after.as_deref().unwrap_or(""))
             .bind(filter.status.as_deref().unwrap_or(""))
@@ -242,8 +242,11 @@ async fn find_endpoint(state: &AppState, id: &str) -> AppResult<WebhookEndpoint>
         return Err(endpoint_not_found());
     }
     let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
-    db_run!(state.db.read(), |conn| sqlx::query_as::<_, WebhookEndpoint>(&sql).bind(id).fetch_optional(conn).await)?
-        .ok_or_else(endpoint_not_found)
+    db_run!(state.db.read().await?, |conn| sqlx::query_as::<_, WebhookEndpoint>(&sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await)?
+    .ok_or_else(endpoint_not_found)
 }
 
 /// Read one webhook endpoint.
@@ -580,7 +583,7 @@ async fn list_deliveries(
          WHERE d.endpoint_id = $1 AND ($2 = '' OR d.id < $2) AND ($3 = '' OR d.status = $3) \
          ORDER BY d.id DESC LIMIT $4"
     );
-    let rows = db_run!(state.db.read(), |conn| {
+    let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, Delivery>(&sql)
             .bind(&id)
             .bind(filter.after.as_deref().unwrap_or(""))
@@ -604,7 +607,7 @@ async fn find_delivery(state: &AppState, id: &str) -> AppResult<(Delivery, Strin
         "SELECT {DELIVERY_COLUMNS}, v.body FROM webhook_deliveries d JOIN webhook_events v ON v.id = d.event_id \
          WHERE d.id = $1"
     );
-    let row = db_run!(state.db.read(), |conn| {
+    let row = db_run!(state.db.read().await?, |conn| {
         sqlx::query(&sql).bind(id).fetch_optional(conn).await.and_then(|row| {
             row.map(|row| {
                 use sqlx::{FromRow, Row};
@@ -631,7 +634,7 @@ async fn get_delivery(
 ) -> AppResult<Json<DeliveryDetail>> {
     staff.require(Permission::WebhooksRead)?;
     let (delivery, body) = find_delivery(&state, &id).await?;
-    let attempt_log = db_run!(state.db.read(), |conn| {
+    let attempt_log = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, DeliveryAttempt>(
             "SELECT attempted_at, status, latency_ms, error, response FROM webhook_attempts \
              WHERE delivery_id = $1 ORDER BY attempted_at, id",

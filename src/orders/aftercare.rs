@@ -114,7 +114,7 @@ pub struct Return {
 }
 
 pub async fn fulfillments_of(db: &crate::platform::db::Db, order_id: &str) -> AppResult<Vec<Fulfillment>> {
-    Ok(db_run!(db.read(), |conn| {
+    Ok(db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, Fulfillment>(
             "SELECT id, status, location_id, lines, carrier, tracking_number, tracking_url, created_at, shipped_at, \
              delivered_at FROM order_fulfillments WHERE order_id = $1 ORDER BY id",
@@ -186,7 +186,7 @@ async fn money_payment(
     db: &crate::platform::db::Db,
     order_id: &str,
 ) -> AppResult<Option<(String, String, String, i64, i64, i64)>> {
-    Ok(db_run!(db.read(), |conn| {
+    Ok(db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
             "SELECT id, provider, COALESCE(provider_ref, id), amount, captured_amount, refunded_amount FROM payments \
              WHERE order_id = $1 AND status IN ('authorized', 'captured', 'partially_refunded') ORDER BY id LIMIT 1",
@@ -289,7 +289,7 @@ async fn fulfil(
         ));
     }
     if let Some(location) = &new.location_id {
-        let known = db_run!(state.db.read(), |conn| {
+        let known = db_run!(state.db.read().await?, |conn| {
             sqlx::query_scalar::<_, String>("SELECT id FROM locations WHERE id = $1")
                 .bind(location)
                 .fetch_optional(conn)

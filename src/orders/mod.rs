@@ -292,7 +292,7 @@ where
     }
     let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
     let sql = sql.replace("{}", &list.join(", "));
-    let rows = db_run!(db.read(), |conn| {
+    let rows = db_run!(db.read().await?, |conn| {
         let mut query = sqlx::query(&sql);
         for id in ids {
             query = query.bind(*id);
@@ -315,8 +315,9 @@ pub async fn find(db: &Db, id: &str) -> AppResult<Order> {
         return Err(not_found());
     }
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1");
-    let row = db_run!(db.read(), |conn| sqlx::query_as::<_, OrderRow>(&sql).bind(id).fetch_optional(conn).await)?
-        .ok_or_else(not_found)?;
+    let row =
+        db_run!(db.read().await?, |conn| sqlx::query_as::<_, OrderRow>(&sql).bind(id).fetch_optional(conn).await)?
+            .ok_or_else(not_found)?;
     assemble(db, vec![row]).await?.pop().ok_or_else(not_found)
 }
 
@@ -422,7 +423,7 @@ async fn page(db: &Db, filter: (&str, Vec<String>), limit: u32, after: Option<&s
         sql.push_str(&format!(" AND id < ${}", binds.len()));
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
-    let rows = db_run!(db.read(), |conn| {
+    let rows = db_run!(db.read().await?, |conn| {
         let mut query = sqlx::query_as::<_, OrderRow>(&sql);
         for value in &binds {
             query = query.bind(value);
@@ -577,7 +578,7 @@ async fn export_orders(
 }
 
 async fn timeline(db: &Db, order_id: &str) -> AppResult<Vec<OrderEvent>> {
-    Ok(db_run!(db.read(), |conn| {
+    Ok(db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, OrderEvent>(
             "SELECT id, kind, from_status, to_status, detail, actor_kind, actor_id, created_at FROM order_events \
              WHERE order_id = $1 ORDER BY id",
@@ -811,7 +812,7 @@ async fn lookup_order(
     let email = email.map(|e| e.as_str().to_owned()).unwrap_or_default();
     let key = format!("order-lookup:{ip}");
     state.account_requests.take(&key, 30).map_err(AppError::too_many_requests)?;
-    let id = db_run!(state.db.read(), |conn| {
+    let id = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>("SELECT id FROM orders WHERE number = $1 AND email = $2")
             .bind(lookup.number)
             .bind(&email)

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use sqlx::{ConnectOptions, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, PgConnection, Postgres, SqliteConnection, Transaction};
 
 use super::cache::{CHANNEL, Caches, Invalidation};
 use super::config::Config;
@@ -104,6 +104,16 @@ impl Executor for Writer {
     }
 }
 
+impl Executor for Reader {
+    type Out<'a>
+        = &'a mut SqliteConnection
+    where
+        Self: 'a;
+    fn executor(&mut self) -> &mut SqliteConnection {
+        self
+    }
+}
+
 /// The SQLite writer's one connection, held: statements run on it one caller at a time.
 pub type Writer = tokio::sync::OwnedMappedMutexGuard<Option<SqliteConnection>, SqliteConnection>;
 
@@ -136,7 +146,7 @@ const JOBS_PAYLOAD: &str = "jobs";
 
 #[derive(Clone)]
 enum Pools {
-    Sqlite { writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>, reader: SqlitePool },
+    Sqlite { writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>, readers: Arc<Readers> },
     Postgres(PgPool),
 }
 
@@ -202,15 +212,8 @@ impl Db {
             std::fs::create_dir_all(parent)?;
         }
         let writer = options.connect().await?;
-        // An embedded database's connection cannot drop: no ping (a trip to the connection's
-        // thread) each time one is taken from the pool.
-        let reader = PoolOptions::<Sqlite>::new()
-            .test_before_acquire(false)
-            .max_connections(config.database.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
-        Ok(Self::new(Pools::Sqlite { writer: Arc::new(tokio::sync::Mutex::new(Some(writer))), reader }))
+        let readers = Arc::new(Readers::new(options, config.database.max_connections as usize));
+        Ok(Self::new(Pools::Sqlite { writer: Arc::new(tokio::sync::Mutex::new(Some(writer))), readers }))
     }
 
     fn new(pools: Pools) -> Self {
@@ -278,12 +281,12 @@ impl Db {
         }
     }
 
-    /// An executor for reads.
-    pub fn read(&self) -> Backend<&SqlitePool, &PgPool> {
-        match &self.pools {
-            Pools::Sqlite { reader, .. } => Backend::Sqlite(reader),
+    /// An executor for reads: on SQLite a reader connection, held until it is dropped.
+    pub async fn read(&self) -> Result<Backend<Reader, &PgPool>, sqlx::Error> {
+        Ok(match &self.pools {
+            Pools::Sqlite { readers, .. } => Backend::Sqlite(Readers::take(readers).await?),
             Pools::Postgres(pool) => Backend::Postgres(pool),
-        }
+        })
     }
 
     /// SQLite's writer, once the caller before has let it go.
@@ -323,7 +326,10 @@ impl Db {
 
     /// Answers whether the database takes queries, for `/health/ready`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        db_run!(self.read(), |conn| sqlx::query("SELECT 1").execute(conn).await.map(|done| done.rows_affected()))?;
+        db_run!(self.read().await?, |conn| sqlx::query("SELECT 1")
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
         Ok(())
     }
 
@@ -336,9 +342,9 @@ impl Db {
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         match &self.pools {
-            Pools::Sqlite { writer, reader } => vec![
+            Pools::Sqlite { writer, readers } => vec![
                 PoolStats { name: "writer", size: 1, idle: usize::from(writer.try_lock().is_ok()) },
-                PoolStats { name: "reader", size: reader.size(), idle: reader.num_idle() },
+                readers.stats(),
             ],
             Pools::Postgres(pool) => vec![PoolStats { name: "main", size: pool.size(), idle: pool.num_idle() }],
         }
@@ -350,8 +356,8 @@ impl Db {
             listener.abort();
         }
         match &self.pools {
-            Pools::Sqlite { writer, reader } => {
-                reader.close().await;
+            Pools::Sqlite { writer, readers } => {
+                readers.close().await;
                 if let Some(writer) = writer.lock().await.take()
                     && let Err(err) = sqlx::Connection::close(writer).await
                 {
@@ -471,6 +477,94 @@ impl Tx {
             self.jobs_signal.notify_waiters();
         }
         Ok(())
+    }
+}
+
+/// SQLite's reader connections, opened as they are first needed, up to `size`: a pool
+/// without sqlx's pool, whose ping on every return is a trip to the connection's thread.
+pub struct Readers {
+    options: SqliteConnectOptions,
+    idle: Mutex<Vec<SqliteConnection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    size: usize,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+/// A reader connection, back with the others once dropped.
+pub struct Reader {
+    conn: Option<SqliteConnection>,
+    readers: Arc<Readers>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Readers {
+    fn new(options: SqliteConnectOptions, size: usize) -> Self {
+        Self {
+            options,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+            opened: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A reader, once one is free; at most 5 s of waiting, as with a pool.
+    async fn take(readers: &Arc<Self>) -> Result<Reader, sqlx::Error> {
+        let permit = match tokio::time::timeout(Duration::from_secs(5), readers.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(sqlx::Error::PoolClosed),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        };
+        let idle = readers.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = readers.options.connect().await?;
+                readers.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                conn
+            }
+        };
+        Ok(Reader { conn: Some(conn), readers: readers.clone(), _permit: permit })
+    }
+
+    fn stats(&self) -> PoolStats {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len();
+        let size = self.opened.load(std::sync::atomic::Ordering::Relaxed).min(self.size);
+        PoolStats { name: "reader", size: u32::try_from(size).unwrap_or(u32::MAX), idle }
+    }
+
+    /// Refuses new readers, waits for those in use and closes every connection.
+    async fn close(&self) {
+        let all = u32::try_from(self.size).unwrap_or(u32::MAX);
+        let _every = self.permits.acquire_many(all).await;
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for conn in idle {
+            if let Err(err) = sqlx::Connection::close(conn).await {
+                tracing::warn!(error = %err, "a SQLite reader did not close cleanly");
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Reader {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.conn.as_ref().expect("a reader holds its connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn.as_mut().expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.readers.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(conn);
+        }
     }
 }
 

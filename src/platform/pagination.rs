@@ -74,7 +74,7 @@ where
 {
     let limit = page.limit()?;
     let sql = format!("SELECT {columns} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2");
-    let rows = crate::db_run!(db.read(), |conn| {
+    let rows = crate::db_run!(db.read().await?, |conn| {
         sqlx::query_as::<_, T>(&sql)
             .bind(page.after.as_deref().unwrap_or(""))
             .bind(i64::from(limit) + 1)

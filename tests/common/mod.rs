@@ -264,8 +264,10 @@ impl TestApp {
 
     pub async fn count(&self, sql: &str) -> i64 {
         use backroom::db_run;
-        db_run!(self.state.db.read(), |conn| sqlx::query_scalar::<_, i64>(sql).fetch_one(conn).await)
-            .expect("the query runs")
+        db_run!(self.state.db.read().await.expect("a reader"), |conn| sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(conn)
+            .await)
+        .expect("the query runs")
     }
 }
 
