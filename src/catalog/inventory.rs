@@ -411,6 +411,13 @@ async fn end(tx: &mut Tx, id: &str, status: &str) -> AppResult<Option<Reservatio
     let Some(reservation) = ended else { return Ok(None) };
     tx.invalidate(super::changed(&reservation.variant_id));
     let sold = if status == "committed" { reservation.quantity } else { 0 };
+    unreserve(tx, &reservation, sold, now).await?;
+    Ok(Some(reservation))
+}
+
+/// Takes an ended reservation's units off the level's reserved, and `sold` of them off its
+/// stock on hand.
+async fn unreserve(tx: &mut Tx, reservation: &Reservation, sold: i64, now: Timestamp) -> AppResult<()> {
     db_run!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE inventory_levels SET reserved = reserved - $1, on_hand = on_hand - $2, updated_at = $3 \
@@ -425,7 +432,7 @@ async fn end(tx: &mut Tx, id: &str, status: &str) -> AppResult<Option<Reservatio
         .await
         .map(drop)
     })?;
-    Ok(Some(reservation))
+    Ok(())
 }
 
 /// 404 when no reservation has the id, else 409: it is no longer active.
@@ -513,19 +520,7 @@ pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Ac
     let mut sold: HashMap<&str, i64> = HashMap::new();
     let mut movements = Vec::with_capacity(ended.len());
     for reservation in &ended {
-        db_run!(tx.conn(), |conn| {
-            sqlx::query(
-                "UPDATE inventory_levels SET reserved = reserved - $1, on_hand = on_hand - $1, updated_at = $2 \
-                 WHERE variant_id = $3 AND location_id = $4",
-            )
-            .bind(reservation.quantity)
-            .bind(now)
-            .bind(&reservation.variant_id)
-            .bind(&reservation.location_id)
-            .execute(conn)
-            .await
-            .map(drop)
-        })?;
+        unreserve(tx, reservation, reservation.quantity, now).await?;
         tx.invalidate(super::changed(&reservation.variant_id));
         *sold.entry(reservation.variant_id.as_str()).or_default() += reservation.quantity;
         movements.push(vec![
