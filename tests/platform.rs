@@ -7,6 +7,54 @@ use common::{Backend, TestApp};
 use serde_json::json;
 
 conformance! {
+    async fn transactions_stopped_at_any_point_leave_the_database_writable(backend) {
+        use backroom::db_execute;
+        let app = TestApp::spawn(backend).await;
+        let db = app.state.db.clone();
+        app.execute("CREATE TABLE stops (n BIGINT NOT NULL)").await;
+        // A transaction dropped without a commit is undone.
+        let mut tx = db.begin().await.unwrap();
+        db_execute!(tx.conn(), |conn| sqlx::query("INSERT INTO stops (n) VALUES (1)").execute(conn).await).unwrap();
+        drop(tx);
+        // Tasks stopped while beginning, writing or committing, after a few µs or ms.
+        for n in 0..60_u64 {
+            let db = db.clone();
+            let task = tokio::spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                db_execute!(tx.conn(), |conn| sqlx::query("INSERT INTO stops (n) VALUES (2)").execute(conn).await).unwrap();
+                tx.commit().await.unwrap();
+            });
+            tokio::time::sleep(std::time::Duration::from_micros(n * 37 % 1_500)).await;
+            task.abort();
+            let _ = task.await;
+        }
+        if backend == Backend::Sqlite {
+            // Another process holds SQLite's write lock, so `BEGIN IMMEDIATE` waits: a task
+            // stopped meanwhile must not leave the writer inside the transaction it began.
+            use secrecy::ExposeSecret;
+            use sqlx::{ConnectOptions, Connection};
+            let url = app.state.config.database_url().expose_secret().to_owned();
+            let mut other = url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+            let waiting = {
+                let db = db.clone();
+                tokio::spawn(async move { db.begin().await.map(drop) })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            waiting.abort();
+            let _ = waiting.await;
+            sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+            other.close().await.unwrap();
+        }
+        let mut tx = db.begin().await.expect("the writer is free and outside any transaction");
+        db_execute!(tx.conn(), |conn| sqlx::query("INSERT INTO stops (n) VALUES (3)").execute(conn).await).unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(app.count("SELECT COUNT(*) FROM stops WHERE n = 1").await, 0, "dropped, undone");
+        assert_eq!(app.count("SELECT COUNT(*) FROM stops WHERE n = 3").await, 1, "committed and seen by readers");
+        let stopped = app.count("SELECT COUNT(*) FROM stops WHERE n = 2").await;
+        assert!((0..=60).contains(&stopped), "each stopped transaction is either whole or absent");
+    }
+
     async fn an_unknown_route_is_a_404_problem(backend) {
         let app = TestApp::spawn(backend).await;
         let resp = app.get("/api/v1/nothing/here", &[]).await;

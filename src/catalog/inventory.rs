@@ -507,7 +507,7 @@ pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Ac
          AND status = 'active' AND expires_at >= $1 RETURNING {RESERVATION_COLUMNS}",
         list.join(", ")
     );
-    let ended = db_run!(tx.conn(), |conn| {
+    let mut ended = db_run!(tx.conn(), |conn| {
         let mut query = sqlx::query_as::<_, Reservation>(&sql).bind(now);
         for id in ids {
             query = query.bind(id);
@@ -517,6 +517,9 @@ pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Ac
     if ended.len() != ids.len() {
         return Err(not_active());
     }
+    // Levels are locked in one order by every checkout (that of `reserve_all`), so that two
+    // on PostgreSQL never wait on each other.
+    ended.sort_by(|a, b| (&a.variant_id, &a.location_id).cmp(&(&b.variant_id, &b.location_id)));
     let mut sold: HashMap<&str, i64> = HashMap::new();
     let mut movements = Vec::with_capacity(ended.len());
     for reservation in &ended {

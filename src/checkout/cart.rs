@@ -410,28 +410,32 @@ pub async fn priced(state: &AppState, row: &CartRow) -> AppResult<Cart> {
 pub async fn changed(state: &AppState, row: &CartRow) -> AppResult<Cart> {
     let currency = super::currency_of(state, &row.region_id).await?;
     let mut contents = contents(&state.db, &row.id, &currency).await?;
-    acknowledge(state, row, &mut contents, &currency).await?;
+    acknowledge(state, row, &mut contents).await?;
     priced_with(state, row, &contents).await
 }
 
 /// Records the prices of `contents` as shown, when one differs from the price last shown.
-pub async fn acknowledge(state: &AppState, row: &CartRow, contents: &mut Contents, currency: &str) -> AppResult<()> {
+pub async fn acknowledge(state: &AppState, row: &CartRow, contents: &mut Contents) -> AppResult<()> {
     if !contents.unacknowledged() {
         return Ok(());
     }
-    crate::db_execute!(state.db.write().await?, |conn| {
-        sqlx::query(
-            "UPDATE cart_lines SET shown_amount = (SELECT amount FROM variant_prices p \
-             WHERE p.variant_id = cart_lines.variant_id AND p.currency = $2) WHERE cart_id = $1",
-        )
-        .bind(&row.id)
-        .bind(currency)
-        .execute(conn)
-        .await
-    })?;
+    // The prices this answer shows, not the catalog's now: a price changed since they were
+    // read is still told next time.
     for line in &mut contents.lines {
         line.shown_amount = contents.facts.get(&line.variant_id).and_then(|fact| fact.amount);
     }
+    let mut cases = String::new();
+    for n in 0..contents.lines.len() {
+        cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * n + 2, 2 * n + 3));
+    }
+    let sql = format!("UPDATE cart_lines SET shown_amount = CASE id{cases} ELSE shown_amount END WHERE cart_id = $1");
+    crate::db_execute!(state.db.write().await?, |conn| {
+        let mut query = sqlx::query(&sql).bind(&row.id);
+        for line in &contents.lines {
+            query = query.bind(&line.id).bind(line.shown_amount);
+        }
+        query.execute(conn).await
+    })?;
     Ok(())
 }
 

@@ -72,13 +72,14 @@ async fn begin_change(state: &AppState, tx: &mut Tx, row: &CartRow) -> AppResult
     })?;
     match changed {
         Some(row) => Ok(row),
-        None => Err(unchangeable(state, &row.id).await),
+        None => Err(unchangeable(state, Some(tx), &row.id).await),
     }
 }
 
 /// Why the cart `id` could not be changed: it became an order, or it is being checked out.
-async fn unchangeable(state: &AppState, id: &str) -> AppError {
-    match cart::find_row(&state.db, None, id).await {
+/// Read in `tx` when there is one, which holds a connection already.
+async fn unchangeable(state: &AppState, tx: Option<&mut Tx>, id: &str) -> AppError {
+    match cart::find_row(&state.db, tx, id).await {
         Ok(current) if current.status == "completed" => {
             AppError::new(ErrorCode::Conflict, "This cart has become an order; start a new cart.")
         }
@@ -296,11 +297,11 @@ async fn update_cart(
             .fetch_optional(conn)
             .await
     })?;
-    let Some(changed) = changed else { return Err(unchangeable(&state, &id).await) };
+    let Some(changed) = changed else { return Err(unchangeable(&state, None, &id).await) };
     if changed.version != row.version + 1 {
         contents = cart::contents(&state.db, &id, &currency).await?;
     }
-    cart::acknowledge(&state, &changed, &mut contents, &currency).await?;
+    cart::acknowledge(&state, &changed, &mut contents).await?;
     Ok(Json(cart::priced_with(&state, &changed, &contents).await?))
 }
 
@@ -695,8 +696,9 @@ async fn claim_cart(
         }
     };
     tx.commit().await?;
+    // Whatever changed in the carts' prices is still to be shown: no acknowledgement here.
     let kept = cart::find_row(&state.db, None, &kept).await?;
-    Ok(Json(cart::changed(&state, &kept).await?))
+    Ok(Json(cart::priced(&state, &kept).await?))
 }
 
 /// The signed-in customer's most recent active cart.

@@ -115,7 +115,35 @@ impl Executor for Reader {
 }
 
 /// The SQLite writer's one connection, held: statements run on it one caller at a time.
-pub type Writer = tokio::sync::OwnedMappedMutexGuard<Option<SqliteConnection>, SqliteConnection>;
+pub struct Writer(tokio::sync::OwnedMutexGuard<Option<SqliteConnection>>);
+
+impl std::ops::Deref for Writer {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.0.as_ref().expect("a writer is handed out with its connection")
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("a writer is handed out with its connection")
+    }
+}
+
+impl Writer {
+    /// Closes the connection instead of handing it on: SQLite rolls back what it had not
+    /// committed, and the next caller opens a new one.
+    fn discard(mut self) {
+        drop(self.0.take());
+    }
+}
+
+/// Where SQLite's writer lives between callers; emptied by [`Writer::discard`] or at close.
+struct WriterSlot {
+    conn: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    options: SqliteConnectOptions,
+    closed: std::sync::atomic::AtomicBool,
+}
 
 /// [`db_run!`] for a statement whose body ends in `.execute(conn).await`: the number of rows
 /// it changed.
@@ -146,7 +174,7 @@ const JOBS_PAYLOAD: &str = "jobs";
 
 #[derive(Clone)]
 enum Pools {
-    Sqlite { writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>, readers: Arc<Readers> },
+    Sqlite { writer: Arc<WriterSlot>, readers: Arc<Readers> },
     Postgres(PgPool),
 }
 
@@ -211,9 +239,13 @@ impl Db {
         {
             std::fs::create_dir_all(parent)?;
         }
-        let writer = options.connect().await?;
+        let writer = WriterSlot {
+            conn: Arc::new(tokio::sync::Mutex::new(Some(options.connect().await?))),
+            options: options.clone(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        };
         let readers = Arc::new(Readers::new(options, config.database.max_connections as usize));
-        Ok(Self::new(Pools::Sqlite { writer: Arc::new(tokio::sync::Mutex::new(Some(writer))), readers }))
+        Ok(Self::new(Pools::Sqlite { writer: Arc::new(writer), readers }))
     }
 
     fn new(pools: Pools) -> Self {
@@ -289,11 +321,20 @@ impl Db {
         })
     }
 
-    /// SQLite's writer, once the caller before has let it go.
+    /// SQLite's writer, once the caller before has let it go (at most 10 s of waiting, as with
+    /// a pool), reopened if it was discarded.
     async fn writer(&self) -> Result<Writer, sqlx::Error> {
-        let Pools::Sqlite { writer, .. } = &self.pools else { return Err(sqlx::Error::PoolClosed) };
-        let held = writer.clone().lock_owned().await;
-        tokio::sync::OwnedMutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)
+        let Pools::Sqlite { writer: slot, .. } = &self.pools else { return Err(sqlx::Error::PoolClosed) };
+        let taking = slot.conn.clone().lock_owned();
+        let mut held =
+            tokio::time::timeout(Duration::from_secs(10), taking).await.map_err(|_| sqlx::Error::PoolTimedOut)?;
+        if held.is_none() {
+            if slot.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(sqlx::Error::PoolClosed);
+            }
+            *held = Some(slot.options.connect().await?);
+        }
+        Ok(Writer(held))
     }
 
     /// An executor for a single write statement outside a transaction.
@@ -309,9 +350,11 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let inner = match &self.pools {
             Pools::Sqlite { .. } => {
-                let mut writer = self.writer().await?;
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut *writer).await?;
-                Backend::Sqlite(SqliteTx(Some(writer)))
+                // Held by the transaction before `BEGIN` is sent: stopped at any point from
+                // here, the transaction rolls back before the writer passes on.
+                let mut tx = SqliteTx(Some(self.writer().await?));
+                sqlx::query("BEGIN IMMEDIATE").execute(tx.conn()).await?;
+                Backend::Sqlite(tx)
             }
             Pools::Postgres(pool) => Backend::Postgres(pool.begin().await?),
         };
@@ -343,7 +386,7 @@ impl Db {
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         match &self.pools {
             Pools::Sqlite { writer, readers } => vec![
-                PoolStats { name: "writer", size: 1, idle: usize::from(writer.try_lock().is_ok()) },
+                PoolStats { name: "writer", size: 1, idle: usize::from(writer.conn.try_lock().is_ok()) },
                 readers.stats(),
             ],
             Pools::Postgres(pool) => vec![PoolStats { name: "main", size: pool.size(), idle: pool.num_idle() }],
@@ -358,7 +401,8 @@ impl Db {
         match &self.pools {
             Pools::Sqlite { writer, readers } => {
                 readers.close().await;
-                if let Some(writer) = writer.lock().await.take()
+                writer.closed.store(true, std::sync::atomic::Ordering::Release);
+                if let Some(writer) = writer.conn.lock().await.take()
                     && let Err(err) = sqlx::Connection::close(writer).await
                 {
                     tracing::warn!(error = %err, "the SQLite writer did not close cleanly");
@@ -578,29 +622,48 @@ impl SqliteTx {
     }
 
     async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let mut writer = self.0.take().expect("a transaction holds the writer until it ends");
-        match sqlx::query("COMMIT").execute(&mut *writer).await {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                self.0 = Some(writer);
-                Err(err)
-            }
-        }
+        // Stopped while `COMMIT` runs, the rollback that follows finds nothing to undo.
+        sqlx::query("COMMIT").execute(self.conn()).await?;
+        self.0 = None;
+        Ok(())
     }
 }
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        let Some(mut writer) = self.0.take() else { return };
-        // The rollback runs before the writer is let go: the next caller finds no transaction.
-        // Outside a runtime (the process is ending) the connection closes, and SQLite rolls
-        // back what was not committed.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = sqlx::query("ROLLBACK").execute(&mut *writer).await {
-                    tracing::error!(error = %err, "a SQLite transaction could not be rolled back");
-                }
-            });
+        let Some(writer) = self.0.take() else { return };
+        let mut rolling_back = RollingBack(Some(writer));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { rolling_back.run().await });
+            }
+            // No runtime to roll back on: the connection is closed, which rolls back.
+            Err(_) => drop(rolling_back),
+        }
+    }
+}
+
+/// The writer on its way back from a transaction that did not commit. Should the rollback
+/// fail, or never run (the runtime stopping), the connection is discarded rather than handed
+/// on inside a transaction.
+struct RollingBack(Option<Writer>);
+
+impl RollingBack {
+    async fn run(&mut self) {
+        let Some(writer) = self.0.as_mut() else { return };
+        match sqlx::query("ROLLBACK").execute(&mut **writer).await {
+            Ok(_) => self.0 = None,
+            // `BEGIN` had not run, or `COMMIT` had: there was nothing to undo.
+            Err(sqlx::Error::Database(err)) if err.message().contains("no transaction is active") => self.0 = None,
+            Err(err) => tracing::error!(error = %err, "a SQLite transaction could not be rolled back; reconnecting"),
+        }
+    }
+}
+
+impl Drop for RollingBack {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            writer.discard();
         }
     }
 }
