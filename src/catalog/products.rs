@@ -163,6 +163,21 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// The rows of `sql`, whose binds are the product ids `ids`, in order.
+async fn of_products<T>(db: &crate::platform::db::Db, sql: &str, ids: &[&str]) -> AppResult<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    Ok(db_run!(db.read().await?, |conn| {
+        let mut query = sqlx::query_as::<_, T>(sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all(conn).await
+    })?)
+}
+
 /// Reads the images, variants, prices, stock and categories of `rows` (five queries in all) and assembles the products,
 /// in the order of `rows`.
 pub(crate) async fn assemble(
@@ -214,34 +229,10 @@ pub(crate) async fn assemble(
         });
     }
     let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
-    let variants = db_run!(db.read().await?, |conn| {
-        let mut query = sqlx::query_as::<_, VariantRow>(&variant_sql);
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
-    let prices = db_run!(db.read().await?, |conn| {
-        let mut query = sqlx::query_as::<_, PriceRow>(&price_sql);
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
-    let stock = db_run!(db.read().await?, |conn| {
-        let mut query = sqlx::query_as::<_, (String, i64)>(&stock_sql);
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
-    let categories = db_run!(db.read().await?, |conn| {
-        let mut query = sqlx::query_as::<_, (String, String)>(&categories_sql);
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
+    let variants: Vec<VariantRow> = of_products(db, &variant_sql, &ids).await?;
+    let prices: Vec<PriceRow> = of_products(db, &price_sql, &ids).await?;
+    let stock: Vec<(String, i64)> = of_products(db, &stock_sql, &ids).await?;
+    let categories: Vec<(String, String)> = of_products(db, &categories_sql, &ids).await?;
     let mut categories_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (product, category) in categories {
         categories_of.entry(product).or_default().push(category);

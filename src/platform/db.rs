@@ -74,45 +74,27 @@ impl<'p> Executor for &'p PgPool {
     }
 }
 
-impl Executor for &mut SqliteConnection {
-    type Out<'a>
-        = &'a mut SqliteConnection
-    where
-        Self: 'a;
-    fn executor(&mut self) -> &mut SqliteConnection {
-        self
-    }
+/// [`Executor`] for what derefs to a connection: a transaction's, or a held reader or writer.
+macro_rules! connection_executor {
+    ($($holder:ty => $conn:ty),* $(,)?) => {$(
+        impl Executor for $holder {
+            type Out<'a>
+                = &'a mut $conn
+            where
+                Self: 'a;
+            fn executor(&mut self) -> &mut $conn {
+                self
+            }
+        }
+    )*};
 }
 
-impl Executor for &mut PgConnection {
-    type Out<'a>
-        = &'a mut PgConnection
-    where
-        Self: 'a;
-    fn executor(&mut self) -> &mut PgConnection {
-        self
-    }
-}
-
-impl Executor for Writer {
-    type Out<'a>
-        = &'a mut SqliteConnection
-    where
-        Self: 'a;
-    fn executor(&mut self) -> &mut SqliteConnection {
-        self
-    }
-}
-
-impl Executor for Reader {
-    type Out<'a>
-        = &'a mut SqliteConnection
-    where
-        Self: 'a;
-    fn executor(&mut self) -> &mut SqliteConnection {
-        self
-    }
-}
+connection_executor!(
+    &mut SqliteConnection => SqliteConnection,
+    &mut PgConnection => PgConnection,
+    Writer => SqliteConnection,
+    Reader => SqliteConnection,
+);
 
 /// The SQLite writer's one connection, held: statements run on it one caller at a time.
 pub struct Writer(tokio::sync::OwnedMutexGuard<Option<SqliteConnection>>);
