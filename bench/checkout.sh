@@ -230,21 +230,12 @@ for SPEC in $BACKENDS; do
     fi
     # Each request type alone, spread over the carts: its requests/s, and its server CPU,
     # which tells where an order's CPU goes (placing the order is what remains).
-    if [ -z "$FAULT" ]; then
-        BENCH_REQUESTS_FILE="$SETUP/create.txt" bench cart "$BACKEND" "create cart" "$BR_PID" "$BR" "${REQUESTS[@]}"
-        read_statuses "$LAST_RAW" "create cart"
-        check_writes "the create-cart run"
-    fi
-    if [ -z "$FAULT" ]; then
-        BENCH_REQUESTS_FILE="$SETUP/add.txt" bench cart "$BACKEND" "add to cart" "$BR_PID" "$BR" "${REQUESTS[@]}"
-        read_statuses "$LAST_RAW" "add to cart"
-        check_writes "the add-to-cart run"
-    fi
-    if [ -z "$FAULT" ]; then
-        BENCH_REQUESTS_FILE="$SETUP/address.txt" bench cart "$BACKEND" "set address" "$BR_PID" "$BR" "${REQUESTS[@]}"
-        read_statuses "$LAST_RAW" "set address"
-        check_writes "the set-address run"
-    fi
+    for run in "create:create cart" "add:add to cart" "address:set address"; do
+        [ -z "$FAULT" ] || break
+        BENCH_REQUESTS_FILE="$SETUP/${run%%:*}.txt" bench cart "$BACKEND" "${run#*:}" "$BR_PID" "$BR" "${REQUESTS[@]}"
+        read_statuses "$LAST_RAW" "${run#*:}"
+        check_writes "the ${run#*:} run"
+    done
 
     # The race: every buyer's third line is the hot product, until it is sold out; then
     # adding it is refused. No warm-up: the stock would be gone before the measure.

@@ -196,15 +196,7 @@ done = function(summary, latency, requests)
   for _, thread in ipairs(threads) do
     for name in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
   end
-  local all, parts = {}, {}
-  for _, thread in ipairs(threads) do
-    for status, n in string.gmatch(thread:get("statuses"), "(%d+)=(%d+)") do
-      all[status] = (all[status] or 0) + tonumber(n)
-    end
-  end
-  for status, n in pairs(all) do parts[#parts + 1] = status .. "=" .. n end
-  table.sort(parts)
-  io.write("STATUSES " .. table.concat(parts, " ") .. "\n")
+  write_statuses(threads)
   io.write(string.format("ORDERS orders=%d duration_us=%.0f orders_hot=%d sold_out_add=%d sold_out_place=%d\n",
     totals.orders, summary.duration, totals.orders_hot, totals.sold_out_add, totals.sold_out_place))
 end

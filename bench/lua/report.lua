@@ -9,3 +9,17 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency.max,
     e.connect, e.read, e.write, e.status, e.timeout))
 end
+
+-- Writes a STATUSES line: the answers that were not 2xx, by status, summed over the threads,
+-- each of which keeps them in its global `statuses` (`404=53 409=2`).
+function write_statuses(threads)
+  local all, parts = {}, {}
+  for _, thread in ipairs(threads) do
+    for status, n in string.gmatch(thread:get("statuses"), "(%d+)=(%d+)") do
+      all[status] = (all[status] or 0) + tonumber(n)
+    end
+  end
+  for status, n in pairs(all) do parts[#parts + 1] = status .. "=" .. n end
+  table.sort(parts)
+  io.write("STATUSES " .. table.concat(parts, " ") .. "\n")
+end

@@ -48,13 +48,5 @@ dofile((os.getenv("BENCH_LUA_DIR") or "bench/lua") .. "/report.lua")
 local report = done
 done = function(summary, latency, requests)
   report(summary, latency, requests)
-  local all, parts = {}, {}
-  for _, thread in ipairs(threads) do
-    for status, n in string.gmatch(thread:get("statuses"), "(%d+)=(%d+)") do
-      all[status] = (all[status] or 0) + tonumber(n)
-    end
-  end
-  for status, n in pairs(all) do parts[#parts + 1] = status .. "=" .. n end
-  table.sort(parts)
-  io.write("STATUSES " .. table.concat(parts, " ") .. "\n")
+  write_statuses(threads)
 end

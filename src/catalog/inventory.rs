@@ -233,49 +233,23 @@ pub async fn reserve(
     ttl_secs: u64,
     reference: Option<&str>,
 ) -> AppResult<Reservation> {
-    if !(1..=1_000_000).contains(&quantity) {
-        return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
+    match reserve_all(tx, &[(variant_id, quantity)], ttl_secs, reference).await? {
+        Ok(mut reserved) => reserved.pop().ok_or_else(|| AppError::internal(anyhow::anyhow!("nothing reserved"))),
+        Err(_) => Err(insufficient(totals_in(tx, variant_id).await?.1)),
     }
-    let stock = variant_stock(tx, variant_id).await?;
-    let now = Timestamp::now();
-    let location = if stock.inventory_policy == "continue" {
-        Some(backorder(tx, variant_id, quantity, now).await?)
-    } else {
-        reserve_at_a_location(tx, variant_id, quantity, now).await?
-    };
-    let Some(location) = location else {
-        return Err(insufficient(totals_in(tx, variant_id).await?.1));
-    };
-    tx.invalidate(super::changed(&stock.product_id));
-    let sql = format!(
-        "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $7) RETURNING {RESERVATION_COLUMNS}"
-    );
-    Ok(db_run!(tx.conn(), |conn| {
-        sqlx::query_as::<_, Reservation>(&sql)
-            .bind(new_id("rsv"))
-            .bind(variant_id)
-            .bind(&location)
-            .bind(quantity)
-            .bind(reference)
-            .bind(now.plus_secs(ttl_secs))
-            .bind(now)
-            .fetch_one(conn)
-            .await
-    })?)
 }
 
 /// Reserves, for one checkout, `quantity` of each variant of `wants` (in the order given,
 /// which should be one order for every checkout, so that two never wait on each other), each
-/// at one location that has it all, as [`reserve`] does for one: the reservations' ids, or
-/// the index in `wants` of the first that is short of stock, and then nothing is reserved
-/// once the caller rolls back.
+/// at one location that has it all (a variant that takes backorders at the default location,
+/// whatever its stock): the reservations, or the index in `wants` of the first that is short
+/// of stock, and then nothing is reserved once the caller rolls back.
 pub async fn reserve_all(
     tx: &mut Tx,
     wants: &[(&str, i64)],
     ttl_secs: u64,
     reference: Option<&str>,
-) -> AppResult<Result<Vec<String>, usize>> {
+) -> AppResult<Result<Vec<Reservation>, usize>> {
     if wants.iter().any(|(_, quantity)| !(1..=1_000_000).contains(quantity)) {
         return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
     }
@@ -295,19 +269,28 @@ pub async fn reserve_all(
         };
         let Some(location) = location else { return Ok(Err(index)) };
         tx.invalidate(super::changed(product_id));
-        let id = new_id("rsv");
+        let reservation = Reservation {
+            id: new_id("rsv"),
+            variant_id: (*variant_id).to_owned(),
+            location_id: location,
+            quantity: *quantity,
+            status: "active".into(),
+            reference: reference.map(str::to_owned),
+            expires_at: now.plus_secs(ttl_secs),
+            created_at: now,
+        };
         rows.push(vec![
-            Param::Text(id.clone()),
-            Param::Text((*variant_id).to_owned()),
-            Param::Text(location),
-            Param::Int(*quantity),
-            Param::Text("active".into()),
-            Param::MaybeText(reference.map(str::to_owned)),
-            Param::Int(now.plus_secs(ttl_secs).0),
+            Param::Text(reservation.id.clone()),
+            Param::Text(reservation.variant_id.clone()),
+            Param::Text(reservation.location_id.clone()),
+            Param::Int(reservation.quantity),
+            Param::Text(reservation.status.clone()),
+            Param::MaybeText(reservation.reference.clone()),
+            Param::Int(reservation.expires_at.0),
             Param::Int(now.0),
             Param::Int(now.0),
         ]);
-        reserved.push(id);
+        reserved.push(reservation);
     }
     tx.insert_rows(
         "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
@@ -465,40 +448,31 @@ pub async fn release(tx: &mut Tx, id: &str) -> AppResult<Reservation> {
     }
 }
 
-/// Sells a reservation's units: a `sold` movement in the ledger, in the same transaction.
+/// Sells a reservation's units: a `sold` movement in the ledger, in the same transaction. 404
+/// when no reservation has the id, 409 when it is no longer active.
 pub async fn commit(state: &AppState, tx: &mut Tx, id: &str, actor: Actor<'_>) -> AppResult<Reservation> {
-    let found = db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, String>("SELECT variant_id FROM inventory_reservations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await
-    })?;
-    let Some(variant_id) = found else { return Err(AppError::not_found("No reservation has this id.")) };
-    let stock = variant_stock(tx, &variant_id).await?;
-    let (before, _) = totals_in(tx, &variant_id).await?;
-    let Some(reservation) = end(tx, id, "committed").await? else {
-        return Err(not_active_or_missing(tx, id).await);
+    let sold = match commit_all(state, tx, &[id.to_owned()], actor).await {
+        Ok(mut sold) => sold.pop(),
+        Err(err) if err.status() == axum::http::StatusCode::CONFLICT => None,
+        Err(err) => return Err(err),
     };
-    let sold = Line {
-        variant_id: &reservation.variant_id,
-        location_id: &reservation.location_id,
-        quantity: -reservation.quantity,
-        kind: "sold",
-        reason: "",
-        reference: Some(reservation.reference.as_deref().unwrap_or(&reservation.id)),
-        actor,
-    };
-    write_line(tx, &sold, Timestamp::now()).await?;
-    announce_low(state, tx, &variant_id, &stock, before).await?;
-    Ok(reservation)
+    match sold {
+        Some(reservation) => Ok(reservation),
+        None => Err(not_active_or_missing(tx, id).await),
+    }
 }
 
 /// Sells the units of every reservation of `ids`, as [`commit`] does for one, in few
 /// statements: all are committed, or the transaction is refused (409) when one is no longer
 /// active.
-pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Actor<'_>) -> AppResult<()> {
+pub async fn commit_all(
+    state: &AppState,
+    tx: &mut Tx,
+    ids: &[String],
+    actor: Actor<'_>,
+) -> AppResult<Vec<Reservation>> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let now = Timestamp::now();
     let list: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
@@ -577,7 +551,7 @@ pub async fn commit_all(state: &AppState, tx: &mut Tx, ids: &[String], actor: Ac
             webhooks::emit(state, tx, "inventory.low", &event).await?;
         }
     }
-    Ok(())
+    Ok(ended)
 }
 
 /// Expires the reservations whose time has passed; returns how many.

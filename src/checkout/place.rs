@@ -526,8 +526,8 @@ async fn hold(
     lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
     let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
     let hold_secs = state.config.checkout.hold_secs;
-    let reservations = match inventory::reserve_all(&mut tx, &wants, hold_secs, Some(&row.id)).await? {
-        Ok(reservations) => reservations,
+    let reservations: Vec<String> = match inventory::reserve_all(&mut tx, &wants, hold_secs, Some(&row.id)).await? {
+        Ok(reservations) => reservations.into_iter().map(|reservation| reservation.id).collect(),
         Err(short) => {
             let (index, line) = lines[short];
             return Err(AppError::new(ErrorCode::Conflict, format!("Not enough stock of {}.", line.title)).with_field(
