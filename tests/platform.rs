@@ -55,6 +55,50 @@ conformance! {
         assert!((0..=60).contains(&stopped), "each stopped transaction is either whole or absent");
     }
 
+    async fn batches_answer_each_statement_and_fail_whole(backend) {
+        use backroom::platform::batch::Batch;
+        use backroom::platform::db::Param;
+        let app = TestApp::spawn(backend).await;
+        let db = app.state.db.clone();
+        app.execute("CREATE TABLE tallies (name TEXT PRIMARY KEY, n BIGINT NOT NULL)").await;
+        // Each statement numbers its binds from $1, and answers its own rows and changes;
+        // a later one reads what an earlier one wrote.
+        let mut batch = Batch::new();
+        batch.push(
+            "INSERT INTO tallies (name, n) VALUES ($1, $2), ($3, $2)",
+            vec![Param::Text("a".into()), Param::Int(5), Param::Text("b".into())],
+        );
+        batch.push("UPDATE tallies SET n = n + $1 WHERE name = $2 RETURNING n", vec![Param::Int(2), Param::Text("a".into())]);
+        batch.push("SELECT name FROM tallies WHERE n = $1 ORDER BY name", vec![Param::Int(5)]);
+        let (tx, ran) = db.begin_with(&batch).await.unwrap();
+        assert_eq!(ran.len(), 3);
+        assert_eq!(ran[0].changed(), 2);
+        assert_eq!(ran[1].changed(), 1);
+        assert_eq!(ran[1].scalar::<i64>().unwrap(), Some(7));
+        assert_eq!(ran[2].rows::<(String,)>().unwrap(), vec![("b".to_owned(),)]);
+        // Statements run before the commit, in the same transaction.
+        let mut last = Batch::new();
+        last.push("UPDATE tallies SET n = n * $1 WHERE name = $2", vec![Param::Int(10), Param::Text("b".into())]);
+        let ran = tx.commit_with(&last).await.unwrap();
+        assert_eq!(ran[0].changed(), 1);
+        assert_eq!(app.count("SELECT n FROM tallies WHERE name = 'b'").await, 50);
+        // A statement that fails takes the batch's transaction with it: nothing before it stays.
+        let mut failing = Batch::new();
+        failing.push("UPDATE tallies SET n = 0 WHERE name = $1", vec![Param::Text("a".into())]);
+        failing.push("INSERT INTO tallies (name, n) VALUES ($1, 1)", vec![Param::Text("b".into())]);
+        let mut tx = db.begin().await.unwrap();
+        tx.run(&failing).await.expect_err("the second statement breaks the key");
+        drop(tx);
+        let (tx, _) = db.begin_with(&Batch::new()).await.unwrap();
+        tx.commit_with(&failing).await.expect_err("the commit's batch fails too");
+        assert_eq!(app.count("SELECT n FROM tallies WHERE name = 'a'").await, 7, "rolled back");
+        // The writer is free afterwards.
+        let mut tx = db.begin().await.unwrap();
+        tx.run(&last).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(app.count("SELECT n FROM tallies WHERE name = 'b'").await, 500);
+    }
+
     async fn an_unknown_route_is_a_404_problem(backend) {
         let app = TestApp::spawn(backend).await;
         let resp = app.get("/api/v1/nothing/here", &[]).await;

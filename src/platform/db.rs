@@ -14,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::{ConnectOptions, PgConnection, Postgres, SqliteConnection, Transaction};
 
+use super::batch::{self, Batch, Ran};
 use super::cache::{CHANNEL, Caches, Invalidation};
 use super::config::Config;
 
@@ -154,6 +155,9 @@ pub struct Db {
 /// The payload announcing new jobs to other nodes' workers.
 const JOBS_PAYLOAD: &str = "jobs";
 
+/// The most idle workers one commit wakes.
+const WAKE_AT_MOST: usize = 16;
+
 #[derive(Clone)]
 enum Pools {
     Sqlite { writer: Arc<WriterSlot>, readers: Arc<Readers> },
@@ -167,7 +171,8 @@ pub struct Tx {
     caches: Arc<Caches>,
     invalidations: Vec<Invalidation>,
     jobs_signal: Arc<tokio::sync::Notify>,
-    wake_workers: bool,
+    /// Jobs enqueued: as many idle workers are woken on commit.
+    jobs_enqueued: usize,
 }
 
 /// How many connections a pool holds and how many of them are idle.
@@ -261,7 +266,7 @@ impl Db {
         let task = tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(notification)) if notification.payload() == JOBS_PAYLOAD => jobs_signal.notify_waiters(),
+                    Ok(Some(notification)) if notification.payload() == JOBS_PAYLOAD => jobs_signal.notify_one(),
                     Ok(Some(notification)) => caches.apply_payload(notification.payload()),
                     // The connection was lost, and changes announced meanwhile with it: forget
                     // everything now, and once more when listening has surely resumed, for what
@@ -330,23 +335,34 @@ impl Db {
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so it never fails half-way when another process writes.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let inner = match &self.pools {
+        Ok(self.begin_with(&Batch::new()).await?.0)
+    }
+
+    /// Starts a write transaction with `batch` as its first statements: on SQLite, in the
+    /// same trip as `BEGIN`.
+    pub async fn begin_with(&self, batch: &Batch) -> Result<(Tx, Vec<Ran>), sqlx::Error> {
+        let (inner, ran) = match &self.pools {
             Pools::Sqlite { .. } => {
                 // Held by the transaction before `BEGIN` is sent: stopped at any point from
                 // here, the transaction rolls back before the writer passes on.
                 let mut tx = SqliteTx(Some(self.writer().await?));
-                sqlx::query("BEGIN IMMEDIATE").execute(tx.conn()).await?;
-                Backend::Sqlite(tx)
+                let ran = batch::run_sqlite(tx.conn(), batch, Some("BEGIN IMMEDIATE"), None).await?;
+                (Backend::Sqlite(tx), ran)
             }
-            Pools::Postgres(pool) => Backend::Postgres(pool.begin().await?),
+            Pools::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let ran = batch::run_postgres(&mut tx, batch).await?;
+                (Backend::Postgres(tx), ran)
+            }
         };
-        Ok(Tx {
+        let tx = Tx {
             inner,
             caches: self.caches.clone(),
             invalidations: Vec::new(),
             jobs_signal: self.jobs_signal.clone(),
-            wake_workers: false,
-        })
+            jobs_enqueued: 0,
+        };
+        Ok((tx, ran))
     }
 
     /// Answers whether the database takes queries, for `/health/ready`.
@@ -395,7 +411,7 @@ impl Db {
     }
 }
 
-/// A value for [`Tx::insert_rows`].
+/// A value for [`Tx::insert_rows`] and [`Batch`].
 #[derive(Debug, Clone)]
 pub enum Param {
     Text(String),
@@ -440,17 +456,7 @@ impl Tx {
             sql.push(' ');
             sql.push_str(tail);
             crate::db_run!(self.conn(), |conn| {
-                let mut query = sqlx::query(&sql);
-                for param in chunk.iter().flatten() {
-                    query = match param {
-                        Param::Text(value) => query.bind(value.as_str()),
-                        Param::MaybeText(value) => query.bind(value.as_deref()),
-                        Param::Int(value) => query.bind(*value),
-                        Param::MaybeInt(value) => query.bind(*value),
-                        Param::Bool(value) => query.bind(*value),
-                    };
-                }
-                query.execute(conn).await.map(drop)
+                batch::bind_all!(sqlx::query(&sql), chunk.iter().flatten()).execute(conn).await.map(drop)
             })?;
         }
         Ok(())
@@ -471,19 +477,35 @@ impl Tx {
         }
     }
 
-    /// Wakes the job workers, here and on other nodes, once this transaction commits.
+    /// Wakes a job worker for one more job, here or on another node, once this transaction
+    /// commits.
     pub fn wake_workers(&mut self) {
-        self.wake_workers = true;
+        self.jobs_enqueued += 1;
+    }
+
+    /// Runs `batch` in the transaction: on SQLite, in one trip.
+    pub async fn run(&mut self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        match &mut self.inner {
+            Backend::Sqlite(tx) => batch::run_sqlite(tx.conn(), batch, None, None).await,
+            Backend::Postgres(tx) => batch::run_postgres(tx, batch).await,
+        }
     }
 
     /// Commits, then evicts what the transaction changed and wakes workers for the jobs it
     /// enqueued: here at once, and on PostgreSQL in every node through the `NOTIFY`s that
     /// commit with it.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.inner {
-            Backend::Sqlite(tx) => tx.commit().await?,
+        self.commit_with(&Batch::new()).await.map(drop)
+    }
+
+    /// Runs `batch`, then commits, as [`Tx::commit`] does: on SQLite, all in one trip. A
+    /// statement that fails rolls the whole transaction back.
+    pub async fn commit_with(self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        let ran = match self.inner {
+            Backend::Sqlite(tx) => tx.commit_with(batch).await?,
             Backend::Postgres(mut tx) => {
-                let jobs = self.wake_workers.then(|| JOBS_PAYLOAD.to_owned());
+                let ran = batch::run_postgres(&mut tx, batch).await?;
+                let jobs = (self.jobs_enqueued > 0).then(|| JOBS_PAYLOAD.to_owned());
                 let payloads: Vec<String> = self.invalidations.iter().map(Invalidation::payload).chain(jobs).collect();
                 // All in one statement: a checkout announces several products and its jobs.
                 if !payloads.is_empty() {
@@ -493,16 +515,19 @@ impl Tx {
                         .execute(&mut *tx)
                         .await?;
                 }
-                tx.commit().await?
+                tx.commit().await?;
+                ran
             }
-        }
+        };
         for invalidation in &self.invalidations {
             self.caches.apply(invalidation);
         }
-        if self.wake_workers {
-            self.jobs_signal.notify_waiters();
+        // One idle worker per job rather than all of them: each of those would try to claim
+        // it, a write apiece. A worker that finishes a job claims the next one itself.
+        for _ in 0..self.jobs_enqueued.min(WAKE_AT_MOST) {
+            self.jobs_signal.notify_one();
         }
-        Ok(())
+        Ok(ran)
     }
 }
 
@@ -603,11 +628,12 @@ impl SqliteTx {
         self.0.as_mut().expect("a transaction holds the writer until it ends")
     }
 
-    async fn commit(mut self) -> Result<(), sqlx::Error> {
-        // Stopped while `COMMIT` runs, the rollback that follows finds nothing to undo.
-        sqlx::query("COMMIT").execute(self.conn()).await?;
+    /// Runs `batch` and commits, in one trip. Stopped while `COMMIT` runs, the rollback that
+    /// follows finds nothing to undo.
+    async fn commit_with(mut self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        let ran = batch::run_sqlite(self.conn(), batch, None, Some("COMMIT")).await?;
         self.0 = None;
-        Ok(())
+        Ok(ran)
     }
 }
 

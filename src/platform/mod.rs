@@ -1,5 +1,6 @@
 //! Cross-cutting plumbing: configuration, database, errors, HTTP, telemetry, mail.
 
+pub mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod config;
