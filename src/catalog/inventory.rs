@@ -13,6 +13,7 @@ use super::products::single_line;
 use crate::app::AppState;
 use crate::db_run;
 use crate::messaging::webhooks;
+use crate::platform::batch::Batch;
 use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode};
 use crate::platform::ids::new_id;
@@ -256,18 +257,32 @@ pub async fn reserve_all(
     let ids: Vec<&str> = wants.iter().map(|(variant_id, _)| *variant_id).collect();
     let policies = policies_of(tx, &ids).await?;
     let now = Timestamp::now();
-    let mut rows = Vec::with_capacity(wants.len());
-    let mut reserved = Vec::with_capacity(wants.len());
-    for (index, (variant_id, quantity)) in wants.iter().enumerate() {
-        let Some((policy, product_id)) = policies.get(*variant_id) else {
+    // Every line's stock taken in one trip, in the order given.
+    let mut taking = Batch::new();
+    for (variant_id, quantity) in wants {
+        let Some((policy, _)) = policies.get(*variant_id) else {
             return Err(AppError::not_found("No variant has this id."));
         };
-        let location = if policy == "continue" {
-            Some(backorder(tx, variant_id, *quantity, now).await?)
+        let mut params = vec![Param::Text((*variant_id).to_owned()), Param::Int(*quantity), Param::Int(now.0)];
+        if policy == "continue" {
+            params.push(Param::Text(DEFAULT_LOCATION.to_owned()));
+            taking.push(BACKORDER_SQL, params);
         } else {
-            reserve_at_a_location(tx, variant_id, *quantity, now).await?
+            taking.push(RESERVE_SQL, params);
+        }
+    }
+    let taken = tx.run(&taking).await?;
+    let mut rows = Vec::with_capacity(wants.len());
+    let mut reserved = Vec::with_capacity(wants.len());
+    for (index, ((variant_id, quantity), taken)) in wants.iter().zip(&taken).enumerate() {
+        let location = match taken.scalar::<String>()? {
+            Some(location) => Some(location),
+            // On PostgreSQL another checkout may have taken the chosen location's stock
+            // while this one waited for it; another location may still have enough.
+            None => reserve_at_a_location(tx, variant_id, *quantity, now).await?,
         };
         let Some(location) = location else { return Ok(Err(index)) };
+        let (_, product_id) = &policies[*variant_id];
         tx.invalidate(super::changed(product_id));
         let reservation = Reservation {
             id: new_id("rsv"),
@@ -317,29 +332,26 @@ async fn policies_of(tx: &mut Tx, ids: &[&str]) -> AppResult<HashMap<String, (St
     Ok(rows.into_iter().map(|(id, policy, product)| (id, (policy, product))).collect())
 }
 
-/// Reserves a variant that takes backorders at the default location, whatever its stock.
-async fn backorder(tx: &mut Tx, variant_id: &str, quantity: i64, now: Timestamp) -> AppResult<String> {
-    Ok(db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, String>(
-            "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
-             VALUES ($1, $2, 0, $3, $4) ON CONFLICT (variant_id, location_id) DO UPDATE \
-             SET reserved = inventory_levels.reserved + excluded.reserved, updated_at = excluded.updated_at \
-             RETURNING location_id",
-        )
-        .bind(variant_id)
-        .bind(DEFAULT_LOCATION)
-        .bind(quantity)
-        .bind(now)
-        .fetch_one(conn)
-        .await
-    })?)
-}
+/// Reserves `$2` of the variant `$1`, which takes backorders, at the location `$4` (the
+/// default one) whatever its stock; answers the location.
+const BACKORDER_SQL: &str = "INSERT INTO inventory_levels (variant_id, location_id, on_hand, reserved, updated_at) \
+     VALUES ($1, $4, 0, $2, $3) ON CONFLICT (variant_id, location_id) DO UPDATE \
+     SET reserved = inventory_levels.reserved + excluded.reserved, updated_at = excluded.updated_at \
+     RETURNING location_id";
 
-/// Takes `quantity` at the location that has the most of it. The condition is checked again on
-/// the row as it is when the update holds it (after any concurrent reservation commits), so two
-/// checkouts cannot both take the last unit. On PostgreSQL the location is chosen before
-/// waiting for that row, so when the wait leaves it short and another location still has
-/// enough, the statement runs again.
+/// Reserves `$2` of the variant `$1` at the location that has the most of it, if one has
+/// enough; answers the location. The condition is checked again on the row as it is when the
+/// update holds it (after any concurrent reservation commits), so two checkouts cannot both
+/// take the last unit.
+const RESERVE_SQL: &str = "UPDATE inventory_levels SET reserved = reserved + $2, updated_at = $3 \
+     WHERE variant_id = $1 AND on_hand - reserved >= $2 AND location_id = \
+       (SELECT location_id FROM inventory_levels WHERE variant_id = $1 AND on_hand - reserved >= $2 \
+        ORDER BY on_hand - reserved DESC, location_id LIMIT 1) \
+     RETURNING location_id";
+
+/// Takes `quantity` at the location that has the most of it, as [`RESERVE_SQL`] does. On
+/// PostgreSQL the location is chosen before waiting for that row, so when the wait leaves it
+/// short and another location still has enough, the statement runs again.
 async fn reserve_at_a_location(
     tx: &mut Tx,
     variant_id: &str,
@@ -348,18 +360,12 @@ async fn reserve_at_a_location(
 ) -> AppResult<Option<String>> {
     for _ in 0..5 {
         let taken = db_run!(tx.conn(), |conn| {
-            sqlx::query_scalar::<_, String>(
-                "UPDATE inventory_levels SET reserved = reserved + $2, updated_at = $3 \
-                 WHERE variant_id = $1 AND on_hand - reserved >= $2 AND location_id = \
-                   (SELECT location_id FROM inventory_levels WHERE variant_id = $1 AND on_hand - reserved >= $2 \
-                    ORDER BY on_hand - reserved DESC, location_id LIMIT 1) \
-                 RETURNING location_id",
-            )
-            .bind(variant_id)
-            .bind(quantity)
-            .bind(now)
-            .fetch_optional(conn)
-            .await
+            sqlx::query_scalar::<_, String>(RESERVE_SQL)
+                .bind(variant_id)
+                .bind(quantity)
+                .bind(now)
+                .fetch_optional(conn)
+                .await
         })?;
         if taken.is_some() {
             return Ok(taken);
@@ -394,28 +400,24 @@ async fn end(tx: &mut Tx, id: &str, status: &str) -> AppResult<Option<Reservatio
     let Some(reservation) = ended else { return Ok(None) };
     tx.invalidate(super::changed(&reservation.variant_id));
     let sold = if status == "committed" { reservation.quantity } else { 0 };
-    unreserve(tx, &reservation, sold, now).await?;
+    let (sql, params) = unreserve(&reservation, sold, now);
+    tx.run(Batch::new().push(sql, params)).await?;
     Ok(Some(reservation))
 }
 
-/// Takes an ended reservation's units off the level's reserved, and `sold` of them off its
-/// stock on hand.
-async fn unreserve(tx: &mut Tx, reservation: &Reservation, sold: i64, now: Timestamp) -> AppResult<()> {
-    db_run!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE inventory_levels SET reserved = reserved - $1, on_hand = on_hand - $2, updated_at = $3 \
-             WHERE variant_id = $4 AND location_id = $5",
-        )
-        .bind(reservation.quantity)
-        .bind(sold)
-        .bind(now)
-        .bind(&reservation.variant_id)
-        .bind(&reservation.location_id)
-        .execute(conn)
-        .await
-        .map(drop)
-    })?;
-    Ok(())
+/// The statement that takes an ended reservation's units off the level's reserved, and
+/// `sold` of them off its stock on hand.
+fn unreserve(reservation: &Reservation, sold: i64, now: Timestamp) -> (&'static str, Vec<Param>) {
+    let sql = "UPDATE inventory_levels SET reserved = reserved - $1, on_hand = on_hand - $2, updated_at = $3 \
+               WHERE variant_id = $4 AND location_id = $5";
+    let params = vec![
+        Param::Int(reservation.quantity),
+        Param::Int(sold),
+        Param::Int(now.0),
+        Param::Text(reservation.variant_id.clone()),
+        Param::Text(reservation.location_id.clone()),
+    ];
+    (sql, params)
 }
 
 /// 404 when no reservation has the id, else 409: it is no longer active.
@@ -494,10 +496,13 @@ pub async fn commit_all(
     // Levels are locked in one order by every checkout (that of `reserve_all`), so that two
     // on PostgreSQL never wait on each other.
     ended.sort_by(|a, b| (&a.variant_id, &a.location_id).cmp(&(&b.variant_id, &b.location_id)));
+    // The levels, the ledger and the stock after the sale, in one trip.
+    let mut selling = Batch::new();
     let mut sold: HashMap<&str, i64> = HashMap::new();
     let mut movements = Vec::with_capacity(ended.len());
     for reservation in &ended {
-        unreserve(tx, reservation, reservation.quantity, now).await?;
+        let (sql, params) = unreserve(reservation, reservation.quantity, now);
+        selling.push(sql, params);
         tx.invalidate(super::changed(&reservation.variant_id));
         *sold.entry(reservation.variant_id.as_str()).or_default() += reservation.quantity;
         movements.push(vec![
@@ -513,13 +518,12 @@ pub async fn commit_all(
             Param::Int(now.0),
         ]);
     }
-    tx.insert_rows(
+    selling.push_rows(
         "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
          actor_kind, actor_id, created_at)",
-        &movements,
+        movements,
         "",
-    )
-    .await?;
+    );
     // Whether a sale took a variant from above its threshold to at or below it.
     let variants: Vec<&str> = sold.keys().copied().collect();
     let list: Vec<String> = (1..=variants.len()).map(|n| format!("${n}")).collect();
@@ -530,13 +534,9 @@ pub async fn commit_all(
          GROUP BY v.id, v.low_stock_threshold, v.product_id, v.sku",
         list.join(", ")
     );
-    let stocks = db_run!(tx.conn(), |conn| {
-        let mut query = sqlx::query_as::<_, (String, i64, String, Option<String>, i64, i64)>(&sql);
-        for id in &variants {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
+    selling.push(sql, variants.iter().map(|id| Param::Text((*id).to_owned())).collect());
+    let ran = tx.run(&selling).await?;
+    let stocks = ran[ran.len() - 1].rows::<(String, i64, String, Option<String>, i64, i64)>()?;
     for (variant_id, threshold, product_id, sku, on_hand, available) in stocks {
         let before = on_hand + sold.get(variant_id.as_str()).copied().unwrap_or(0);
         if before > threshold && on_hand <= threshold {

@@ -14,7 +14,8 @@ use super::cart::{self, CART_COLUMNS, Cart, CartRow, MAX_LINES, MAX_QUANTITY};
 use crate::accounts::auth::{CurrentCustomer, MaybeCustomer};
 use crate::accounts::email_address::EmailAddress;
 use crate::app::AppState;
-use crate::platform::db::Tx;
+use crate::platform::batch::Batch;
+use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::Json;
 use crate::platform::ids::{has_shape, new_id};
@@ -54,22 +55,23 @@ fn ttl_secs(state: &AppState) -> u64 {
 /// checked out.
 const CHANGEABLE: &str = "status = 'active' AND (checkout_until IS NULL OR checkout_until < $1)";
 
-/// Marks the cart changed (and alive for longer), unless it is being checked out or is
-/// already an order: then a 409 says which. Answers the cart as it now is.
-async fn begin_change(state: &AppState, tx: &mut Tx, row: &CartRow) -> AppResult<CartRow> {
+/// The statement that marks the cart `id` changed (and alive for longer) unless it is being
+/// checked out or is already an order; it answers the cart as it now is.
+fn change(state: &AppState, id: &str) -> (String, Vec<Param>) {
     let now = Timestamp::now();
     let sql = format!(
         "UPDATE carts SET updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
          RETURNING {CART_COLUMNS}"
     );
-    let changed = db_run!(tx.conn(), |conn| {
-        sqlx::query_as::<_, CartRow>(&sql)
-            .bind(now)
-            .bind(now.plus_secs(ttl_secs(state)))
-            .bind(&row.id)
-            .fetch_optional(conn)
-            .await
-    })?;
+    (sql, vec![Param::Int(now.0), Param::Int(now.plus_secs(ttl_secs(state)).0), Param::Text(id.to_owned())])
+}
+
+/// Marks the cart changed, or answers 409 saying why it cannot be: see [`change`].
+async fn begin_change(state: &AppState, tx: &mut Tx, row: &CartRow) -> AppResult<CartRow> {
+    let (sql, params) = change(state, &row.id);
+    let mut batch = Batch::new();
+    batch.push(sql, params);
+    let changed = tx.run(&batch).await?.remove(0).row::<CartRow>()?;
     match changed {
         Some(row) => Ok(row),
         None => Err(unchangeable(state, Some(tx), &row.id).await),
@@ -372,28 +374,33 @@ async fn add_line(
     let row = open(&state, &id, &caller).await?;
     let currency = super::currency_of(&state, &row.region_id).await?;
     let fact = sellable(&state, &currency, &new.variant_id).await?;
-    let mut tx = state.db.begin().await?;
-    let changed = begin_change(&state, &mut tx, &row).await?;
-    // Added only while the cart holds fewer than the most lines besides this variant's.
-    let quantity = db_run!(tx.conn(), |conn| {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO cart_lines (id, cart_id, variant_id, quantity, created_at, shown_amount) \
-             SELECT $1, $2, $3, $4, $5, $6 \
-             WHERE (SELECT COUNT(*) FROM cart_lines WHERE cart_id = $2 AND variant_id <> $3) < $7 \
-             ON CONFLICT (cart_id, variant_id) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity, \
-             shown_amount = excluded.shown_amount RETURNING quantity",
-        )
-        .bind(new_id("cli"))
-        .bind(&id)
-        .bind(&new.variant_id)
-        .bind(new.quantity)
-        .bind(Timestamp::now())
-        .bind(fact.amount)
-        .bind(MAX_LINES as i64)
-        .fetch_optional(conn)
-        .await
-    })?;
-    let Some(quantity) = quantity else {
+    // The cart marked changed and the line added, in one trip: added only while the cart
+    // holds fewer than the most lines besides this variant's. Should the cart not be
+    // changeable, the line goes with the transaction.
+    let mut batch = Batch::new();
+    let (sql, params) = change(&state, &id);
+    batch.push(sql, params);
+    batch.push(
+        "INSERT INTO cart_lines (id, cart_id, variant_id, quantity, created_at, shown_amount) \
+         SELECT $1, $2, $3, $4, $5, $6 \
+         WHERE (SELECT COUNT(*) FROM cart_lines WHERE cart_id = $2 AND variant_id <> $3) < $7 \
+         ON CONFLICT (cart_id, variant_id) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity, \
+         shown_amount = excluded.shown_amount RETURNING quantity",
+        vec![
+            Param::Text(new_id("cli")),
+            Param::Text(id.clone()),
+            Param::Text(new.variant_id.clone()),
+            Param::Int(new.quantity),
+            Param::Int(Timestamp::now().0),
+            Param::MaybeInt(fact.amount),
+            Param::Int(MAX_LINES as i64),
+        ],
+    );
+    let (mut tx, ran) = state.db.begin_with(&batch).await?;
+    let Some(changed) = ran[0].row::<CartRow>()? else {
+        return Err(unchangeable(&state, Some(&mut tx), &id).await);
+    };
+    let Some(quantity) = ran[1].scalar::<i64>()? else {
         return Err(AppError::invalid_field(
             "variant_id",
             "too_many",

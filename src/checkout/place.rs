@@ -35,7 +35,8 @@ use crate::messaging::{self, webhooks};
 use crate::orders::status::Status;
 use crate::orders::{self, Order, OrderLine, OrderShipping};
 use crate::payments::{self, Charge, Outcome, PaymentDetails};
-use crate::platform::db::{Backend, Param, Tx};
+use crate::platform::batch::Batch;
+use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::platform::http::Json;
 use crate::platform::ids::new_id;
@@ -507,11 +508,15 @@ async fn hold(
         "UPDATE carts SET checkout_key = $1, checkout_until = $2 WHERE id = $3 AND status = 'active' \
          AND version = $4 AND {free}"
     );
-    let mut tx = state.db.begin().await?;
-    let taken = db_execute!(tx.conn(), |conn| {
-        let query = sqlx::query(&sql).bind(key).bind(until).bind(&row.id).bind(row.version);
-        if lapsed { query.bind(now) } else { query }.execute(conn).await
-    })?;
+    let mut params =
+        vec![Param::Text(key.to_owned()), Param::Int(until.0), Param::Text(row.id.clone()), Param::Int(row.version)];
+    if lapsed {
+        params.push(Param::Int(now.0));
+    }
+    let mut taking = Batch::new();
+    taking.push(sql, params);
+    let (mut tx, ran) = state.db.begin_with(&taking).await?;
+    let taken = ran[0].changed();
     if taken == 0 {
         let current = cart::find_row(&state.db, Some(&mut tx), &row.id).await?;
         let busy = current.status == "completed" || current.checkout_until.is_some_and(|until| until >= now);
@@ -538,28 +543,27 @@ async fn hold(
         }
     };
     let payment_id = new_id("pay");
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
-             updated_at, snapshot, request_hash, idempotency_key) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8, $9, $10)",
-        )
-        .bind(&payment_id)
-        .bind(&row.id)
-        .bind(&payment.provider)
-        .bind(&priced.currency)
-        .bind(priced.totals.total)
-        .bind(serde_json::to_string(&reservations).map_err(AppError::internal)?)
-        .bind(now)
-        .bind(to_json(priced)?)
-        .bind(hash)
-        .bind(key)
-        .execute(conn)
-        .await
-    })?;
     let email = priced.email.as_deref().unwrap_or_default();
     promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
-    tx.commit().await?;
+    let mut payment_row = Batch::new();
+    payment_row.push(
+        "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
+         updated_at, snapshot, request_hash, idempotency_key) \
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8, $9, $10)",
+        vec![
+            Param::Text(payment_id.clone()),
+            Param::Text(row.id.clone()),
+            Param::Text(payment.provider.clone()),
+            Param::Text(priced.currency.clone()),
+            Param::Int(priced.totals.total),
+            Param::Text(serde_json::to_string(&reservations).map_err(AppError::internal)?),
+            Param::Int(now.0),
+            Param::Text(to_json(priced)?),
+            Param::Text(hash.to_owned()),
+            Param::Text(key.to_owned()),
+        ],
+    );
+    tx.commit_with(&payment_row).await?;
     void_all(state, to_void).await;
     Ok(Held::Taken(Hold { payment_id, provider: payment.provider.clone(), reservations, until, started: now }))
 }
@@ -705,22 +709,6 @@ struct Paid {
     captured: i64,
 }
 
-/// The next order number.
-async fn next_number(tx: &mut Tx) -> AppResult<i64> {
-    Ok(match tx.conn() {
-        Backend::Sqlite(conn) => {
-            sqlx::query_scalar::<_, i64>(
-                "UPDATE counters SET value = value + 1 WHERE name = 'order_number' RETURNING value",
-            )
-            .fetch_one(conn)
-            .await?
-        }
-        Backend::Postgres(conn) => {
-            sqlx::query_scalar::<_, i64>("SELECT nextval('order_numbers')").fetch_one(conn).await?
-        }
-    })
-}
-
 /// Writes the order, sells the held stock and completes the cart; returns the order as written.
 #[expect(clippy::too_many_arguments, reason = "the whole of one checkout, passed once")]
 async fn place(
@@ -749,48 +737,52 @@ async fn place(
         amount: method.amount,
         estimate: method.estimate.clone(),
     };
-    let mut tx = state.db.begin().await?;
-    let number = next_number(&mut tx).await?;
     let totals = &priced.totals;
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query(
+    // The order and its lines are written in the trip that begins the transaction; the
+    // order's number comes from the database's counter as the order is written.
+    let mut writing = Batch::new();
+    let number_sql = if state.db.backend_name() == "sqlite" {
+        writing.push("UPDATE counters SET value = value + 1 WHERE name = 'order_number'", Vec::new());
+        "(SELECT value FROM counters WHERE name = 'order_number')"
+    } else {
+        "nextval('order_numbers')"
+    };
+    writing.push(
+        format!(
             "INSERT INTO orders (id, number, cart_id, idempotency_key, request_hash, customer_id, email, region_id, \
              currency, tax_inclusive, tax_exempt, status, shipping_address, billing_address, shipping_method, \
              subtotal, discount_total, shipping_total, shipping_tax, tax_total, total, paid_total, placed_at, \
-             updated_at, discounts, shipping_discount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $23, $24, $25)",
-        )
-        .bind(&order_id)
-        .bind(number)
-        .bind(cart_id)
-        .bind(key)
-        .bind(hash)
-        .bind(customer_id)
-        .bind(email)
-        .bind(&priced.region_id)
-        .bind(&priced.currency)
-        .bind(priced.tax_inclusive)
-        .bind(priced.tax_exempt)
-        .bind(paid.status.as_str())
-        .bind(to_json(shipping_address)?)
-        .bind(to_json(billing_address)?)
-        .bind(to_json(&shipping)?)
-        .bind(totals.subtotal)
-        .bind(totals.discount_total)
-        .bind(totals.shipping)
-        .bind(totals.shipping_tax)
-        .bind(totals.tax_total)
-        .bind(totals.total)
-        .bind(paid.captured)
-        .bind(now)
-        .bind(to_json(&priced.discounts)?)
-        .bind(totals.shipping_discount)
-        .execute(conn)
-        .await
-    })?;
-    if !priced.discounts.is_empty() {
-        promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
-    }
+             updated_at, discounts, shipping_discount) VALUES ($1, {number_sql}, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23, $24) RETURNING number"
+        ),
+        vec![
+            Param::Text(order_id.clone()),
+            Param::Text(cart_id.to_owned()),
+            Param::Text(key.to_owned()),
+            Param::Text(hash.to_owned()),
+            Param::MaybeText(customer_id.map(str::to_owned)),
+            Param::Text(email.clone()),
+            Param::Text(priced.region_id.clone()),
+            Param::Text(priced.currency.clone()),
+            Param::Bool(priced.tax_inclusive),
+            Param::Bool(priced.tax_exempt),
+            Param::Text(paid.status.as_str().to_owned()),
+            Param::Text(to_json(shipping_address)?),
+            Param::Text(to_json(billing_address)?),
+            Param::Text(to_json(&shipping)?),
+            Param::Int(totals.subtotal),
+            Param::Int(totals.discount_total),
+            Param::Int(totals.shipping),
+            Param::Int(totals.shipping_tax),
+            Param::Int(totals.tax_total),
+            Param::Int(totals.total),
+            Param::Int(paid.captured),
+            Param::Int(now.0),
+            Param::Text(to_json(&priced.discounts)?),
+            Param::Int(totals.shipping_discount),
+        ],
+    );
+    let order_at = writing.len() - 1;
     let lines: Vec<OrderLine> = priced
         .lines
         .iter()
@@ -837,59 +829,66 @@ async fn place(
             ]
         })
         .collect();
-    tx.insert_rows(
+    writing.push_rows(
         "INSERT INTO order_lines (id, order_id, position, variant_id, product_id, title, variant_title, sku, \
          quantity, unit_amount, subtotal, discount, tax_class, tax_rate_bps, tax_name, tax, total)",
-        &rows,
+        rows,
         "",
-    )
-    .await?;
+    );
+    let (mut tx, written) = state.db.begin_with(&writing).await?;
+    let number = written[order_at]
+        .scalar::<i64>()?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("an order was written without its number")))?;
+    if !priced.discounts.is_empty() {
+        promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
+    }
     inventory::commit_all(state, &mut tx, &held.reservations, actor).await?;
     let payment_status = match paid.status {
         Status::PendingPayment => "pending",
         Status::Authorized => "authorized",
         _ => "captured",
     };
-    let recorded = db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE payments SET order_id = $1, status = $2, provider_ref = $3, captured_amount = $4, updated_at = $5 \
-             WHERE id = $6 AND status IN ('pending', 'requires_action') AND order_id IS NULL",
-        )
-        .bind(&order_id)
-        .bind(payment_status)
-        .bind(&paid.reference)
-        .bind(paid.captured)
-        .bind(now)
-        .bind(&held.payment_id)
-        .execute(conn)
-        .await
-    })?;
-    let completed = db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "UPDATE carts SET status = 'completed', order_id = $1, checkout_until = NULL, updated_at = $2 \
-             WHERE id = $3 AND status = 'active' AND checkout_until = $4",
-        )
-        .bind(&order_id)
-        .bind(now)
-        .bind(cart_id)
-        .bind(held.until)
-        .execute(conn)
-        .await
-    })?;
-    if recorded != 1 || completed != 1 {
+    let mut finishing = Batch::new();
+    finishing.push(
+        "UPDATE payments SET order_id = $1, status = $2, provider_ref = $3, captured_amount = $4, updated_at = $5 \
+         WHERE id = $6 AND status IN ('pending', 'requires_action') AND order_id IS NULL",
+        vec![
+            Param::Text(order_id.clone()),
+            Param::Text(payment_status.to_owned()),
+            Param::MaybeText(paid.reference.clone()),
+            Param::Int(paid.captured),
+            Param::Int(now.0),
+            Param::Text(held.payment_id.clone()),
+        ],
+    );
+    finishing.push(
+        "UPDATE carts SET status = 'completed', order_id = $1, checkout_until = NULL, updated_at = $2 \
+         WHERE id = $3 AND status = 'active' AND checkout_until = $4",
+        vec![
+            Param::Text(order_id.clone()),
+            Param::Int(now.0),
+            Param::Text(cart_id.to_owned()),
+            Param::Int(held.until.0),
+        ],
+    );
+    webhooks::Listeners::load_in(&mut finishing);
+    let finished = tx.run(&finishing).await?;
+    if finished[0].changed() != 1 || finished[1].changed() != 1 {
         return Err(AppError::new(ErrorCode::Conflict, "This checkout attempt lost its hold on the cart; try again."));
     }
-    let detail = serde_json::json!({ "payment_id": held.payment_id, "provider_status": payment_status });
-    orders::record_event(&mut tx, &order_id, "placed", Some((None, paid.status)), detail, actor).await?;
-    let email_message = confirmation(state, number, email, priced, shipping_address, &shipping)?;
-    messaging::send_email(&mut tx, &email_message).await?;
     let summary = serde_json::json!({
         "id": order_id, "number": number, "status": paid.status, "email": email, "currency": priced.currency,
         "total": totals.total, "lines": priced.lines.iter().map(|line| serde_json::json!({
             "variant_id": line.variant_id, "sku": line.sku, "quantity": line.quantity, "total": line.total,
         })).collect::<Vec<_>>(),
     });
-    webhooks::emit(state, &mut tx, "order.placed", &summary).await?;
+    webhooks::Listeners::loaded(&finished[2])?.emit(state, &mut tx, "order.placed", &summary).await?;
+    // The timeline's first entry and the confirmation go with the commit.
+    let mut last = Batch::new();
+    let detail = serde_json::json!({ "payment_id": held.payment_id, "provider_status": payment_status });
+    orders::event_in(&mut last, &order_id, "placed", Some((None, paid.status)), &detail, actor);
+    let email_message = confirmation(state, number, email, priced, shipping_address, &shipping)?;
+    messaging::send_email_in(&mut tx, &mut last, &email_message)?;
     let payment = orders::Payment {
         id: held.payment_id.clone(),
         provider: held.provider.clone(),
@@ -924,7 +923,7 @@ async fn place(
         updated_at: now,
         version: 1,
     };
-    tx.commit().await?;
+    tx.commit_with(&last).await?;
     Ok(order)
 }
 

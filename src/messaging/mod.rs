@@ -12,6 +12,7 @@ pub mod webhooks;
 pub mod webhooks_admin;
 
 use crate::app::AppState;
+use crate::platform::batch::Batch;
 use crate::platform::db::Tx;
 use crate::platform::error::AppResult;
 use crate::platform::mail::Email;
@@ -41,8 +42,18 @@ pub fn known_kind(kind: &str) -> Option<&'static str> {
 /// Enqueues `email` in the caller's transaction: it is sent once the change that caused it
 /// commits, and retried until the mail server takes it.
 pub async fn send_email(tx: &mut Tx, email: &Email) -> AppResult<()> {
-    jobs::enqueue(tx, NewJob::new(SEND_EMAIL, email)?.max_attempts(12)).await?;
+    jobs::enqueue(tx, email_job(email)?).await?;
     Ok(())
+}
+
+/// As [`send_email`], with the job's `INSERT` added to `batch` for the caller to run in `tx`.
+pub fn send_email_in(tx: &mut Tx, batch: &mut Batch, email: &Email) -> AppResult<()> {
+    jobs::enqueue_in(tx, batch, email_job(email)?);
+    Ok(())
+}
+
+fn email_job(email: &Email) -> AppResult<NewJob> {
+    Ok(NewJob::new(SEND_EMAIL, email)?.max_attempts(12))
 }
 
 /// Sends `email` as the job `id`, and records the delivery for staff.

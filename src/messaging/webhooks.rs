@@ -21,6 +21,7 @@ use sha2::Sha256;
 
 use super::jobs::{self, ClaimedJob, JobError, NewJob};
 use crate::app::AppState;
+use crate::platform::batch::{Batch, Ran};
 use crate::platform::breaker::CircuitBreaker;
 use crate::platform::config::WebhooksConfig;
 use crate::platform::db::Tx;
@@ -97,14 +98,18 @@ pub struct Listeners(Vec<(String, String)>);
 
 impl Listeners {
     pub async fn load(tx: &mut Tx) -> AppResult<Self> {
-        let endpoints = db_run!(tx.conn(), |conn| {
-            sqlx::query_as::<_, (String, String)>(
-                "SELECT id, event_types FROM webhook_endpoints WHERE status = 'enabled'",
-            )
-            .fetch_all(conn)
-            .await
-        })?;
-        Ok(Self(endpoints))
+        let mut batch = Batch::new();
+        Self::load_in(&mut batch);
+        Self::loaded(&tx.run(&batch).await?[0])
+    }
+
+    /// Adds the reading of the listeners to `batch`; [`Listeners::loaded`] takes its answer.
+    pub fn load_in(batch: &mut Batch) {
+        batch.push("SELECT id, event_types FROM webhook_endpoints WHERE status = 'enabled'", Vec::new());
+    }
+
+    pub fn loaded(ran: &Ran) -> AppResult<Self> {
+        Ok(Self(ran.rows::<(String, String)>()?))
     }
 
     /// Whether some endpoint listens to `event_type`.

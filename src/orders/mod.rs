@@ -23,7 +23,8 @@ use crate::catalog::inventory::{self, Actor};
 use crate::checkout::address::Address;
 use crate::checkout::cart::CartTotals;
 use crate::messaging::webhooks;
-use crate::platform::db::{Db, Tx};
+use crate::platform::batch::Batch;
+use crate::platform::db::{Db, Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::{has_shape, new_id};
@@ -330,28 +331,40 @@ pub async fn record_event(
     detail: serde_json::Value,
     actor: Actor<'_>,
 ) -> AppResult<()> {
+    let mut batch = Batch::new();
+    event_in(&mut batch, order_id, kind, change, &detail, actor);
+    tx.run(&batch).await?;
+    Ok(())
+}
+
+/// As [`record_event`], with the event's `INSERT` added to `batch`.
+pub fn event_in(
+    batch: &mut Batch,
+    order_id: &str,
+    kind: &str,
+    change: Option<(Option<Status>, Status)>,
+    detail: &serde_json::Value,
+    actor: Actor<'_>,
+) {
     let (from, to) = match change {
         Some((from, to)) => (from.map(Status::as_str), Some(to.as_str())),
         None => (None, None),
     };
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query(
-            "INSERT INTO order_events (id, order_id, kind, from_status, to_status, detail, actor_kind, actor_id, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(new_id("oev"))
-        .bind(order_id)
-        .bind(kind)
-        .bind(from)
-        .bind(to)
-        .bind(detail.to_string())
-        .bind(actor.kind)
-        .bind(actor.id)
-        .bind(Timestamp::now())
-        .execute(conn)
-        .await
-    })?;
-    Ok(())
+    batch.push(
+        "INSERT INTO order_events (id, order_id, kind, from_status, to_status, detail, actor_kind, actor_id, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        vec![
+            Param::Text(new_id("oev")),
+            Param::Text(order_id.to_owned()),
+            Param::Text(kind.to_owned()),
+            Param::MaybeText(from.map(str::to_owned)),
+            Param::MaybeText(to.map(str::to_owned)),
+            Param::Text(detail.to_string()),
+            Param::Text(actor.kind.to_owned()),
+            Param::Text(actor.id.to_owned()),
+            Param::Int(Timestamp::now().0),
+        ],
+    );
 }
 
 /// Takes the order for one change: if someone changed it since it was read, a 409.
