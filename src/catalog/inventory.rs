@@ -13,7 +13,7 @@ use super::products::single_line;
 use crate::app::AppState;
 use crate::db_run;
 use crate::messaging::webhooks;
-use crate::platform::batch::Batch;
+use crate::platform::batch::{Batch, Ran};
 use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode};
 use crate::platform::ids::new_id;
@@ -234,8 +234,13 @@ pub async fn reserve(
     ttl_secs: u64,
     reference: Option<&str>,
 ) -> AppResult<Reservation> {
-    match reserve_all(tx, &[(variant_id, quantity)], ttl_secs, reference).await? {
-        Ok(mut reserved) => reserved.pop().ok_or_else(|| AppError::internal(anyhow::anyhow!("nothing reserved"))),
+    let policies = Policies::load(tx, &[variant_id]).await?;
+    let mut writes = Batch::new();
+    match reserve_all(tx, &policies, &[(variant_id, quantity)], ttl_secs, reference, &mut writes).await? {
+        Ok(mut reserved) => {
+            tx.run(&writes).await?;
+            reserved.pop().ok_or_else(|| AppError::internal(anyhow::anyhow!("nothing reserved")))
+        }
         Err(_) => Err(insufficient(totals_in(tx, variant_id).await?.1)),
     }
 }
@@ -244,18 +249,21 @@ pub async fn reserve(
 /// which should be one order for every checkout, so that two never wait on each other), each
 /// at one location that has it all (a variant that takes backorders at the default location,
 /// whatever its stock): the reservations, or the index in `wants` of the first that is short
-/// of stock, and then nothing is reserved once the caller rolls back.
+/// of stock, and then nothing is reserved once the caller rolls back. `policies` are those
+/// of the variants of `wants`. The reservations' rows are added to `writes`, for the caller
+/// to run in `tx` before it commits (with the commit, say).
 pub async fn reserve_all(
     tx: &mut Tx,
+    policies: &Policies,
     wants: &[(&str, i64)],
     ttl_secs: u64,
     reference: Option<&str>,
+    writes: &mut Batch,
 ) -> AppResult<Result<Vec<Reservation>, usize>> {
     if wants.iter().any(|(_, quantity)| !(1..=1_000_000).contains(quantity)) {
         return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
     }
-    let ids: Vec<&str> = wants.iter().map(|(variant_id, _)| *variant_id).collect();
-    let policies = policies_of(tx, &ids).await?;
+    let policies = &policies.0;
     let now = Timestamp::now();
     // Every line's stock taken in one trip, in the order given.
     let mut taking = Batch::new();
@@ -307,29 +315,38 @@ pub async fn reserve_all(
         ]);
         reserved.push(reservation);
     }
-    tx.insert_rows(
+    writes.push_rows(
         "INSERT INTO inventory_reservations (id, variant_id, location_id, quantity, status, reference, expires_at, \
          created_at, updated_at)",
-        &rows,
+        rows,
         "",
-    )
-    .await?;
+    );
     Ok(Ok(reserved))
 }
 
-/// Each variant's inventory policy and product, for the variants in `ids`.
-async fn policies_of(tx: &mut Tx, ids: &[&str]) -> AppResult<HashMap<String, (String, String)>> {
-    let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-    let sql =
-        format!("SELECT id, inventory_policy, product_id FROM product_variants WHERE id IN ({})", list.join(", "));
-    let rows = db_run!(tx.conn(), |conn| {
-        let mut query = sqlx::query_as::<_, (String, String, String)>(&sql);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
-    Ok(rows.into_iter().map(|(id, policy, product)| (id, (policy, product))).collect())
+/// Each variant's inventory policy and product, by variant id, for [`reserve_all`].
+pub struct Policies(HashMap<String, (String, String)>);
+
+impl Policies {
+    pub async fn load(tx: &mut Tx, ids: &[&str]) -> AppResult<Self> {
+        let mut batch = Batch::new();
+        Self::load_in(&mut batch, ids);
+        Self::loaded(&tx.run(&batch).await?[0])
+    }
+
+    /// Adds the reading of the policies of `ids` to `batch`; [`Policies::loaded`] takes its
+    /// answer.
+    pub fn load_in(batch: &mut Batch, ids: &[&str]) {
+        let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql =
+            format!("SELECT id, inventory_policy, product_id FROM product_variants WHERE id IN ({})", list.join(", "));
+        batch.push(sql, ids.iter().map(|id| Param::Text((*id).to_owned())).collect());
+    }
+
+    pub fn loaded(ran: &Ran) -> AppResult<Self> {
+        let rows = ran.rows::<(String, String, String)>()?;
+        Ok(Self(rows.into_iter().map(|(id, policy, product)| (id, (policy, product))).collect()))
+    }
 }
 
 /// Reserves `$2` of the variant `$1`, which takes backorders, at the location `$4` (the
@@ -477,19 +494,35 @@ pub async fn commit_all(
         return Ok(Vec::new());
     }
     let now = Timestamp::now();
+    let mut batch = Batch::new();
+    commit_in(&mut batch, ids, now);
+    let ran = tx.run(&batch).await?;
+    committed(state, tx, &ran[0], ids, actor, now).await
+}
+
+/// Adds to `batch` the first statement of [`commit_all`], which ends the reservations `ids`
+/// as committed at `now`; [`committed`] does the rest with its answer. `ids` is not empty.
+pub fn commit_in(batch: &mut Batch, ids: &[String], now: Timestamp) {
     let list: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
     let sql = format!(
         "UPDATE inventory_reservations SET status = 'committed', updated_at = $1 WHERE id IN ({}) \
          AND status = 'active' AND expires_at >= $1 RETURNING {RESERVATION_COLUMNS}",
         list.join(", ")
     );
-    let mut ended = db_run!(tx.conn(), |conn| {
-        let mut query = sqlx::query_as::<_, Reservation>(&sql).bind(now);
-        for id in ids {
-            query = query.bind(id);
-        }
-        query.fetch_all(conn).await
-    })?;
+    let params = std::iter::once(Param::Int(now.0)).chain(ids.iter().map(|id| Param::Text(id.clone())));
+    batch.push(sql, params.collect());
+}
+
+/// The rest of [`commit_all`], once `ran` answered [`commit_in`]'s statement.
+pub async fn committed(
+    state: &AppState,
+    tx: &mut Tx,
+    ran: &Ran,
+    ids: &[String],
+    actor: Actor<'_>,
+    now: Timestamp,
+) -> AppResult<Vec<Reservation>> {
+    let mut ended = ran.rows::<Reservation>()?;
     if ended.len() != ids.len() {
         return Err(not_active());
     }

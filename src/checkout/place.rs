@@ -513,8 +513,14 @@ async fn hold(
     if lapsed {
         params.push(Param::Int(now.0));
     }
+    // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
+    let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
+    lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
+    let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
+    let ids: Vec<&str> = wants.iter().map(|(variant_id, _)| *variant_id).collect();
     let mut taking = Batch::new();
     taking.push(sql, params);
+    inventory::Policies::load_in(&mut taking, &ids);
     let (mut tx, ran) = state.db.begin_with(&taking).await?;
     let taken = ran[0].changed();
     if taken == 0 {
@@ -526,12 +532,12 @@ async fn hold(
         return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
     }
     let to_void = if lapsed { release_abandoned(&mut tx, &row.id).await? } else { Vec::new() };
-    // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
-    let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
-    lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
-    let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
+    let policies = inventory::Policies::loaded(&ran[1])?;
     let hold_secs = state.config.checkout.hold_secs;
-    let reservations: Vec<String> = match inventory::reserve_all(&mut tx, &wants, hold_secs, Some(&row.id)).await? {
+    // The reservations and the payment attempt are written with the commit.
+    let mut writes = Batch::new();
+    let reserved = inventory::reserve_all(&mut tx, &policies, &wants, hold_secs, Some(&row.id), &mut writes).await?;
+    let reservations: Vec<String> = match reserved {
         Ok(reservations) => reservations.into_iter().map(|reservation| reservation.id).collect(),
         Err(short) => {
             let (index, line) = lines[short];
@@ -545,8 +551,7 @@ async fn hold(
     let payment_id = new_id("pay");
     let email = priced.email.as_deref().unwrap_or_default();
     promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
-    let mut payment_row = Batch::new();
-    payment_row.push(
+    writes.push(
         "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
          updated_at, snapshot, request_hash, idempotency_key) \
          VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8, $9, $10)",
@@ -563,7 +568,7 @@ async fn hold(
             Param::Text(key.to_owned()),
         ],
     );
-    tx.commit_with(&payment_row).await?;
+    tx.commit_with(&writes).await?;
     void_all(state, to_void).await;
     Ok(Held::Taken(Hold { payment_id, provider: payment.provider.clone(), reservations, until, started: now }))
 }
@@ -835,6 +840,10 @@ async fn place(
         rows,
         "",
     );
+    let selling = !held.reservations.is_empty();
+    if selling {
+        inventory::commit_in(&mut writing, &held.reservations, now);
+    }
     let (mut tx, written) = state.db.begin_with(&writing).await?;
     let number = written[order_at]
         .scalar::<i64>()?
@@ -842,7 +851,9 @@ async fn place(
     if !priced.discounts.is_empty() {
         promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
     }
-    inventory::commit_all(state, &mut tx, &held.reservations, actor).await?;
+    if selling {
+        inventory::committed(state, &mut tx, &written[written.len() - 1], &held.reservations, actor, now).await?;
+    }
     let payment_status = match paid.status {
         Status::PendingPayment => "pending",
         Status::Authorized => "authorized",
