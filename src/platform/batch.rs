@@ -43,24 +43,7 @@ impl Batch {
         if rows.is_empty() {
             return self;
         }
-        let mut sql = String::with_capacity(insert.len() + rows.len() * rows[0].len() * 5);
-        sql.push_str(insert);
-        sql.push_str(" VALUES ");
-        let mut n = 0;
-        for (at, row) in rows.iter().enumerate() {
-            sql.push_str(if at == 0 { "(" } else { ", (" });
-            for column in 0..row.len() {
-                n += 1;
-                if column > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('$');
-                sql.push_str(&n.to_string());
-            }
-            sql.push(')');
-        }
-        sql.push(' ');
-        sql.push_str(tail);
+        let sql = values_sql(insert, &rows, tail, true);
         self.push(sql, rows.into_iter().flatten().collect())
     }
 
@@ -92,6 +75,35 @@ impl Batch {
         }
         sql
     }
+}
+
+/// `insert` (`INSERT INTO table (columns)`) of `rows`, `tail` after the values, with binds
+/// numbered (`$1`) or, for SQLite, anonymous (`?`).
+pub(crate) fn values_sql(insert: &str, rows: &[Vec<Param>], tail: &str, numbered: bool) -> String {
+    let width = rows.first().map_or(0, Vec::len);
+    let mut sql = String::with_capacity(insert.len() + rows.len() * width * 5);
+    sql.push_str(insert);
+    sql.push_str(" VALUES ");
+    let mut n = 0;
+    for (at, row) in rows.iter().enumerate() {
+        sql.push_str(if at == 0 { "(" } else { ", (" });
+        for column in 0..row.len() {
+            n += 1;
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            if numbered {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
 }
 
 /// Copies `statement` to `out` with every `$n` written as `$(n + offset)`.

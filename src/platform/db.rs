@@ -433,28 +433,7 @@ impl Tx {
         // thousands of `$n` quadratic; anonymous `?`s it binds in order at no such cost.
         let numbered = matches!(self.inner, Backend::Postgres(_));
         for chunk in rows.chunks((MAX_BINDS / width).max(1)) {
-            let mut sql = String::with_capacity(insert.len() + chunk.len() * width * 5);
-            sql.push_str(insert);
-            sql.push_str(" VALUES ");
-            let mut n = 0;
-            for (at, row) in chunk.iter().enumerate() {
-                sql.push_str(if at == 0 { "(" } else { ", (" });
-                for column in 0..row.len() {
-                    n += 1;
-                    if column > 0 {
-                        sql.push_str(", ");
-                    }
-                    if numbered {
-                        sql.push('$');
-                        sql.push_str(&n.to_string());
-                    } else {
-                        sql.push('?');
-                    }
-                }
-                sql.push(')');
-            }
-            sql.push(' ');
-            sql.push_str(tail);
+            let sql = batch::values_sql(insert, chunk, tail, numbered);
             crate::db_run!(self.conn(), |conn| {
                 batch::bind_all!(sqlx::query(&sql), chunk.iter().flatten()).execute(conn).await.map(drop)
             })?;
