@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::db_run;
 use crate::messaging::webhooks;
 use crate::platform::batch::{Batch, Ran};
-use crate::platform::db::{Param, Tx};
+use crate::platform::db::{Backend, Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -265,8 +265,7 @@ pub async fn reserve_all(
     }
     let policies = &policies.0;
     let now = Timestamp::now();
-    // Every line's stock taken in one trip, in the order given.
-    let mut taking = Batch::new();
+    let mut taking = Vec::with_capacity(wants.len());
     for (variant_id, quantity) in wants {
         let Some((policy, _)) = policies.get(*variant_id) else {
             return Err(AppError::not_found("No variant has this id."));
@@ -274,21 +273,41 @@ pub async fn reserve_all(
         let mut params = vec![Param::Text((*variant_id).to_owned()), Param::Int(*quantity), Param::Int(now.0)];
         if policy == "continue" {
             params.push(Param::Text(DEFAULT_LOCATION.to_owned()));
-            taking.push(BACKORDER_SQL, params);
+            taking.push((BACKORDER_SQL, params));
         } else {
-            taking.push(RESERVE_SQL, params);
+            taking.push((RESERVE_SQL, params));
         }
     }
-    let taken = tx.run(&taking).await?;
+    let mut locations: Vec<Option<String>> = Vec::with_capacity(wants.len());
+    if matches!(tx.conn(), Backend::Sqlite(_)) {
+        // One writer: nothing changes between the statements, so every line's stock is taken
+        // in one trip, and a line that finds too little has too little.
+        let mut batch = Batch::new();
+        for (sql, params) in taking {
+            batch.push(sql, params);
+        }
+        for taken in tx.run(&batch).await? {
+            locations.push(taken.scalar::<String>()?);
+        }
+    } else {
+        // Line by line, stopping at the first short one: a line's rows are locked only once
+        // every earlier line's are, retries included, as in every other checkout.
+        for ((sql, params), (variant_id, quantity)) in taking.into_iter().zip(wants) {
+            let location = if sql == BACKORDER_SQL {
+                tx.run(Batch::new().push(sql, params)).await?[0].scalar::<String>()?
+            } else {
+                reserve_at_a_location(tx, variant_id, *quantity, now).await?
+            };
+            let short = location.is_none();
+            locations.push(location);
+            if short {
+                break;
+            }
+        }
+    }
     let mut rows = Vec::with_capacity(wants.len());
     let mut reserved = Vec::with_capacity(wants.len());
-    for (index, ((variant_id, quantity), taken)) in wants.iter().zip(&taken).enumerate() {
-        let location = match taken.scalar::<String>()? {
-            Some(location) => Some(location),
-            // On PostgreSQL another checkout may have taken the chosen location's stock
-            // while this one waited for it; another location may still have enough.
-            None => reserve_at_a_location(tx, variant_id, *quantity, now).await?,
-        };
+    for (index, ((variant_id, quantity), location)) in wants.iter().zip(locations).enumerate() {
         let Some(location) = location else { return Ok(Err(index)) };
         let (_, product_id) = &policies[*variant_id];
         tx.invalidate(super::changed(product_id));
