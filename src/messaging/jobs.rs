@@ -383,7 +383,8 @@ pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receive
                             _ = shutdown.changed() => {}
                         }
                     }
-                    // Nothing was written: the outcome is kept for the next try.
+                    // The outcome is kept for the next try. On SQLite it may have been written
+                    // before the claim failed; written again it changes nothing (`locked_by`).
                     Err(err) => {
                         tracing::warn!(error = %err, "claiming a job failed");
                         tokio::time::sleep(POLL_EVERY).await;
