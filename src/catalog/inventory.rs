@@ -265,25 +265,28 @@ pub async fn reserve_all(
     }
     let policies = &policies.0;
     let now = Timestamp::now();
-    let mut taking = Vec::with_capacity(wants.len());
-    for (variant_id, quantity) in wants {
+    // Whether each line takes backorders.
+    let mut backorders = Vec::with_capacity(wants.len());
+    for (variant_id, _) in wants {
         let Some((policy, _)) = policies.get(*variant_id) else {
             return Err(AppError::not_found("No variant has this id."));
         };
-        let mut params = vec![Param::Text((*variant_id).to_owned()), Param::Int(*quantity), Param::Int(now.0)];
-        if policy == "continue" {
-            params.push(Param::Text(DEFAULT_LOCATION.to_owned()));
-            taking.push((BACKORDER_SQL, params));
-        } else {
-            taking.push((RESERVE_SQL, params));
-        }
+        backorders.push(policy == "continue");
     }
+    let taking = |variant_id: &str, quantity: i64, backorder: bool| {
+        let mut params = vec![Param::Text(variant_id.to_owned()), Param::Int(quantity), Param::Int(now.0)];
+        if backorder {
+            params.push(Param::Text(DEFAULT_LOCATION.to_owned()));
+        }
+        (if backorder { BACKORDER_SQL } else { RESERVE_SQL }, params)
+    };
     let mut locations: Vec<Option<String>> = Vec::with_capacity(wants.len());
     if matches!(tx.conn(), Backend::Sqlite(_)) {
         // One writer: nothing changes between the statements, so every line's stock is taken
         // in one trip, and a line that finds too little has too little.
         let mut batch = Batch::new();
-        for (sql, params) in taking {
+        for ((variant_id, quantity), backorder) in wants.iter().zip(&backorders) {
+            let (sql, params) = taking(variant_id, *quantity, *backorder);
             batch.push(sql, params);
         }
         for taken in tx.run(&batch).await? {
@@ -292,8 +295,9 @@ pub async fn reserve_all(
     } else {
         // Line by line, stopping at the first short one: a line's rows are locked only once
         // every earlier line's are, retries included, as in every other checkout.
-        for ((sql, params), (variant_id, quantity)) in taking.into_iter().zip(wants) {
-            let location = if sql == BACKORDER_SQL {
+        for ((variant_id, quantity), backorder) in wants.iter().zip(&backorders) {
+            let location = if *backorder {
+                let (sql, params) = taking(variant_id, *quantity, true);
                 tx.run(Batch::new().push(sql, params)).await?[0].scalar::<String>()?
             } else {
                 reserve_at_a_location(tx, variant_id, *quantity, now).await?
