@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::db_run;
 use crate::messaging::webhooks;
 use crate::platform::batch::{Batch, Ran};
-use crate::platform::db::{Backend, Param, Tx};
+use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -215,6 +215,8 @@ pub struct Reservation {
     pub created_at: Timestamp,
 }
 
+crate::from_direct!(Reservation { id, variant_id, location_id, quantity, status, reference, expires_at, created_at });
+
 const RESERVATION_COLUMNS: &str = "id, variant_id, location_id, quantity, status, reference, expires_at, created_at";
 
 fn insufficient(available: i64) -> AppError {
@@ -281,7 +283,7 @@ pub async fn reserve_all(
         (if backorder { BACKORDER_SQL } else { RESERVE_SQL }, params)
     };
     let mut locations: Vec<Option<String>> = Vec::with_capacity(wants.len());
-    if matches!(tx.conn(), Backend::Sqlite(_)) {
+    if tx.is_sqlite() {
         // One writer: nothing changes between the statements, so every line's stock is taken
         // in one trip, and a line that finds too little has too little.
         let mut batch = Batch::new();

@@ -45,6 +45,25 @@ pub struct CartRow {
     pub version: i64,
 }
 
+crate::from_direct!(CartRow {
+    id,
+    customer_id,
+    region_id,
+    email,
+    shipping_address,
+    billing_address,
+    shipping_method_id,
+    status,
+    checkout_key,
+    checkout_until,
+    order_id,
+    codes,
+    expires_at,
+    created_at,
+    updated_at,
+    version,
+});
+
 impl CartRow {
     pub fn code_list(&self) -> Vec<String> {
         serde_json::from_str(&self.codes).unwrap_or_default()

@@ -746,7 +746,7 @@ async fn place(
     // The order and its lines are written in the trip that begins the transaction; the
     // order's number comes from the database's counter as the order is written.
     let mut writing = Batch::new();
-    let number_sql = if state.db.backend_name() == "sqlite" {
+    let number_sql = if state.db.is_sqlite() {
         writing.push("UPDATE counters SET value = value + 1 WHERE name = 'order_number'", Vec::new());
         "(SELECT value FROM counters WHERE name = 'order_number')"
     } else {

@@ -98,22 +98,38 @@ connection_executor!(
 );
 
 /// The SQLite writer's one connection, held: statements run on it one caller at a time.
-pub struct Writer(tokio::sync::OwnedMutexGuard<Option<SqliteConnection>>);
+pub struct Writer(tokio::sync::OwnedMutexGuard<Option<WriterConn>>);
 
 impl std::ops::Deref for Writer {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        self.0.as_ref().expect("a writer is handed out with its connection")
+        &self.held().sqlx
     }
 }
 
 impl std::ops::DerefMut for Writer {
+    /// sqlx's side of the connection, for [`db_run!`]: its thread is then at work on it.
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.0.as_mut().expect("a writer is handed out with its connection")
+        let conn = self.held_mut();
+        conn.sqlx_busy = true;
+        &mut conn.sqlx
     }
 }
 
 impl Writer {
+    fn held(&self) -> &WriterConn {
+        self.0.as_ref().expect("a writer is handed out with its connection")
+    }
+
+    fn held_mut(&mut self) -> &mut WriterConn {
+        self.0.as_mut().expect("a writer is handed out with its connection")
+    }
+
+    /// The connection reached directly, for a [`Batch`].
+    async fn direct(&mut self) -> Result<&rusqlite::Connection, sqlx::Error> {
+        self.held_mut().direct().await
+    }
+
     /// Closes the connection instead of handing it on: SQLite rolls back what it had not
     /// committed, and the next caller opens a new one.
     fn discard(mut self) {
@@ -121,9 +137,55 @@ impl Writer {
     }
 }
 
+/// SQLite's writer connection, reached two ways: through sqlx, whose thread for it runs the
+/// statements of [`db_run!`], and directly, on the caller's own thread, for a [`Batch`]. The
+/// direct way saves the two thread wake-ups of each trip, which, with every other write
+/// waiting for the connection, set the pace of every write under load.
+///
+/// The two never run at once: the writer is held by one caller at a time, and before a
+/// direct use that follows one through sqlx, sqlx's thread is made to let go of the
+/// connection. sqlx answers a statement before its thread has finished with it (resetting
+/// it), and a caller stopped mid-statement leaves the thread at work.
+struct WriterConn {
+    /// The same `sqlite3` handle, not owned: declared first, so that it is dropped (its
+    /// prepared statements finalised) before sqlx closes the connection.
+    direct: rusqlite::Connection,
+    /// Whether sqlx's thread may still be at work on the connection.
+    sqlx_busy: bool,
+    sqlx: SqliteConnection,
+}
+
+/// Prepared statements kept for the direct way: those of a checkout and a few more.
+const DIRECT_STATEMENTS: usize = 256;
+
+impl WriterConn {
+    async fn open(options: &SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let mut sqlx = options.connect().await?;
+        let handle = sqlx.lock_handle().await?.as_raw_handle();
+        // SAFETY: the handle stays open as long as `sqlx`, which `direct` does not outlive
+        // (it is dropped first), and `direct` does not close it (`from_handle` does not own
+        // it). The two never use it at once (see above): SQLite's connections may be used
+        // from one thread after another, but not from two at the same time.
+        #[expect(unsafe_code, reason = "one SQLite connection reached both through sqlx and directly")]
+        let direct = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }.map_err(batch::direct_error)?;
+        direct.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
+        Ok(Self { direct, sqlx_busy: false, sqlx })
+    }
+
+    /// The connection reached directly, once sqlx's thread has surely let go of it: taking
+    /// sqlx's lock on it waits for the thread to finish every statement sent before.
+    async fn direct(&mut self) -> Result<&rusqlite::Connection, sqlx::Error> {
+        if self.sqlx_busy {
+            drop(self.sqlx.lock_handle().await?);
+            self.sqlx_busy = false;
+        }
+        Ok(&self.direct)
+    }
+}
+
 /// Where SQLite's writer lives between callers; emptied by [`Writer::discard`] or at close.
 struct WriterSlot {
-    conn: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    conn: Arc<tokio::sync::Mutex<Option<WriterConn>>>,
     options: SqliteConnectOptions,
     closed: std::sync::atomic::AtomicBool,
 }
@@ -160,7 +222,7 @@ const WAKE_AT_MOST: usize = 16;
 
 #[derive(Clone)]
 enum Pools {
-    Sqlite { writer: Arc<WriterSlot>, readers: Arc<Readers> },
+    Sqlite { writer: Arc<WriterSlot>, readers: Arc<Readers>, direct_readers: Arc<DirectReaders> },
     Postgres(PgPool),
 }
 
@@ -227,12 +289,13 @@ impl Db {
             std::fs::create_dir_all(parent)?;
         }
         let writer = WriterSlot {
-            conn: Arc::new(tokio::sync::Mutex::new(Some(options.connect().await?))),
+            conn: Arc::new(tokio::sync::Mutex::new(Some(WriterConn::open(&options).await?))),
             options: options.clone(),
             closed: std::sync::atomic::AtomicBool::new(false),
         };
+        let direct_readers = Arc::new(DirectReaders::new(&options, config.database.busy_timeout_ms));
         let readers = Arc::new(Readers::new(options, config.database.max_connections as usize));
-        Ok(Self::new(Pools::Sqlite { writer: Arc::new(writer), readers }))
+        Ok(Self::new(Pools::Sqlite { writer: Arc::new(writer), readers, direct_readers }))
     }
 
     fn new(pools: Pools) -> Self {
@@ -319,7 +382,7 @@ impl Db {
             if slot.closed.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(sqlx::Error::PoolClosed);
             }
-            *held = Some(slot.options.connect().await?);
+            *held = Some(WriterConn::open(&slot.options).await?);
         }
         Ok(Writer(held))
     }
@@ -338,15 +401,14 @@ impl Db {
         Ok(self.begin_with(&Batch::new()).await?.0)
     }
 
-    /// Starts a write transaction with `batch` as its first statements: on SQLite, in the
-    /// same trip as `BEGIN`.
+    /// Starts a write transaction with `batch` as its first statements.
     pub async fn begin_with(&self, batch: &Batch) -> Result<(Tx, Vec<Ran>), sqlx::Error> {
         let (inner, ran) = match &self.pools {
             Pools::Sqlite { .. } => {
                 // Held by the transaction before `BEGIN` is sent: stopped at any point from
                 // here, the transaction rolls back before the writer passes on.
                 let mut tx = SqliteTx(Some(self.writer().await?));
-                let ran = batch::run_sqlite(tx.conn(), batch, Some("BEGIN IMMEDIATE"), None).await?;
+                let ran = batch::run_direct(tx.writer().direct().await?, batch, Some("BEGIN IMMEDIATE"), None)?;
                 (Backend::Sqlite(tx), ran)
             }
             Pools::Postgres(pool) => {
@@ -365,6 +427,35 @@ impl Db {
         Ok((tx, ran))
     }
 
+    /// Runs `batch` as a write of its own: on SQLite on the writer directly, on PostgreSQL
+    /// on the pool; several statements in a transaction.
+    pub async fn write_batch(&self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        match &self.pools {
+            _ if batch.len() > 1 => {
+                let (tx, ran) = self.begin_with(batch).await?;
+                tx.commit().await?;
+                Ok(ran)
+            }
+            Pools::Sqlite { .. } => batch::run_direct(self.writer().await?.direct().await?, batch, None, None),
+            Pools::Postgres(pool) => batch::run_postgres(&mut *pool.acquire().await?, batch).await,
+        }
+    }
+
+    /// Runs `batch` as a read: on SQLite on a reader directly, on PostgreSQL on the pool;
+    /// several statements see one snapshot.
+    pub async fn read_batch(&self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        match &self.pools {
+            Pools::Sqlite { direct_readers, .. } => direct_readers.run(batch),
+            Pools::Postgres(pool) if batch.len() > 1 => {
+                let mut tx = pool.begin().await?;
+                let ran = batch::run_postgres(&mut tx, batch).await?;
+                tx.commit().await?;
+                Ok(ran)
+            }
+            Pools::Postgres(pool) => batch::run_postgres(&mut *pool.acquire().await?, batch).await,
+        }
+    }
+
     /// Answers whether the database takes queries, for `/health/ready`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         db_run!(self.read().await?, |conn| sqlx::query("SELECT 1")
@@ -372,6 +463,10 @@ impl Db {
             .await
             .map(|done| done.rows_affected()))?;
         Ok(())
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.pools, Pools::Sqlite { .. })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -383,7 +478,7 @@ impl Db {
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         match &self.pools {
-            Pools::Sqlite { writer, readers } => vec![
+            Pools::Sqlite { writer, readers, .. } => vec![
                 PoolStats { name: "writer", size: 1, idle: usize::from(writer.conn.try_lock().is_ok()) },
                 readers.stats(),
             ],
@@ -397,11 +492,15 @@ impl Db {
             listener.abort();
         }
         match &self.pools {
-            Pools::Sqlite { writer, readers } => {
+            Pools::Sqlite { writer, readers, direct_readers } => {
                 readers.close().await;
+                direct_readers.close();
                 writer.closed.store(true, std::sync::atomic::Ordering::Release);
-                if let Some(writer) = writer.conn.lock().await.take()
-                    && let Err(err) = sqlx::Connection::close(writer).await
+                if let Some(WriterConn { direct, sqlx, .. }) = writer.conn.lock().await.take()
+                    && let Err(err) = {
+                        drop(direct);
+                        sqlx::Connection::close(sqlx).await
+                    }
                 {
                     tracing::warn!(error = %err, "the SQLite writer did not close cleanly");
                 }
@@ -441,6 +540,10 @@ impl Tx {
         Ok(())
     }
 
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.inner, Backend::Sqlite(_))
+    }
+
     /// The transaction's connection, for [`db_run!`].
     pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
         match &mut self.inner {
@@ -462,10 +565,10 @@ impl Tx {
         self.jobs_enqueued += 1;
     }
 
-    /// Runs `batch` in the transaction: on SQLite, in one trip.
+    /// Runs `batch` in the transaction.
     pub async fn run(&mut self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
         match &mut self.inner {
-            Backend::Sqlite(tx) => batch::run_sqlite(tx.conn(), batch, None, None).await,
+            Backend::Sqlite(tx) => batch::run_direct(tx.writer().direct().await?, batch, None, None),
             Backend::Postgres(tx) => batch::run_postgres(tx, batch).await,
         }
     }
@@ -477,8 +580,8 @@ impl Tx {
         self.commit_with(&Batch::new()).await.map(drop)
     }
 
-    /// Runs `batch`, then commits, as [`Tx::commit`] does: on SQLite, all in one trip. A
-    /// statement that fails rolls the whole transaction back.
+    /// Runs `batch`, then commits, as [`Tx::commit`] does. A statement that fails rolls the
+    /// whole transaction back.
     pub async fn commit_with(self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
         let ran = match self.inner {
             Backend::Sqlite(tx) => tx.commit_with(batch).await?,
@@ -518,6 +621,61 @@ pub struct Readers {
     permits: Arc<tokio::sync::Semaphore>,
     size: usize,
     opened: std::sync::atomic::AtomicUsize,
+}
+
+/// SQLite readers for batches, reached directly on the caller's thread (see [`WriterConn`]):
+/// connections of their own, opened as first needed. A batch holds one only while it runs,
+/// without waiting on anything, so there are never more than the threads that run batches.
+struct DirectReaders {
+    path: std::path::PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl DirectReaders {
+    fn new(options: &SqliteConnectOptions, busy_timeout_ms: u64) -> Self {
+        Self {
+            path: options.get_filename().to_owned(),
+            busy_timeout: Duration::from_millis(busy_timeout_ms),
+            idle: Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
+        conn.execute_batch("PRAGMA cache_size = -16000")?;
+        Ok(conn)
+    }
+
+    /// Runs `batch` on an idle reader, or a new one; several statements in one read
+    /// transaction. A reader that failed is closed rather than kept.
+    fn run(&self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed);
+        }
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open().map_err(batch::direct_error)?,
+        };
+        let (before, after) = if batch.len() > 1 { (Some("BEGIN"), Some("COMMIT")) } else { (None, None) };
+        let ran = batch::run_direct(&conn, batch, before, after)?;
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(conn);
+        Ok(ran)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
 }
 
 /// A reader connection, back with the others once dropped.
@@ -603,22 +761,44 @@ impl Drop for Reader {
 pub struct SqliteTx(Option<Writer>);
 
 impl SqliteTx {
-    fn conn(&mut self) -> &mut SqliteConnection {
+    fn writer(&mut self) -> &mut Writer {
         self.0.as_mut().expect("a transaction holds the writer until it ends")
     }
 
-    /// Runs `batch` and commits, in one trip. Stopped while `COMMIT` runs, the rollback that
-    /// follows finds nothing to undo.
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self.writer()
+    }
+
+    /// Runs `batch` and commits. Stopped before `COMMIT` has run (while sqlx's thread is let
+    /// go of the connection), the transaction rolls back.
     async fn commit_with(mut self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
-        let ran = batch::run_sqlite(self.conn(), batch, None, Some("COMMIT")).await?;
+        let ran = batch::run_direct(self.writer().direct().await?, batch, None, Some("COMMIT"))?;
         self.0 = None;
         Ok(ran)
     }
 }
 
 impl Drop for SqliteTx {
+    /// Rolls back at once, on the connection directly, when sqlx's thread is not at work on
+    /// it; otherwise in a task that sends `ROLLBACK` after what the thread is running.
     fn drop(&mut self) {
-        let Some(writer) = self.0.take() else { return };
+        let Some(mut writer) = self.0.take() else { return };
+        let conn = writer.held_mut();
+        if !conn.sqlx_busy {
+            match conn.direct.execute_batch("ROLLBACK") {
+                Ok(()) => return,
+                Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+                    if message.contains("no transaction is active") =>
+                {
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "a SQLite transaction could not be rolled back; reconnecting");
+                    writer.discard();
+                    return;
+                }
+            }
+        }
         let mut rolling_back = RollingBack(Some(writer));
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
