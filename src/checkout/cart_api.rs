@@ -143,17 +143,19 @@ async fn create_cart(
         "INSERT INTO carts (id, customer_id, region_id, email, status, expires_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) RETURNING {CART_COLUMNS}"
     );
-    let row = db_run!(state.db.write().await?, |conn| {
-        sqlx::query_as::<_, CartRow>(&sql)
-            .bind(new_id("cart"))
-            .bind(caller.customer_id())
-            .bind(&region.id)
-            .bind(&email)
-            .bind(now.plus_secs(ttl_secs(&state)))
-            .bind(now)
-            .fetch_one(conn)
-            .await
-    })?;
+    let mut batch = Batch::new();
+    batch.push(
+        sql,
+        vec![
+            Param::Text(new_id("cart")),
+            Param::MaybeText(caller.customer_id().map(str::to_owned)),
+            Param::Text(region.id.clone()),
+            Param::MaybeText(email),
+            Param::Int(now.plus_secs(ttl_secs(&state)).0),
+            Param::Int(now.0),
+        ],
+    );
+    let row = state.db.write_batch(&batch).await?.remove(0).row::<CartRow>()?.ok_or(sqlx::Error::RowNotFound)?;
     let cart = cart::priced_with(&state, &row, &cart::Contents::default()).await?;
     Ok(answer(StatusCode::CREATED, cart))
 }
@@ -286,19 +288,21 @@ async fn update_cart(
          region_id = $8, updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
          RETURNING {CART_COLUMNS}"
     );
-    let changed = db_run!(state.db.write().await?, |conn| {
-        sqlx::query_as::<_, CartRow>(&sql)
-            .bind(now)
-            .bind(now.plus_secs(ttl_secs(&state)))
-            .bind(&id)
-            .bind(email.as_ref().map_or(row.email.as_deref(), |email| Some(email.as_str())))
-            .bind(&shipping_json)
-            .bind(&billing_json)
-            .bind(&method)
-            .bind(&region_id)
-            .fetch_optional(conn)
-            .await
-    })?;
+    let mut batch = Batch::new();
+    batch.push(
+        sql,
+        vec![
+            Param::Int(now.0),
+            Param::Int(now.plus_secs(ttl_secs(&state)).0),
+            Param::Text(id.clone()),
+            Param::MaybeText(email.map_or_else(|| row.email.clone(), |email| Some(email.as_str().to_owned()))),
+            Param::MaybeText(shipping_json),
+            Param::MaybeText(billing_json),
+            Param::MaybeText(method),
+            Param::Text(region_id),
+        ],
+    );
+    let changed = state.db.write_batch(&batch).await?.remove(0).row::<CartRow>()?;
     let Some(changed) = changed else { return Err(unchangeable(&state, None, &id).await) };
     if changed.version != row.version + 1 {
         contents = cart::contents(&state.db, &id, &currency).await?;

@@ -11,7 +11,8 @@ use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
 use crate::app::AppState;
 use crate::db_run;
-use crate::platform::db::dialect;
+use crate::platform::batch::Batch;
+use crate::platform::db::{Param, dialect};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
 use crate::platform::http::{Json, Query};
 use crate::platform::ids::has_shape;
@@ -34,20 +35,19 @@ pub async fn record_delivery(
     subject: &str,
     message_id: &str,
 ) -> AppResult<()> {
-    db_run!(state.db.write().await?, |conn| {
-        sqlx::query(
-            "INSERT INTO email_deliveries (job_id, recipient, subject, message_id, delivered_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET delivered_at = excluded.delivered_at",
-        )
-        .bind(job_id)
-        .bind(recipient)
-        .bind(subject)
-        .bind(message_id)
-        .bind(Timestamp::now())
-        .execute(conn)
-        .await
-        .map(|done| done.rows_affected())
-    })?;
+    let mut batch = Batch::new();
+    batch.push(
+        "INSERT INTO email_deliveries (job_id, recipient, subject, message_id, delivered_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id) DO UPDATE SET delivered_at = excluded.delivered_at",
+        vec![
+            Param::Text(job_id.to_owned()),
+            Param::Text(recipient.to_owned()),
+            Param::Text(subject.to_owned()),
+            Param::Text(message_id.to_owned()),
+            Param::Int(Timestamp::now().0),
+        ],
+    );
+    state.db.write_batch(&batch).await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::db_run;
 use crate::platform::batch::Batch;
-use crate::platform::db::{Backend, Param, Tx};
+use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult};
 use crate::platform::ids::new_id;
 use crate::platform::time::Timestamp;
@@ -113,6 +113,8 @@ pub struct ClaimedJob {
     pub run_at: Timestamp,
 }
 
+crate::from_direct!(ClaimedJob { id, kind, payload, attempts, max_attempts, timeout_secs, run_at });
+
 /// Why a job did not succeed.
 #[derive(Debug)]
 pub enum JobError {
@@ -187,11 +189,6 @@ macro_rules! finish_sql {
 }
 const FINISH_SQL: &str = finish_sql!();
 
-/// `FINISH_SQL`, then the claim, sent to SQLite's writer together: one trip instead of two.
-/// They share the worker (`$1`) and the time (`$2`).
-const SQLITE_FINISH_THEN_CLAIM_SQL: &str =
-    concat!(finish_sql!(), ";\n", claim_sql!("jobs INDEXED BY jobs_lease_idx", "jobs INDEXED BY jobs_due_idx", ""));
-
 /// How a job ended, as it is written back.
 #[derive(Debug)]
 struct Outcome {
@@ -227,53 +224,40 @@ impl Outcome {
         let finished_at = (status != "queued").then_some(now);
         Self { job_id: job.id.clone(), status, run_at, error, finished_at, uncount }
     }
-}
 
-/// Binds the parameters of `FINISH_SQL` (which `FINISH_THEN_CLAIM_SQL` shares).
-macro_rules! bind_outcome {
-    ($query:expr, $worker:expr, $now:expr, $done:expr) => {
-        $query
-            .bind($worker)
-            .bind($now)
-            .bind($done.status)
-            .bind($done.run_at)
-            .bind(&$done.error)
-            .bind($done.finished_at)
-            .bind($done.uncount)
-            .bind(&$done.job_id)
-    };
+    /// The binds of `FINISH_SQL` (which `FINISH_THEN_CLAIM_SQL` shares): the worker (`$1`)
+    /// and the time (`$2`) are those of the claim too.
+    fn params(&self, worker: &str, now: Timestamp) -> Vec<Param> {
+        vec![
+            Param::Text(worker.to_owned()),
+            Param::Int(now.0),
+            Param::Text(self.status.to_owned()),
+            Param::MaybeInt(self.run_at.map(|at| at.0)),
+            Param::MaybeText(self.error.clone()),
+            Param::MaybeInt(self.finished_at.map(|at| at.0)),
+            Param::Int(self.uncount),
+            Param::Text(self.job_id.clone()),
+        ]
+    }
 }
 
 /// Records `done` (the outcome of the worker's previous job, if any) and claims the next due
 /// job. On PostgreSQL both happen in one statement, so that a busy worker pays one round
-/// trip and one commit per job; on SQLite, two statements in one trip to the writer.
+/// trip and one commit per job; on SQLite, two statements in one transaction.
 async fn finish_and_claim(state: &AppState, worker: &str, done: Option<&Outcome>) -> AppResult<Option<ClaimedJob>> {
     let now = Timestamp::now();
-    Ok(match (state.db.write().await?, done) {
-        (Backend::Sqlite(mut writer), None) => {
-            sqlx::query_as::<_, ClaimedJob>(SQLITE_CLAIM_SQL)
-                .bind(worker)
-                .bind(now)
-                .fetch_optional(&mut *writer)
-                .await?
-        }
-        (Backend::Sqlite(mut writer), Some(done)) => {
-            bind_outcome!(sqlx::query_as::<_, ClaimedJob>(SQLITE_FINISH_THEN_CLAIM_SQL), worker, now, done)
-                .fetch_optional(&mut *writer)
-                .await?
-        }
-        (Backend::Postgres(conn), None) => {
-            sqlx::query_as::<_, ClaimedJob>(POSTGRES_CLAIM_SQL).bind(worker).bind(now).fetch_optional(conn).await?
-        }
-        (Backend::Postgres(conn), Some(done)) => {
-            // The finished job is still `running` in the statement's snapshot: the claim
-            // leaves it out, or, its lease expired, it would be claimed again and its
-            // outcome lost.
-            bind_outcome!(sqlx::query_as::<_, ClaimedJob>(FINISH_THEN_CLAIM_SQL), worker, now, done)
-                .fetch_optional(conn)
-                .await?
-        }
-    })
+    let claim = vec![Param::Text(worker.to_owned()), Param::Int(now.0)];
+    let mut batch = Batch::new();
+    match (state.db.is_sqlite(), done) {
+        (true, Some(done)) => batch.push(FINISH_SQL, done.params(worker, now)).push(SQLITE_CLAIM_SQL, claim),
+        (true, None) => batch.push(SQLITE_CLAIM_SQL, claim),
+        // The finished job is still `running` in the statement's snapshot: the claim leaves
+        // it out, or, its lease expired, it would be claimed again and its outcome lost.
+        (false, Some(done)) => batch.push(FINISH_THEN_CLAIM_SQL, done.params(worker, now)),
+        (false, None) => batch.push(POSTGRES_CLAIM_SQL, claim),
+    };
+    let ran = state.db.write_batch(&batch).await?;
+    Ok(ran.last().map(|claimed| claimed.row::<ClaimedJob>()).transpose()?.flatten())
 }
 
 /// `FINISH_SQL` and the claim as one PostgreSQL statement.
@@ -286,10 +270,9 @@ const FINISH_THEN_CLAIM_SQL: &str = concat!(
 
 /// Records an outcome alone: a worker's last job when it stops.
 async fn finish(state: &AppState, worker: &str, done: &Outcome) -> AppResult<()> {
-    let now = Timestamp::now();
-    db_run!(state.db.write().await?, |conn| {
-        bind_outcome!(sqlx::query(FINISH_SQL), worker, now, done).execute(conn).await.map(drop)
-    })?;
+    let mut batch = Batch::new();
+    batch.push(FINISH_SQL, done.params(worker, Timestamp::now()));
+    state.db.write_batch(&batch).await?;
     Ok(())
 }
 
@@ -340,7 +323,7 @@ pub async fn purge_finished(state: &AppState) -> AppResult<u64> {
 /// starts belong to a process that died: they are queued again at once rather than after
 /// their lease. (On PostgreSQL other nodes may be running them; their leases decide.)
 async fn release_orphans(state: &AppState) -> AppResult<u64> {
-    if state.db.backend_name() != "sqlite" {
+    if !state.db.is_sqlite() {
         return Ok(0);
     }
     Ok(db_run!(state.db.write().await?, |conn| {
