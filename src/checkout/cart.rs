@@ -15,7 +15,8 @@ use super::shipping::{self, ShippingOption};
 use super::tax::{Applied, TaxProvider, TaxRequest};
 use crate::app::AppState;
 use crate::db_run;
-use crate::platform::db::{Db, Tx};
+use crate::platform::batch::Batch;
+use crate::platform::db::{Db, Param, Tx};
 use crate::platform::error::{AppError, AppResult};
 use crate::platform::ids::has_shape;
 use crate::platform::time::Timestamp;
@@ -99,6 +100,22 @@ pub struct Facts {
     pub compare_at_amount: Option<i64>,
     pub available: i64,
 }
+
+crate::from_direct!(Facts {
+    variant_id,
+    product_id,
+    handle,
+    title,
+    status,
+    sku,
+    option_values,
+    weight_grams,
+    tax_class,
+    inventory_policy,
+    amount,
+    compare_at_amount,
+    available,
+});
 
 impl Facts {
     /// "Red / M": the variant's option values in the product's order.
@@ -292,12 +309,14 @@ pub async fn find_row(db: &Db, tx: Option<&mut Tx>, id: &str) -> AppResult<CartR
         return Err(not_found());
     }
     let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE id = $1");
+    let mut batch = Batch::new();
+    batch.push(sql, vec![Param::Text(id.to_owned())]);
     let row = match tx {
-        Some(tx) => db_run!(tx.conn(), |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?,
-        None => {
-            db_run!(db.read().await?, |conn| sqlx::query_as::<_, CartRow>(&sql).bind(id).fetch_optional(conn).await)?
-        }
-    };
+        Some(tx) => tx.run(&batch).await?,
+        None => db.read_batch(&batch).await?,
+    }
+    .remove(0)
+    .row::<CartRow>()?;
     let row = row.ok_or_else(not_found)?;
     if row.status == "active" && row.expires_at < Timestamp::now() {
         return Err(not_found());
@@ -334,11 +353,30 @@ struct JoinedLine {
     available: i64,
 }
 
+crate::from_direct!(JoinedLine {
+    id,
+    variant_id,
+    quantity,
+    shown_amount,
+    product_id,
+    handle,
+    title,
+    status,
+    sku,
+    option_values,
+    weight_grams,
+    tax_class,
+    inventory_policy,
+    amount,
+    compare_at_amount,
+    available,
+});
+
 /// The lines of cart `cart_id` and their variants' facts in `currency`, in one query.
 pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {
-    let rows = db_run!(db.read().await?, |conn| {
-        sqlx::query_as::<_, JoinedLine>(
-            "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, v.product_id, p.handle, p.title, p.status, \
+    let mut batch = Batch::new();
+    batch.push(
+        "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, v.product_id, p.handle, p.title, p.status, \
              v.sku, v.option_values, v.weight_grams, v.tax_class, v.inventory_policy, pr.amount, \
              pr.compare_at_amount, CAST(COALESCE((SELECT SUM(il.on_hand - il.reserved) FROM inventory_levels il \
                WHERE il.variant_id = l.variant_id), 0) AS BIGINT) AS available \
@@ -346,12 +384,9 @@ pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Conte
              LEFT JOIN products p ON p.id = v.product_id \
              LEFT JOIN variant_prices pr ON pr.variant_id = l.variant_id AND pr.currency = $2 \
              WHERE l.cart_id = $1 ORDER BY l.created_at, l.id",
-        )
-        .bind(cart_id)
-        .bind(currency)
-        .fetch_all(conn)
-        .await
-    })?;
+        vec![Param::Text(cart_id.to_owned()), Param::Text(currency.to_owned())],
+    );
+    let rows = db.read_batch(&batch).await?.remove(0).rows::<JoinedLine>()?;
     let mut contents = Contents { lines: Vec::with_capacity(rows.len()), facts: HashMap::new() };
     for row in rows {
         let line =
@@ -407,13 +442,10 @@ pub async fn facts(db: &Db, currency: &str, ids: &[&str]) -> AppResult<HashMap<S
          WHERE v.id IN ({})",
         list.join(", ")
     );
-    let rows = db_run!(db.read().await?, |conn| {
-        let mut query = sqlx::query_as::<_, Facts>(&sql).bind(currency);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.fetch_all(conn).await
-    })?;
+    let mut batch = Batch::new();
+    let params = std::iter::once(currency).chain(ids.iter().copied()).map(|value| Param::Text(value.to_owned()));
+    batch.push(sql, params.collect());
+    let rows = db.read_batch(&batch).await?.remove(0).rows::<Facts>()?;
     Ok(rows.into_iter().map(|row| (row.variant_id.clone(), row)).collect())
 }
 
