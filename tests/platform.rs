@@ -97,6 +97,28 @@ conformance! {
         tx.run(&last).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(app.count("SELECT n FROM tallies WHERE name = 'b'").await, 500);
+        // Reads and writes of their own: a read sees what was committed before it.
+        let mut write = Batch::new();
+        write.push("UPDATE tallies SET n = $1 WHERE name = $2", vec![Param::Int(8), Param::Text("a".into())]);
+        assert_eq!(db.write_batch(&write).await.unwrap()[0].changed(), 1);
+        let mut read = Batch::new();
+        read.push("SELECT n FROM tallies WHERE name = $1", vec![Param::Text("a".into())]);
+        assert_eq!(db.read_batch(&read).await.unwrap()[0].scalar::<i64>().unwrap(), Some(8));
+        // A transaction's statements through sqlx and its batches share one transaction.
+        let mut tx = db.begin().await.unwrap();
+        backroom::db_execute!(tx.conn(), |conn| sqlx::query("UPDATE tallies SET n = 1 WHERE name = 'a'")
+            .execute(conn)
+            .await)
+        .unwrap();
+        assert_eq!(tx.run(&read).await.unwrap()[0].scalar::<i64>().unwrap(), Some(1));
+        assert_eq!(db.read_batch(&read).await.unwrap()[0].scalar::<i64>().unwrap(), Some(8), "not yet committed");
+        tx.run(&write).await.unwrap();
+        backroom::db_execute!(tx.conn(), |conn| sqlx::query("UPDATE tallies SET n = n + 1 WHERE name = 'a'")
+            .execute(conn)
+            .await)
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(db.read_batch(&read).await.unwrap()[0].scalar::<i64>().unwrap(), Some(9));
     }
 
     async fn an_unknown_route_is_a_404_problem(backend) {
@@ -300,4 +322,30 @@ conformance! {
             assert!(resp.text.len() > 100, "{asset}");
         }
     }
+}
+
+/// SQLite's write-ahead log is copied back into the database as the shop writes, so that it
+/// does not grow with every write since the start.
+#[tokio::test]
+async fn the_write_ahead_log_is_copied_back_while_the_shop_writes() {
+    use backroom::platform::batch::Batch;
+    use backroom::platform::db::Param;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.execute("CREATE TABLE filler (body TEXT NOT NULL)").await;
+    let wal = app.data_dir().join("backroom.db-wal");
+    let body = "x".repeat(64 * 1024);
+    // 16 MiB in all, 2 MiB at a time.
+    for _ in 0..8 {
+        let mut batch = Batch::new();
+        for _ in 0..32 {
+            batch.push("INSERT INTO filler (body) VALUES ($1)", vec![Param::Text(body.clone())]);
+        }
+        app.state.db.write_batch(&batch).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    let log = std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
+    assert!(log < 8 << 20, "the log holds {log} bytes");
+    let file = std::fs::metadata(app.data_dir().join("backroom.db")).unwrap().len();
+    assert!(file > 16 << 20, "the database file holds {file} bytes");
+    assert_eq!(app.count("SELECT COUNT(*) FROM filler").await, 256);
 }

@@ -169,6 +169,9 @@ impl WriterConn {
         #[expect(unsafe_code, reason = "one SQLite connection reached both through sqlx and directly")]
         let direct = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }.map_err(batch::direct_error)?;
         direct.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
+        // Checkpoints are the checkpointer's (`spawn_checkpointer`), not the commit's that
+        // happens to fill the log.
+        direct.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(batch::direct_error)?;
         Ok(Self { direct, sqlx_busy: false, sqlx })
     }
 
@@ -295,7 +298,9 @@ impl Db {
         };
         let direct_readers = Arc::new(DirectReaders::new(&options, config.database.busy_timeout_ms));
         let readers = Arc::new(Readers::new(options, config.database.max_connections as usize));
-        Ok(Self::new(Pools::Sqlite { writer: Arc::new(writer), readers, direct_readers }))
+        let writer = Arc::new(writer);
+        spawn_checkpointer(&writer, &direct_readers)?;
+        Ok(Self::new(Pools::Sqlite { writer, readers, direct_readers }))
     }
 
     fn new(pools: Pools) -> Self {
@@ -621,6 +626,36 @@ pub struct Readers {
     permits: Arc<tokio::sync::Semaphore>,
     size: usize,
     opened: std::sync::atomic::AtomicUsize,
+}
+
+/// How often the checkpointer copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies SQLite's write-ahead log into the database file every [`CHECKPOINT_EVERY`], on a
+/// thread and a connection of its own, for as long as the database is open.
+///
+/// SQLite's own checkpoints run in the commit that fills the log past 1,000 pages, on the
+/// writer's connection: under load, every few dozen milliseconds a commit would copy megabytes
+/// and wait for the disk while every other write waits for the writer. A passive checkpoint
+/// from another connection waits for no one: it copies what no reader still needs, and the
+/// log starts over from its beginning at the first write after it has copied everything.
+fn spawn_checkpointer(writer: &Arc<WriterSlot>, readers: &DirectReaders) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(&readers.path)?;
+    conn.busy_timeout(readers.busy_timeout)?;
+    let open = Arc::downgrade(writer);
+    std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+        loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            match open.upgrade() {
+                Some(slot) if !slot.closed.load(std::sync::atomic::Ordering::Acquire) => {}
+                _ => break,
+            }
+            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %err, "a SQLite checkpoint failed");
+            }
+        }
+    })?;
+    Ok(())
 }
 
 /// SQLite readers for batches, reached directly on the caller's thread (see [`WriterConn`]):
