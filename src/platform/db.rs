@@ -441,7 +441,11 @@ impl Db {
                 tx.commit().await?;
                 Ok(ran)
             }
-            Pools::Sqlite { .. } => batch::run_direct(self.writer().await?.direct().await?, batch, None, None),
+            Pools::Sqlite { .. } => {
+                let ran = batch::run_direct(self.writer().await?.direct().await?, batch, None, None);
+                hand_on_writer().await;
+                ran
+            }
             Pools::Postgres(pool) => batch::run_postgres(&mut *pool.acquire().await?, batch).await,
         }
     }
@@ -589,7 +593,11 @@ impl Tx {
     /// whole transaction back.
     pub async fn commit_with(self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
         let ran = match self.inner {
-            Backend::Sqlite(tx) => tx.commit_with(batch).await?,
+            Backend::Sqlite(tx) => {
+                let ran = tx.commit_with(batch).await?;
+                hand_on_writer().await;
+                ran
+            }
             Backend::Postgres(mut tx) => {
                 let ran = batch::run_postgres(&mut tx, batch).await?;
                 let jobs = (self.jobs_enqueued > 0).then(|| JOBS_PAYLOAD.to_owned());
@@ -626,6 +634,17 @@ pub struct Readers {
     permits: Arc<tokio::sync::Semaphore>,
     size: usize,
     opened: std::sync::atomic::AtomicUsize,
+}
+
+/// Lets the task that was waiting for SQLite's writer take it now, rather than after the
+/// rest of this task's work.
+///
+/// Letting go of the writer hands it to the next waiting task, which the runtime then runs
+/// next on this thread, once this task waits on something; the runtime's other thread may
+/// not take it. A request that has committed goes on to price and render its answer: so
+/// long, the writer would be passed on but not used, and every write waits behind it.
+async fn hand_on_writer() {
+    tokio::task::yield_now().await;
 }
 
 /// How often the checkpointer copies the write-ahead log into the database.
