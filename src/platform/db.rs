@@ -186,6 +186,36 @@ impl WriterConn {
     }
 }
 
+impl Drop for WriterConn {
+    /// The direct side's statements are finalised as it drops, after this: sqlx's thread
+    /// must be done with the connection by then. It is, unless the writer is discarded or
+    /// the database closed right after a statement through sqlx; then this waits for it.
+    fn drop(&mut self) {
+        if self.sqlx_busy {
+            drop(wait_for(self.sqlx.lock_handle()));
+        }
+    }
+}
+
+/// Runs `future` to its end on this thread, for the rare wait in a `drop`.
+fn wait_for<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => return output,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
 /// Where SQLite's writer lives between callers; emptied by [`Writer::discard`] or at close.
 struct WriterSlot {
     conn: Arc<tokio::sync::Mutex<Option<WriterConn>>>,
@@ -505,11 +535,9 @@ impl Db {
                 readers.close().await;
                 direct_readers.close();
                 writer.closed.store(true, std::sync::atomic::Ordering::Release);
-                if let Some(WriterConn { direct, sqlx, .. }) = writer.conn.lock().await.take()
-                    && let Err(err) = {
-                        drop(direct);
-                        sqlx::Connection::close(sqlx).await
-                    }
+                // Once sqlx's thread has let go of it, the connection is closed on that thread.
+                if let Some(mut conn) = writer.conn.lock().await.take()
+                    && let Err(err) = conn.direct().await
                 {
                     tracing::warn!(error = %err, "the SQLite writer did not close cleanly");
                 }
