@@ -155,7 +155,8 @@ async fn create_cart(
             Param::Int(now.0),
         ],
     );
-    let row = state.db.write_batch(&batch).await?.remove(0).row::<CartRow>()?.ok_or(sqlx::Error::RowNotFound)?;
+    let row = state.db.write_batch(&batch).await?.remove(0).row::<CartRow>()?;
+    let row = row.ok_or_else(|| AppError::internal(anyhow::anyhow!("an INSERT ... RETURNING answered no row")))?;
     let cart = cart::priced_with(&state, &row, &cart::Contents::default()).await?;
     Ok(answer(StatusCode::CREATED, cart))
 }

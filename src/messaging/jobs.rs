@@ -366,8 +366,8 @@ pub async fn run_workers(state: AppState, count: usize, shutdown: watch::Receive
                             _ = shutdown.changed() => {}
                         }
                     }
-                    // The outcome is kept for the next try. On SQLite it may have been written
-                    // before the claim failed; written again it changes nothing (`locked_by`).
+                    // The outcome is kept for the next try: it is written with the claim or
+                    // not at all.
                     Err(err) => {
                         tracing::warn!(error = %err, "claiming a job failed");
                         tokio::time::sleep(POLL_EVERY).await;
