@@ -201,21 +201,21 @@ pub async fn record_movement(state: &AppState, tx: &mut Tx, line: Line<'_>) -> A
     Ok(level)
 }
 
-/// Stock held for a checkout.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Reservation {
-    pub id: String,
-    pub variant_id: String,
-    pub location_id: String,
-    pub quantity: i64,
-    /// `active`, `committed`, `released` or `expired`.
-    pub status: String,
-    pub reference: Option<String>,
-    pub expires_at: Timestamp,
-    pub created_at: Timestamp,
+crate::direct_row! {
+    /// Stock held for a checkout.
+    #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+    pub struct Reservation {
+        pub id: String,
+        pub variant_id: String,
+        pub location_id: String,
+        pub quantity: i64,
+        /// `active`, `committed`, `released` or `expired`.
+        pub status: String,
+        pub reference: Option<String>,
+        pub expires_at: Timestamp,
+        pub created_at: Timestamp,
+    }
 }
-
-crate::from_direct!(Reservation { id, variant_id, location_id, quantity, status, reference, expires_at, created_at });
 
 const RESERVATION_COLUMNS: &str = "id, variant_id, location_id, quantity, status, reference, expires_at, created_at";
 

@@ -25,45 +25,28 @@ use crate::platform::time::Timestamp;
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: i64 = 1_000;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CartRow {
-    pub id: String,
-    pub customer_id: Option<String>,
-    pub region_id: String,
-    pub email: Option<String>,
-    pub shipping_address: Option<String>,
-    pub billing_address: Option<String>,
-    pub shipping_method_id: Option<String>,
-    pub status: String,
-    pub checkout_key: Option<String>,
-    pub checkout_until: Option<Timestamp>,
-    pub order_id: Option<String>,
-    /// The codes entered, as a JSON list.
-    pub codes: String,
-    pub expires_at: Timestamp,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub version: i64,
+crate::direct_row! {
+    #[derive(Debug, Clone, sqlx::FromRow)]
+    pub struct CartRow {
+        pub id: String,
+        pub customer_id: Option<String>,
+        pub region_id: String,
+        pub email: Option<String>,
+        pub shipping_address: Option<String>,
+        pub billing_address: Option<String>,
+        pub shipping_method_id: Option<String>,
+        pub status: String,
+        pub checkout_key: Option<String>,
+        pub checkout_until: Option<Timestamp>,
+        pub order_id: Option<String>,
+        /// The codes entered, as a JSON list.
+        pub codes: String,
+        pub expires_at: Timestamp,
+        pub created_at: Timestamp,
+        pub updated_at: Timestamp,
+        pub version: i64,
+    }
 }
-
-crate::from_direct!(CartRow {
-    id,
-    customer_id,
-    region_id,
-    email,
-    shipping_address,
-    billing_address,
-    shipping_method_id,
-    status,
-    checkout_key,
-    checkout_until,
-    order_id,
-    codes,
-    expires_at,
-    created_at,
-    updated_at,
-    version,
-});
 
 impl CartRow {
     pub fn code_list(&self) -> Vec<String> {
@@ -83,39 +66,25 @@ pub struct LineRow {
     pub shown_amount: Option<i64>,
 }
 
-/// What the catalog says of a line's variant now.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Facts {
-    pub variant_id: String,
-    pub product_id: String,
-    pub handle: String,
-    pub title: String,
-    pub status: String,
-    pub sku: Option<String>,
-    pub option_values: String,
-    pub weight_grams: Option<i64>,
-    pub tax_class: String,
-    pub inventory_policy: String,
-    pub amount: Option<i64>,
-    pub compare_at_amount: Option<i64>,
-    pub available: i64,
+crate::direct_row! {
+    /// What the catalog says of a line's variant now.
+    #[derive(Debug, Clone, sqlx::FromRow)]
+    pub struct Facts {
+        pub variant_id: String,
+        pub product_id: String,
+        pub handle: String,
+        pub title: String,
+        pub status: String,
+        pub sku: Option<String>,
+        pub option_values: String,
+        pub weight_grams: Option<i64>,
+        pub tax_class: String,
+        pub inventory_policy: String,
+        pub amount: Option<i64>,
+        pub compare_at_amount: Option<i64>,
+        pub available: i64,
+    }
 }
-
-crate::from_direct!(Facts {
-    variant_id,
-    product_id,
-    handle,
-    title,
-    status,
-    sku,
-    option_values,
-    weight_grams,
-    tax_class,
-    inventory_policy,
-    amount,
-    compare_at_amount,
-    available,
-});
 
 impl Facts {
     /// "Red / M": the variant's option values in the product's order.
@@ -332,45 +301,28 @@ pub struct Contents {
     pub facts: HashMap<String, Facts>,
 }
 
-/// A line joined with its variant's facts; the fact columns are null when the variant is gone.
-#[derive(sqlx::FromRow)]
-struct JoinedLine {
-    id: String,
-    variant_id: String,
-    quantity: i64,
-    shown_amount: Option<i64>,
-    product_id: Option<String>,
-    handle: Option<String>,
-    title: Option<String>,
-    status: Option<String>,
-    sku: Option<String>,
-    option_values: Option<String>,
-    weight_grams: Option<i64>,
-    tax_class: Option<String>,
-    inventory_policy: Option<String>,
-    amount: Option<i64>,
-    compare_at_amount: Option<i64>,
-    available: i64,
+crate::direct_row! {
+    /// A line joined with its variant's facts; the fact columns are null when the variant is gone.
+    #[derive(sqlx::FromRow)]
+    struct JoinedLine {
+        id: String,
+        variant_id: String,
+        quantity: i64,
+        shown_amount: Option<i64>,
+        product_id: Option<String>,
+        handle: Option<String>,
+        title: Option<String>,
+        status: Option<String>,
+        sku: Option<String>,
+        option_values: Option<String>,
+        weight_grams: Option<i64>,
+        tax_class: Option<String>,
+        inventory_policy: Option<String>,
+        amount: Option<i64>,
+        compare_at_amount: Option<i64>,
+        available: i64,
+    }
 }
-
-crate::from_direct!(JoinedLine {
-    id,
-    variant_id,
-    quantity,
-    shown_amount,
-    product_id,
-    handle,
-    title,
-    status,
-    sku,
-    option_values,
-    weight_grams,
-    tax_class,
-    inventory_policy,
-    amount,
-    compare_at_amount,
-    available,
-});
 
 /// The lines of cart `cart_id` and their variants' facts in `currency`, in one query.
 pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {

@@ -101,19 +101,19 @@ pub fn enqueue_in(tx: &mut Tx, batch: &mut Batch, job: NewJob) -> String {
     id
 }
 
-/// A job as a worker holds it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct ClaimedJob {
-    pub id: String,
-    pub kind: String,
-    pub payload: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub timeout_secs: i64,
-    pub run_at: Timestamp,
+crate::direct_row! {
+    /// A job as a worker holds it.
+    #[derive(Debug, sqlx::FromRow)]
+    pub struct ClaimedJob {
+        pub id: String,
+        pub kind: String,
+        pub payload: String,
+        pub attempts: i64,
+        pub max_attempts: i64,
+        pub timeout_secs: i64,
+        pub run_at: Timestamp,
+    }
 }
-
-crate::from_direct!(ClaimedJob { id, kind, payload, attempts, max_attempts, timeout_secs, run_at });
 
 /// Why a job did not succeed.
 #[derive(Debug)]

@@ -190,7 +190,7 @@ fn decode_error(column: &str, reason: String) -> sqlx::Error {
 }
 
 /// A row type read from a batch's answer on SQLite: what [`FromRow`] is to sqlx's rows.
-/// Tuples take their columns in order; structs name theirs with [`crate::from_direct!`].
+/// Tuples take their columns in order; structs name theirs with [`crate::direct_row!`].
 pub trait FromDirect: Sized {
     fn from_direct(row: &DirectRow<'_>) -> Result<Self, sqlx::Error>;
 }
@@ -260,12 +260,23 @@ tuple_from_direct!(A 0, B 1, C 2, D 3);
 tuple_from_direct!(A 0, B 1, C 2, D 3, E 4);
 tuple_from_direct!(A 0, B 1, C 2, D 3, E 4, F 5);
 
-/// [`FromDirect`] for a struct whose fields are named as the columns it is read from, as
-/// `#[derive(sqlx::FromRow)]` reads it: `from_direct!(CartRow { id, region_id, ... })`.
+/// A struct read from rows by its columns' names, from sqlx's rows (`#[derive(sqlx::FromRow)]`
+/// among its attributes) and from a batch's on SQLite: the struct as written, and its
+/// [`FromDirect`], each field read from the column of its name.
 #[macro_export]
-macro_rules! from_direct {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
-        impl $crate::platform::batch::FromDirect for $ty {
+macro_rules! direct_row {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field_vis:vis $field:ident : $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty,)*
+        }
+
+        impl $crate::platform::batch::FromDirect for $name {
             fn from_direct(row: &$crate::platform::batch::DirectRow<'_>) -> Result<Self, sqlx::Error> {
                 Ok(Self { $($field: row.named(stringify!($field))?,)* })
             }
