@@ -245,15 +245,22 @@ async fn jobs_cut_short_by_a_kill_complete_after_restart_each_once() {
             client.post(url).json(&body).send().await.map(|r| r.status().as_u16()).ok()
         });
     }
-    // No grace: SIGKILL while requests, transactions and email jobs are in flight.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // No grace: SIGKILL while requests, transactions and email jobs are in flight, once the
+    // first customer is written (however long hashing takes on a busy machine).
+    let database = format!("sqlite://{}", dir.path().join("backroom.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&database).await.unwrap();
+    for _ in 0..400 {
+        let written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(&mut db).await.unwrap();
+        if written > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     drop(server);
     let answered = burst.join_all().await;
     assert!(answered.iter().any(Option::is_none) || answered.iter().all(|s| *s == Some(202)));
 
     let server = serve(dir.path());
-    let database = format!("sqlite://{}", dir.path().join("backroom.db").display());
-    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&database).await.unwrap();
     let customers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(&mut db).await.unwrap();
     let mail_dir = dir.path().join("mail");
     let eml = || -> Vec<std::path::PathBuf> {

@@ -169,9 +169,6 @@ impl WriterConn {
         #[expect(unsafe_code, reason = "one SQLite connection reached both through sqlx and directly")]
         let direct = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }.map_err(batch::direct_error)?;
         direct.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
-        // Checkpoints are the checkpointer's (`spawn_checkpointer`), not the commit's that
-        // happens to fill the log.
-        direct.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(batch::direct_error)?;
         Ok(Self { direct, sqlx_busy: false, sqlx })
     }
 
@@ -329,7 +326,7 @@ impl Db {
         let direct_readers = Arc::new(DirectReaders::new(&options, config.database.busy_timeout_ms));
         let readers = Arc::new(Readers::new(options, config.database.max_connections as usize));
         let writer = Arc::new(writer);
-        spawn_checkpointer(&writer, &direct_readers)?;
+        keep_log_bounded(&writer, direct_readers.path.clone());
         Ok(Self::new(Pools::Sqlite { writer, readers, direct_readers }))
     }
 
@@ -675,34 +672,63 @@ async fn hand_on_writer() {
     tokio::task::yield_now().await;
 }
 
-/// How often the checkpointer copies the write-ahead log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// The size of SQLite's write-ahead log past which it is checkpointed and emptied.
+const LOG_LIMIT: u64 = 16 << 20;
 
-/// Copies SQLite's write-ahead log into the database file every [`CHECKPOINT_EVERY`], on a
-/// thread and a connection of its own, for as long as the database is open.
+/// How often the log's size is looked at.
+const LOG_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// How long that checkpoint waits for readers to finish with the log: a slower one (an
+/// export, say) makes it give up until the next look rather than hold the writer for long.
+const LOG_READERS_WAIT: Duration = Duration::from_millis(50);
+
+/// Keeps SQLite's write-ahead log under [`LOG_LIMIT`], for as long as the database is open.
 ///
-/// SQLite's own checkpoints run in the commit that fills the log past 1,000 pages, on the
-/// writer's connection: under load, every few dozen milliseconds a commit would copy megabytes
-/// and wait for the disk while every other write waits for the writer. A passive checkpoint
-/// from another connection waits for no one: it copies what no reader still needs, and the
-/// log starts over from its beginning at the first write after it has copied everything.
-fn spawn_checkpointer(writer: &Arc<WriterSlot>, readers: &DirectReaders) -> anyhow::Result<()> {
-    let conn = rusqlite::Connection::open(&readers.path)?;
-    conn.busy_timeout(readers.busy_timeout)?;
-    let open = Arc::downgrade(writer);
-    std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+/// SQLite checkpoints the log itself after a commit that takes it past 1,000 pages, but in
+/// the mode that waits for no one: under steady reads, some reader nearly always holds a
+/// snapshot a commit or two old, the log is never copied to its end, and so never starts
+/// over; it grew by gigabytes in a few minutes of checkouts. Past the limit, this holds the
+/// writer (so that no write comes between) while a connection of its own, on a blocking
+/// thread, checkpoints in the mode that waits for the readers and then empties the log.
+fn keep_log_bounded(writer: &Arc<WriterSlot>, database: std::path::PathBuf) {
+    let slot = Arc::downgrade(writer);
+    let mut log = database.clone().into_os_string();
+    log.push("-wal");
+    tokio::spawn(async move {
+        let mut checkpointer: Option<rusqlite::Connection> = None;
         loop {
-            std::thread::sleep(CHECKPOINT_EVERY);
-            match open.upgrade() {
-                Some(slot) if !slot.closed.load(std::sync::atomic::Ordering::Acquire) => {}
-                _ => break,
+            tokio::time::sleep(LOG_CHECK_EVERY).await;
+            let Some(slot) = slot.upgrade().filter(|slot| !slot.closed.load(std::sync::atomic::Ordering::Acquire))
+            else {
+                break;
+            };
+            if std::fs::metadata(&log).map_or(0, |meta| meta.len()) <= LOG_LIMIT {
+                continue;
             }
-            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %err, "a SQLite checkpoint failed");
+            let held = slot.conn.clone().lock_owned().await;
+            let database = database.clone();
+            let conn = checkpointer.take();
+            let checkpointed = tokio::task::spawn_blocking(move || {
+                let conn = match conn {
+                    Some(conn) => conn,
+                    None => {
+                        let conn = rusqlite::Connection::open(&database)?;
+                        conn.busy_timeout(LOG_READERS_WAIT)?;
+                        conn
+                    }
+                };
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok::<_, rusqlite::Error>(conn)
+            })
+            .await;
+            drop(held);
+            match checkpointed {
+                Ok(Ok(conn)) => checkpointer = Some(conn),
+                Ok(Err(err)) => tracing::warn!(error = %err, "the SQLite log could not be checkpointed"),
+                Err(err) => tracing::warn!(error = %err, "the SQLite log's checkpoint stopped"),
             }
         }
-    })?;
-    Ok(())
+    });
 }
 
 /// SQLite readers for batches, reached directly on the caller's thread (see [`WriterConn`]):
