@@ -341,8 +341,7 @@ fn run_one(conn: &rusqlite::Connection, sql: &str, params: &[Param]) -> Result<R
         }
         .map_err(direct_error)?;
     }
-    let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
-    let width = columns.len();
+    let width = statement.column_count();
     let mut rows = Vec::new();
     let mut answer = statement.raw_query();
     while let Some(row) = answer.next().map_err(direct_error)? {
@@ -353,6 +352,9 @@ fn run_one(conn: &rusqlite::Connection, sql: &str, params: &[Param]) -> Result<R
         rows.push(values);
     }
     drop(answer);
+    // The names only serve to read rows by column: most statements of a checkout answer none.
+    let columns =
+        if rows.is_empty() { Vec::new() } else { statement.column_names().into_iter().map(str::to_owned).collect() };
     Ok(Ran { rows: Backend::Sqlite(DirectRows { columns, rows }), changed: conn.changes() })
 }
 
