@@ -363,3 +363,71 @@ async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
     assert!(log_size() < 16 << 20, "the log still holds {} bytes, and held up to {largest}", log_size());
     assert_eq!(app.count("SELECT COUNT(*) FROM filler").await, written);
 }
+
+/// PostgreSQL's connections are handed back to the pool without a word to the server: one
+/// the server has ended is still found out and replaced, and a transaction left open is rolled
+/// back before its locks can hold anyone up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_the_server_ended_are_replaced_and_open_transactions_rolled_back() {
+    use backroom::db_execute;
+    if !common::postgres_available().await {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let database = app.count("SELECT CAST(oid AS BIGINT) FROM pg_database WHERE datname = current_database()").await;
+    let end_sessions = || async {
+        let ended = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datid = {database} AND application_name = 'backroom' AND pid <> pg_backend_pid()) AS ended"
+            ))
+            .await;
+        assert!(ended >= 1, "the app had sessions open");
+    };
+    // Looking up a cart reads the database: 404 for one that does not exist.
+    let missing_cart = format!("/api/v1/store/carts/cart_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let look_up_carts = |n: usize| {
+        let (app, path) = (&app, &missing_cart);
+        async move {
+            let mut failed = 0;
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                let status = app.get(path, &[]).await.status;
+                failed += usize::from(status != 404);
+                statuses.push(status);
+            }
+            (failed, statuses)
+        }
+    };
+    // Every connection in use at once, so that the pool holds its four.
+    let busy: Vec<_> = (0..8).map(|_| app.get(&missing_cart, &[])).collect();
+    for answer in futures_util::future::join_all(busy).await {
+        assert_eq!(answer.status, 404);
+    }
+    // Right after the server ends them, each connection may fail one request, not more.
+    end_sessions().await;
+    let (failed, statuses) = look_up_carts(40).await;
+    assert!(failed <= 4, "{failed} requests failed: {statuses:?}");
+    assert!(statuses[20..].iter().all(|status| *status == 404), "{statuses:?}");
+    // A connection idle for over a second is checked before it is handed out: none fails.
+    end_sessions().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (failed, statuses) = look_up_carts(10).await;
+    assert_eq!(failed, 0, "{statuses:?}");
+
+    // A transaction dropped holding a row's lock: the next writer of that row is not kept
+    // waiting for it.
+    app.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, n BIGINT NOT NULL)").await;
+    app.execute("INSERT INTO counters (name, n) VALUES ('a', 0)").await;
+    let db = app.state.db.clone();
+    let mut tx = db.begin().await.unwrap();
+    db_execute!(tx.conn(), |conn| sqlx::query("UPDATE counters SET n = n + 1 WHERE name = 'a'").execute(conn).await)
+        .unwrap();
+    drop(tx);
+    let mut tx = db.begin().await.unwrap();
+    db_execute!(tx.conn(), |conn| sqlx::query("SET LOCAL lock_timeout = '2s'").execute(conn).await).unwrap();
+    db_execute!(tx.conn(), |conn| sqlx::query("UPDATE counters SET n = n + 10 WHERE name = 'a'").execute(conn).await)
+        .expect("the dropped transaction's lock is gone");
+    tx.commit().await.unwrap();
+    assert_eq!(app.count("SELECT n FROM counters WHERE name = 'a'").await, 10);
+}

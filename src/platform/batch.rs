@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use futures_util::TryStreamExt;
 use rusqlite::types::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{Either, FromRow, PgConnection, Row};
+use sqlx::{Either, FromRow, Row};
 
 use super::db::{Backend, Param};
 use super::time::Timestamp;
@@ -421,7 +421,7 @@ pub(crate) fn direct_error(err: rusqlite::Error) -> sqlx::Error {
 }
 
 /// Runs `batch` on PostgreSQL, one statement after another.
-pub(crate) async fn run_postgres(conn: &mut PgConnection, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+pub(crate) async fn run_postgres(conn: &mut super::pg::PgConn, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
     let mut ran = Vec::with_capacity(batch.len());
     for (sql, params) in &batch.statements {
         let query = bind_all!(sqlx::query(sql), params);

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use sqlx::{ConnectOptions, PgConnection, Postgres, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Postgres, SqliteConnection};
 
 use super::batch::{self, Batch, Ran};
 use super::cache::{CHANNEL, Caches, Invalidation};
 use super::config::Config;
+use super::pg::{PgConn, PgHeld, PgPool};
 
 /// One value per backend; [`db_run!`] runs the same code on whichever this is.
 pub enum Backend<S, P> {
@@ -65,16 +66,6 @@ impl<'p> Executor for &'p SqlitePool {
     }
 }
 
-impl<'p> Executor for &'p PgPool {
-    type Out<'a>
-        = &'p PgPool
-    where
-        Self: 'a;
-    fn executor(&mut self) -> &'p PgPool {
-        self
-    }
-}
-
 /// [`Executor`] for what derefs to a connection: a transaction's, or a held reader or writer.
 macro_rules! connection_executor {
     ($($holder:ty => $conn:ty),* $(,)?) => {$(
@@ -92,7 +83,8 @@ macro_rules! connection_executor {
 
 connection_executor!(
     &mut SqliteConnection => SqliteConnection,
-    &mut PgConnection => PgConnection,
+    &mut PgConn => PgConn,
+    PgHeld => PgConn,
     Writer => SqliteConnection,
     Reader => SqliteConnection,
 );
@@ -253,13 +245,13 @@ const WAKE_AT_MOST: usize = 16;
 #[derive(Clone)]
 enum Pools {
     Sqlite { writer: Arc<WriterSlot>, readers: Arc<Readers>, direct_readers: Arc<DirectReaders> },
-    Postgres(PgPool),
+    Postgres(Arc<PgPool>),
 }
 
 /// A transaction on the writer; dropped without [`Tx::commit`] it rolls back, and the cache
 /// invalidations it collected are dropped with it.
 pub struct Tx {
-    inner: Backend<SqliteTx, Transaction<'static, Postgres>>,
+    inner: Backend<SqliteTx, PgHeld>,
     caches: Arc<Caches>,
     invalidations: Vec<Invalidation>,
     jobs_signal: Arc<tokio::sync::Notify>,
@@ -283,23 +275,9 @@ impl Db {
             Self::connect_sqlite(url, config).await
         } else {
             let options = PgConnectOptions::from_str(url)?.application_name("backroom");
-            // sqlx pings a connection whenever it is taken from the pool: a round trip per
-            // statement run on the pool and per transaction. One that has been in use in the
-            // last second is known to work; only one idle for longer is pinged first.
-            let pool = PoolOptions::<Postgres>::new()
-                .max_connections(config.database.max_connections)
-                .acquire_timeout(Duration::from_secs(5))
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for > Duration::from_secs(1) {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
-                .connect_with(options)
-                .await?;
+            let pool = PgPool::new(options, config.database.max_connections as usize);
+            // Opened now, so that a wrong URL or a server that is down stops the start.
+            drop(PgPool::take(&pool).await?);
             Ok(Self::new(Pools::Postgres(pool)))
         }
     }
@@ -354,7 +332,15 @@ impl Db {
     /// emptied, since announcements may have been missed. SQLite has one node.
     pub async fn listen_for_changes(&self) -> Result<(), sqlx::Error> {
         let Pools::Postgres(pool) = &self.pools else { return Ok(()) };
-        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        // A connection of its own, which sqlx's listener opens again when it is lost.
+        let connection = PoolOptions::<Postgres>::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(pool.options().clone())
+            .await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&connection).await?;
+        listener.ignore_pool_close_event(true);
         listener.listen(CHANNEL).await?;
         let caches = self.caches.clone();
         let jobs_signal = self.jobs_signal.clone();
@@ -391,15 +377,18 @@ impl Db {
                 let mut writer = self.writer().await.map_err(sqlx::migrate::MigrateError::Execute)?;
                 sqlx::migrate!("migrations/sqlite").run(&mut *writer).await
             }
-            Pools::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+            Pools::Postgres(pool) => {
+                let mut conn = PgPool::take(pool).await.map_err(sqlx::migrate::MigrateError::Execute)?;
+                sqlx::migrate!("migrations/postgres").run(conn.raw()).await
+            }
         }
     }
 
     /// An executor for reads: on SQLite a reader connection, held until it is dropped.
-    pub async fn read(&self) -> Result<Backend<Reader, &PgPool>, sqlx::Error> {
+    pub async fn read(&self) -> Result<Backend<Reader, PgHeld>, sqlx::Error> {
         Ok(match &self.pools {
             Pools::Sqlite { readers, .. } => Backend::Sqlite(Readers::take(readers).await?),
-            Pools::Postgres(pool) => Backend::Postgres(pool),
+            Pools::Postgres(pool) => Backend::Postgres(PgPool::take(pool).await?),
         })
     }
 
@@ -420,10 +409,10 @@ impl Db {
     }
 
     /// An executor for a single write statement outside a transaction.
-    pub async fn write(&self) -> Result<Backend<Writer, &PgPool>, sqlx::Error> {
+    pub async fn write(&self) -> Result<Backend<Writer, PgHeld>, sqlx::Error> {
         Ok(match &self.pools {
             Pools::Sqlite { .. } => Backend::Sqlite(self.writer().await?),
-            Pools::Postgres(pool) => Backend::Postgres(pool),
+            Pools::Postgres(pool) => Backend::Postgres(PgPool::take(pool).await?),
         })
     }
 
@@ -444,7 +433,7 @@ impl Db {
                 (Backend::Sqlite(tx), ran)
             }
             Pools::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = PgPool::begin(pool).await?;
                 let ran = batch::run_postgres(&mut tx, batch).await?;
                 (Backend::Postgres(tx), ran)
             }
@@ -473,7 +462,7 @@ impl Db {
                 hand_on_writer().await;
                 ran
             }
-            Pools::Postgres(pool) => batch::run_postgres(&mut *pool.acquire().await?, batch).await,
+            Pools::Postgres(pool) => batch::run_postgres(&mut *PgPool::take(pool).await?, batch).await,
         }
     }
 
@@ -483,12 +472,12 @@ impl Db {
         match &self.pools {
             Pools::Sqlite { direct_readers, .. } => direct_readers.run(batch),
             Pools::Postgres(pool) if batch.len() > 1 => {
-                let mut tx = pool.begin().await?;
+                let mut tx = PgPool::begin(pool).await?;
                 let ran = batch::run_postgres(&mut tx, batch).await?;
                 tx.commit().await?;
                 Ok(ran)
             }
-            Pools::Postgres(pool) => batch::run_postgres(&mut *pool.acquire().await?, batch).await,
+            Pools::Postgres(pool) => batch::run_postgres(&mut *PgPool::take(pool).await?, batch).await,
         }
     }
 
@@ -518,7 +507,7 @@ impl Db {
                 PoolStats { name: "writer", size: 1, idle: usize::from(writer.conn.try_lock().is_ok()) },
                 readers.stats(),
             ],
-            Pools::Postgres(pool) => vec![PoolStats { name: "main", size: pool.size(), idle: pool.num_idle() }],
+            Pools::Postgres(pool) => vec![pool.stats()],
         }
     }
 
@@ -579,7 +568,7 @@ impl Tx {
     }
 
     /// The transaction's connection, for [`db_run!`].
-    pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConnection> {
+    pub fn conn(&mut self) -> Backend<&mut SqliteConnection, &mut PgConn> {
         match &mut self.inner {
             Backend::Sqlite(tx) => Backend::Sqlite(tx.conn()),
             Backend::Postgres(tx) => Backend::Postgres(&mut **tx),

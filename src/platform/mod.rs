@@ -12,6 +12,7 @@ pub mod ids;
 pub mod mail;
 pub mod openapi;
 pub mod pagination;
+pub mod pg;
 pub mod telemetry;
 pub mod throttle;
 pub mod time;
