@@ -91,7 +91,8 @@ impl Invalidation {
         Self { cache, key: None }
     }
 
-    /// The `NOTIFY` payload: `cache` or `cache:key`.
+    /// What a `NOTIFY` announces, after the name of the node that sends it: `cache` or
+    /// `cache:key`.
     pub fn payload(&self) -> String {
         match &self.key {
             Some(key) => format!("{}:{key}", self.cache),

@@ -234,10 +234,17 @@ pub struct Db {
     listener: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
     /// Wakes idle job workers when a transaction that enqueued jobs commits.
     jobs_signal: Arc<tokio::sync::Notify>,
+    /// Names this node in what it announces to the others, so that it ignores its own.
+    node: Arc<str>,
 }
 
 /// The payload announcing new jobs to other nodes' workers.
 const JOBS_PAYLOAD: &str = "jobs";
+
+/// An announcement to the other nodes: `payload`, from `node`.
+fn announcement(node: &str, payload: &str) -> String {
+    format!("{node} {payload}")
+}
 
 /// The most idle workers one commit wakes.
 const WAKE_AT_MOST: usize = 16;
@@ -257,6 +264,7 @@ pub struct Tx {
     jobs_signal: Arc<tokio::sync::Notify>,
     /// Jobs enqueued: as many idle workers are woken on commit.
     jobs_enqueued: usize,
+    node: Arc<str>,
 }
 
 /// How many connections a pool holds and how many of them are idle.
@@ -314,6 +322,7 @@ impl Db {
             caches: Arc::new(Caches::default()),
             listener: Arc::new(Mutex::new(None)),
             jobs_signal: Arc::new(tokio::sync::Notify::new()),
+            node: ulid::Ulid::new().to_string().into(),
         }
     }
 
@@ -344,11 +353,17 @@ impl Db {
         listener.listen(CHANNEL).await?;
         let caches = self.caches.clone();
         let jobs_signal = self.jobs_signal.clone();
+        let node = self.node.clone();
         let task = tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(notification)) if notification.payload() == JOBS_PAYLOAD => jobs_signal.notify_one(),
-                    Ok(Some(notification)) => caches.apply_payload(notification.payload()),
+                    // This node's own: applied, and its workers woken, as it committed.
+                    Ok(Some(notification)) => match notification.payload().split_once(' ') {
+                        Some((from, _)) if *from == *node => {}
+                        Some((_, JOBS_PAYLOAD)) => jobs_signal.notify_one(),
+                        Some((_, payload)) => caches.apply_payload(payload),
+                        None => tracing::debug!(payload = notification.payload(), "an announcement without its node"),
+                    },
                     // The connection was lost, and changes announced meanwhile with it: forget
                     // everything now, and once more when listening has surely resumed, for what
                     // was read again in between.
@@ -444,6 +459,7 @@ impl Db {
             invalidations: Vec::new(),
             jobs_signal: self.jobs_signal.clone(),
             jobs_enqueued: 0,
+            node: self.node.clone(),
         };
         Ok((tx, ran))
     }
@@ -615,7 +631,9 @@ impl Tx {
             Backend::Postgres(mut tx) => {
                 let ran = batch::run_postgres(&mut tx, batch).await?;
                 let jobs = (self.jobs_enqueued > 0).then(|| JOBS_PAYLOAD.to_owned());
-                let payloads: Vec<String> = self.invalidations.iter().map(Invalidation::payload).chain(jobs).collect();
+                let payloads: Vec<String> = (self.invalidations.iter().map(Invalidation::payload).chain(jobs))
+                    .map(|payload| announcement(&self.node, &payload))
+                    .collect();
                 // All in one statement: a checkout announces several products and its jobs.
                 if !payloads.is_empty() {
                     sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) WITH ORDINALITY AS n(payload, at) ORDER BY at")
