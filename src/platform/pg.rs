@@ -12,7 +12,7 @@
 //! - a connection that failed (lost, or closed by the server) is not handed out again: every
 //!   statement runs through [`PgConn`], which notes such errors.
 //!
-//! A connection idle for over a second is pinged before it is handed out, as before.
+//! A connection idle for over a second is pinged before it is handed out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
