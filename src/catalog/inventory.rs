@@ -354,23 +354,18 @@ pub struct Policies(HashMap<String, (String, String)>);
 
 impl Policies {
     pub async fn load(tx: &mut Tx, ids: &[&str]) -> AppResult<Self> {
-        let mut batch = Batch::new();
-        Self::load_in(&mut batch, ids);
-        Self::loaded(&tx.run(&batch).await?[0])
-    }
-
-    /// Adds the reading of the policies of `ids` to `batch`; [`Policies::loaded`] takes its
-    /// answer.
-    pub fn load_in(batch: &mut Batch, ids: &[&str]) {
         let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
         let sql =
             format!("SELECT id, inventory_policy, product_id FROM product_variants WHERE id IN ({})", list.join(", "));
+        let mut batch = Batch::new();
         batch.push(sql, ids.iter().map(|id| Param::Text((*id).to_owned())).collect());
+        let rows = tx.run(&batch).await?[0].rows::<(String, String, String)>()?;
+        Ok(Self::new(rows))
     }
 
-    pub fn loaded(ran: &Ran) -> AppResult<Self> {
-        let rows = ran.rows::<(String, String, String)>()?;
-        Ok(Self(rows.into_iter().map(|(id, policy, product)| (id, (policy, product))).collect()))
+    /// The policies of variants already read: `(variant id, policy, product id)`.
+    pub fn new(variants: impl IntoIterator<Item = (String, String, String)>) -> Self {
+        Self(variants.into_iter().map(|(id, policy, product)| (id, (policy, product))).collect())
     }
 }
 

@@ -236,7 +236,13 @@ async fn complete_cart(
         // Another attempt is paying now; its stock would look taken to this one.
         return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
-    let priced = cart::priced(&state, &row).await?;
+    let currency = super::currency_of(&state, &row.region_id).await?;
+    let contents = cart::contents(&state.db, &row.id, &currency).await?;
+    let priced = cart::priced_with(&state, &row, &contents).await?;
+    // Read with the prices: what the stock is taken by.
+    let policies = inventory::Policies::new(
+        contents.facts.into_values().map(|fact| (fact.variant_id, fact.inventory_policy, fact.product_id)),
+    );
     if !priced.missing.is_empty() {
         return Err(not_ready(&priced));
     }
@@ -250,7 +256,7 @@ async fn complete_cart(
     let mut snapshot = priced.clone();
     snapshot.customer_id = row.customer_id.clone().or_else(|| caller.customer_id().map(str::to_owned));
     let priced = snapshot;
-    let held = match hold(&state, &row, &priced, &key, &hash, &request.payment).await? {
+    let held = match hold(&state, &row, &priced, &policies, &key, &hash, &request.payment).await? {
         Held::Taken(held) => held,
         Held::Busy => return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response),
     };
@@ -494,6 +500,7 @@ async fn hold(
     state: &AppState,
     row: &CartRow,
     priced: &Cart,
+    policies: &inventory::Policies,
     key: &str,
     hash: &str,
     payment: &PaymentDetails,
@@ -517,10 +524,8 @@ async fn hold(
     let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
     lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
     let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
-    let ids: Vec<&str> = wants.iter().map(|(variant_id, _)| *variant_id).collect();
     let mut taking = Batch::new();
     taking.push(sql, params);
-    inventory::Policies::load_in(&mut taking, &ids);
     let (mut tx, ran) = state.db.begin_with(&taking).await?;
     let taken = ran[0].changed();
     if taken == 0 {
@@ -532,11 +537,10 @@ async fn hold(
         return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
     }
     let to_void = if lapsed { release_abandoned(&mut tx, &row.id).await? } else { Vec::new() };
-    let policies = inventory::Policies::loaded(&ran[1])?;
     let hold_secs = state.config.checkout.hold_secs;
     // The reservations and the payment attempt are written with the commit.
     let mut writes = Batch::new();
-    let reserved = inventory::reserve_all(&mut tx, &policies, &wants, hold_secs, Some(&row.id), &mut writes).await?;
+    let reserved = inventory::reserve_all(&mut tx, policies, &wants, hold_secs, Some(&row.id), &mut writes).await?;
     let reservations: Vec<String> = match reserved {
         Ok(reservations) => reservations.into_iter().map(|reservation| reservation.id).collect(),
         Err(short) => {
