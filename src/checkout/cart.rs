@@ -410,9 +410,14 @@ pub async fn facts(db: &Db, currency: &str, ids: &[&str]) -> AppResult<HashMap<S
 
 /// Prices a cart row as the catalog and settings are now.
 pub async fn priced(state: &AppState, row: &CartRow) -> AppResult<Cart> {
+    Ok(priced_and_read(state, row).await?.0)
+}
+
+/// As [`priced`], with the contents it read.
+pub async fn priced_and_read(state: &AppState, row: &CartRow) -> AppResult<(Cart, Contents)> {
     let currency = super::currency_of(state, &row.region_id).await?;
     let contents = contents(&state.db, &row.id, &currency).await?;
-    priced_with(state, row, &contents).await
+    Ok((priced_with(state, row, &contents).await?, contents))
 }
 
 /// Prices a cart that was just changed: the prices it now shows are the ones the shopper has

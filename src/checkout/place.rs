@@ -236,9 +236,7 @@ async fn complete_cart(
         // Another attempt is paying now; its stock would look taken to this one.
         return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
-    let currency = super::currency_of(&state, &row.region_id).await?;
-    let contents = cart::contents(&state.db, &row.id, &currency).await?;
-    let priced = cart::priced_with(&state, &row, &contents).await?;
+    let (priced, contents) = cart::priced_and_read(&state, &row).await?;
     // Read with the prices: what the stock is taken by.
     let policies = inventory::Policies::new(
         contents.facts.into_values().map(|fact| (fact.variant_id, fact.inventory_policy, fact.product_id)),

@@ -133,12 +133,17 @@ impl PgPool {
         }
     }
 
-    /// Takes `conn` back. One that needs a word with the server first (a transaction to roll
-    /// back, a message still unsent) gets it on a task of its own, holding its place in the
-    /// pool meanwhile; one that failed, or has lived long enough, is closed instead.
+    /// Takes `conn` back. One that failed is closed at once. One that needs a word with the
+    /// server first (a transaction to roll back, a message still unsent), or has lived long
+    /// enough, gets it on a task of its own, holding its place in the pool meanwhile: rolled
+    /// back or pinged before it is taken again, or closed (which ends its transaction too).
     fn put_back(self: Arc<Self>, mut conn: PgConn, permit: tokio::sync::OwnedSemaphorePermit) {
+        if conn.severed {
+            self.opened.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         let retire = conn.opened_at.elapsed() > MAX_LIFETIME;
-        if !conn.severed && !retire && !conn.in_transaction && !conn.raw.should_flush() {
+        if !retire && !conn.in_transaction && !conn.raw.should_flush() {
             self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((conn, Instant::now()));
             return;
         }
@@ -148,8 +153,11 @@ impl PgPool {
         };
         runtime.spawn(async move {
             let _permit = permit;
-            if conn.severed {
+            if retire {
                 self.opened.fetch_sub(1, Ordering::Relaxed);
+                if let Err(err) = conn.raw.close().await {
+                    tracing::debug!(error = %err, "a PostgreSQL connection did not close cleanly");
+                }
                 return;
             }
             let settled = if conn.in_transaction {
@@ -158,15 +166,9 @@ impl PgPool {
                 conn.raw.ping().await
             };
             match settled {
-                Ok(()) if !retire => {
+                Ok(()) => {
                     conn.in_transaction = false;
                     self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((conn, Instant::now()));
-                }
-                Ok(()) => {
-                    self.opened.fetch_sub(1, Ordering::Relaxed);
-                    if let Err(err) = conn.raw.close().await {
-                        tracing::debug!(error = %err, "a PostgreSQL connection did not close cleanly");
-                    }
                 }
                 Err(err) => {
                     self.opened.fetch_sub(1, Ordering::Relaxed);
