@@ -121,6 +121,91 @@ conformance! {
         assert_eq!(db.read_batch(&read).await.unwrap()[0].scalar::<i64>().unwrap(), Some(9));
     }
 
+    async fn batch_binds_arrive_as_given_whatever_they_hold(backend) {
+        use backroom::platform::batch::Batch;
+        use backroom::platform::db::Param;
+        let app = TestApp::spawn(backend).await;
+        let db = app.state.db.clone();
+        app.execute("CREATE TABLE kept (k BIGINT PRIMARY KEY, t TEXT, n BIGINT, b BOOLEAN)").await;
+        let texts = [
+            "plain",
+            "it's",
+            "''",
+            "\\",
+            "\\'; DROP TABLE kept; --",
+            "E'\\x41'",
+            "$1 $$ $tag$ ;",
+            "line\nbreak\ttab\r",
+            "ünïcødé ✓ 🛒",
+            "",
+        ];
+        // Twice the same statement in one batch, and again in later ones.
+        let mut batch = Batch::new();
+        for (k, text) in texts.iter().enumerate() {
+            batch.push(
+                "INSERT INTO kept (k, t, n, b) VALUES ($1, $2, $3, $4) RETURNING t, n",
+                vec![Param::Int(k as i64), Param::Text((*text).to_owned()), Param::Int(-(k as i64)), Param::Bool(k % 2 == 0)],
+            );
+        }
+        batch.push(
+            "INSERT INTO kept (k, t, n, b) VALUES ($1, $2, $3, $4) RETURNING t, n",
+            vec![Param::Int(100), Param::MaybeText(None), Param::MaybeInt(Some(i64::MIN)), Param::Bool(true)],
+        );
+        batch.push(
+            "INSERT INTO kept (k, t, n, b) VALUES ($1, $2, $3, $4) RETURNING t, n",
+            vec![Param::Int(101), Param::MaybeText(Some("x".into())), Param::MaybeInt(None), Param::Bool(false)],
+        );
+        let ran = db.write_batch(&batch).await.unwrap();
+        for (k, text) in texts.iter().enumerate() {
+            assert_eq!(ran[k].rows::<(Option<String>, Option<i64>)>().unwrap(), vec![(Some((*text).to_owned()), Some(-(k as i64)))]);
+        }
+        assert_eq!(ran[texts.len()].rows::<(Option<String>, Option<i64>)>().unwrap(), vec![(None, Some(i64::MIN))]);
+        assert_eq!(ran[texts.len() + 1].rows::<(Option<String>, Option<i64>)>().unwrap(), vec![(Some("x".into()), None)]);
+        let mut read = Batch::new();
+        for text in &texts {
+            read.push("SELECT k, b FROM kept WHERE t = $1", vec![Param::Text((*text).to_owned())]);
+        }
+        let found = db.read_batch(&read).await.unwrap();
+        for (k, rows) in found.iter().enumerate() {
+            assert_eq!(rows.rows::<(i64, bool)>().unwrap(), vec![(k as i64, k % 2 == 0)], "{:?}", texts[k]);
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM kept").await, texts.len() as i64 + 2);
+
+        // Many different statements on one connection, then the first ones again; and a
+        // statement that fails to prepare leaves the connection's others working.
+        let mut tx = db.begin().await.unwrap();
+        for round in 0..2 {
+            for n in 0..300_i64 {
+                let mut one = Batch::new();
+                one.push(format!("SELECT n + {n} FROM kept WHERE k = $1"), vec![Param::Int(1)]);
+                assert_eq!(tx.run(&one).await.unwrap()[0].scalar::<i64>().unwrap(), Some(n - 1), "round {round}");
+            }
+        }
+        tx.commit().await.unwrap();
+        // The statement after the one that failed was never prepared, nor run.
+        let after = ("SELECT n FROM kept WHERE k = $1", vec![Param::Int(2)]);
+        let mut broken = Batch::new();
+        broken.push("SELECT nothing FROM nowhere WHERE k = $1", vec![Param::Int(2)]);
+        broken.push(after.0, after.1.clone());
+        for _ in 0..3 {
+            db.read_batch(&broken).await.expect_err("no such table");
+            let mut alone = Batch::new();
+            alone.push(after.0, after.1.clone());
+            alone.push("SELECT k FROM kept WHERE k = $1", vec![Param::Int(3)]);
+            let ran = db.read_batch(&alone).await.unwrap();
+            assert_eq!(ran[0].scalar::<i64>().unwrap(), Some(-2));
+            assert_eq!(db.read_batch(&read).await.unwrap()[1].rows::<(i64, bool)>().unwrap(), vec![(1, false)]);
+        }
+        if backend == Backend::Postgres {
+            // PostgreSQL takes no NUL in a text, whichever way it is sent; the connection
+            // goes on working.
+            let mut nul = Batch::new();
+            nul.push("SELECT k FROM kept WHERE t = $1", vec![Param::Text("a\0b".into())]);
+            db.read_batch(&nul).await.expect_err("a NUL in a text");
+            assert_eq!(db.read_batch(&read).await.unwrap().len(), texts.len());
+        }
+    }
+
     async fn an_unknown_route_is_a_404_problem(backend) {
         let app = TestApp::spawn(backend).await;
         let resp = app.get("/api/v1/nothing/here", &[]).await;

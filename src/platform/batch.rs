@@ -19,6 +19,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Either, FromRow, Row};
 
 use super::db::{Backend, Param};
+use super::pg::PgConn;
 use super::time::Timestamp;
 
 /// Statements to run together, each numbering its binds from `$1`.
@@ -420,8 +421,184 @@ pub(crate) fn direct_error(err: rusqlite::Error) -> sqlx::Error {
     }
 }
 
-/// Runs `batch` on PostgreSQL, one statement after another.
-pub(crate) async fn run_postgres(conn: &mut super::pg::PgConn, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+/// Runs `batch` on PostgreSQL: see [`run_postgres_between`].
+pub(crate) async fn run_postgres(conn: &mut PgConn, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+    run_postgres_between(conn, &[], batch, &[]).await
+}
+
+/// What a command of a batch's message is, to match the server's answers to it.
+enum Command {
+    /// `BEGIN`, `COMMIT` and the like, `DEALLOCATE`: its answer is not the caller's.
+    Around,
+    /// `PREPARE`: once answered, the connection has the statement under this key and number.
+    Prepare(String, u64),
+    /// One of the batch's statements.
+    Statement,
+}
+
+/// Runs `before` (statements of literal SQL, such as `BEGIN`), the statements of `batch`,
+/// then `after`, as one message to the server: a simple query of several statements. Each of
+/// the batch's statements is prepared by name (`PREPARE`) the first time the connection
+/// meets it and run with `EXECUTE`, its binds written as literals, so that the server plans
+/// it once per connection, as it does the statements sqlx prepares. One message rather than a
+/// round trip each: a batch of six statements is one wake-up of each side, not six.
+///
+/// Without an explicit `BEGIN`, the server runs a message's statements as one transaction.
+/// An error stops the message there: the statements after it are not run.
+pub(crate) async fn run_postgres_between(
+    conn: &mut PgConn,
+    before: &[&str],
+    batch: &Batch,
+    after: &[&str],
+) -> Result<Vec<Ran>, sqlx::Error> {
+    // A query message is a NUL-terminated string: a text holding NUL goes as a bind instead
+    // (and the server refuses it there, as it refuses any text with a NUL).
+    let nul = |param: &Param| matches!(param, Param::Text(text) | Param::MaybeText(Some(text)) if text.contains('\0'));
+    if batch.statements.iter().any(|(_, params)| params.iter().any(nul)) {
+        return run_postgres_apart(conn, before, batch, after).await;
+    }
+    let mut sql = String::new();
+    let mut commands = Vec::with_capacity(before.len() + batch.len() * 2 + after.len());
+    for statement in before {
+        sql.push_str(statement);
+        sql.push_str(";\n");
+        commands.push(Command::Around);
+    }
+    let mut preparing: Vec<(String, u64)> = Vec::new();
+    for (statement, params) in &batch.statements {
+        let mut key = String::with_capacity(statement.len() + params.len() * 5);
+        for param in params {
+            key.push_str(pg_type(param));
+            key.push(',');
+        }
+        key.push('\n');
+        key.push_str(statement);
+        let known = conn.prepared().number(&key);
+        let number = match known.or_else(|| preparing.iter().find(|(k, _)| *k == key).map(|(_, n)| *n)) {
+            Some(number) => number,
+            None => {
+                if let Some(old) = conn.prepared().evict() {
+                    sql.push_str(&format!("DEALLOCATE br_{old};\n"));
+                    commands.push(Command::Around);
+                }
+                let number = conn.prepared().next_number();
+                sql.push_str(&format!("PREPARE br_{number}"));
+                if !params.is_empty() {
+                    let types: Vec<&str> = params.iter().map(pg_type).collect();
+                    sql.push_str(&format!(" ({})", types.join(", ")));
+                }
+                sql.push_str(" AS ");
+                sql.push_str(statement);
+                sql.push_str(";\n");
+                preparing.push((key.clone(), number));
+                commands.push(Command::Prepare(key, number));
+                number
+            }
+        };
+        sql.push_str(&format!("EXECUTE br_{number}"));
+        for (at, param) in params.iter().enumerate() {
+            sql.push_str(if at == 0 { "(" } else { ", " });
+            push_literal(&mut sql, param);
+        }
+        if !params.is_empty() {
+            sql.push(')');
+        }
+        sql.push_str(";\n");
+        commands.push(Command::Statement);
+    }
+    for statement in after {
+        sql.push_str(statement);
+        sql.push_str(";\n");
+        commands.push(Command::Around);
+    }
+
+    let mut ran = Vec::with_capacity(batch.len());
+    let mut answered = 0;
+    let outcome = {
+        let mut answers = sqlx::Executor::fetch_many(&mut *conn, sqlx::raw_sql(&sql));
+        let mut rows = Vec::new();
+        loop {
+            match answers.try_next().await {
+                Ok(Some(Either::Right(row))) => rows.push(row),
+                Ok(Some(Either::Left(done))) => {
+                    if let Some(Command::Statement) = commands.get(answered) {
+                        ran.push(Ran {
+                            rows: Backend::Postgres(std::mem::take(&mut rows)),
+                            changed: done.rows_affected(),
+                        });
+                    }
+                    rows.clear();
+                    answered += 1;
+                }
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        }
+    };
+    // What the server prepared stays prepared, whatever came after it.
+    for command in commands.drain(..answered.min(commands.len())) {
+        if let Command::Prepare(key, number) = command {
+            conn.prepared().add(key, number);
+        }
+    }
+    outcome?;
+    if ran.len() != batch.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch of {} statements was answered for {}",
+            batch.len(),
+            ran.len()
+        )));
+    }
+    Ok(ran)
+}
+
+/// The type a bind is prepared with: the one sqlx binds it as.
+fn pg_type(param: &Param) -> &'static str {
+    match param {
+        Param::Text(_) | Param::MaybeText(_) => "text",
+        Param::Int(_) | Param::MaybeInt(_) => "int8",
+        Param::Bool(_) => "bool",
+    }
+}
+
+/// `text` as an SQL literal: see [`push_literal`].
+pub(crate) fn text_literal(text: &str) -> String {
+    let mut sql = String::with_capacity(text.len() + 3);
+    push_literal(&mut sql, &Param::Text(text.to_owned()));
+    sql
+}
+
+/// Writes `param` as an SQL literal: a text as an escape string (`E'...'`, each quote and
+/// backslash doubled), which reads the same whatever `standard_conforming_strings` says.
+fn push_literal(sql: &mut String, param: &Param) {
+    match param {
+        Param::Text(text) | Param::MaybeText(Some(text)) => {
+            sql.push_str("E'");
+            for c in text.chars() {
+                match c {
+                    '\'' => sql.push_str("''"),
+                    '\\' => sql.push_str("\\\\"),
+                    c => sql.push(c),
+                }
+            }
+            sql.push('\'');
+        }
+        Param::Int(n) | Param::MaybeInt(Some(n)) => sql.push_str(&n.to_string()),
+        Param::MaybeText(None) | Param::MaybeInt(None) => sql.push_str("NULL"),
+        Param::Bool(b) => sql.push_str(if *b { "true" } else { "false" }),
+    }
+}
+
+/// As [`run_postgres_between`], a round trip a statement, each of the batch's with its binds.
+async fn run_postgres_apart(
+    conn: &mut PgConn,
+    before: &[&str],
+    batch: &Batch,
+    after: &[&str],
+) -> Result<Vec<Ran>, sqlx::Error> {
+    for statement in before {
+        sqlx::Executor::execute(&mut *conn, *statement).await?;
+    }
     let mut ran = Vec::with_capacity(batch.len());
     for (sql, params) in &batch.statements {
         let query = bind_all!(sqlx::query(sql), params);
@@ -435,6 +612,9 @@ pub(crate) async fn run_postgres(conn: &mut super::pg::PgConn, batch: &Batch) ->
             }
         }
         ran.push(Ran { rows: Backend::Postgres(rows), changed });
+    }
+    for statement in after {
+        sqlx::Executor::execute(&mut *conn, *statement).await?;
     }
     Ok(ran)
 }

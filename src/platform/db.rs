@@ -448,8 +448,7 @@ impl Db {
                 (Backend::Sqlite(tx), ran)
             }
             Pools::Postgres(pool) => {
-                let mut tx = PgPool::begin(pool).await?;
-                let ran = batch::run_postgres(&mut tx, batch).await?;
+                let (tx, ran) = PgPool::begin_with(pool, "BEGIN", batch).await?;
                 (Backend::Postgres(tx), ran)
             }
         };
@@ -465,10 +464,11 @@ impl Db {
     }
 
     /// Runs `batch` as a write of its own: on SQLite on the writer directly, on PostgreSQL
-    /// on the pool; several statements in a transaction.
+    /// on the pool; several statements in a transaction (on PostgreSQL, the one the server
+    /// runs a message of several statements in).
     pub async fn write_batch(&self, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
         match &self.pools {
-            _ if batch.len() > 1 => {
+            Pools::Sqlite { .. } if batch.len() > 1 => {
                 let (tx, ran) = self.begin_with(batch).await?;
                 tx.commit().await?;
                 Ok(ran)
@@ -488,10 +488,7 @@ impl Db {
         match &self.pools {
             Pools::Sqlite { direct_readers, .. } => direct_readers.run(batch),
             Pools::Postgres(pool) if batch.len() > 1 => {
-                let mut tx = PgPool::begin(pool).await?;
-                let ran = batch::run_postgres(&mut tx, batch).await?;
-                tx.commit().await?;
-                Ok(ran)
+                PgPool::run_alone(pool, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", batch).await
             }
             Pools::Postgres(pool) => batch::run_postgres(&mut *PgPool::take(pool).await?, batch).await,
         }
@@ -628,22 +625,23 @@ impl Tx {
                 hand_on_writer().await;
                 ran
             }
-            Backend::Postgres(mut tx) => {
-                let ran = batch::run_postgres(&mut tx, batch).await?;
+            Backend::Postgres(tx) => {
                 let jobs = (self.jobs_enqueued > 0).then(|| JOBS_PAYLOAD.to_owned());
                 let payloads: Vec<String> = (self.invalidations.iter().map(Invalidation::payload).chain(jobs))
-                    .map(|payload| announcement(&self.node, &payload))
+                    .map(|payload| batch::text_literal(&announcement(&self.node, &payload)))
                     .collect();
-                // All in one statement: a checkout announces several products and its jobs.
-                if !payloads.is_empty() {
-                    sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) WITH ORDINALITY AS n(payload, at) ORDER BY at")
-                        .bind(CHANNEL)
-                        .bind(&payloads)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                ran
+                // All in one statement, sent with the batch and the commit: a checkout
+                // announces several products and its jobs.
+                let notify = (!payloads.is_empty()).then(|| {
+                    format!(
+                        "SELECT pg_notify({}, payload) FROM UNNEST(ARRAY[{}]) WITH ORDINALITY AS n(payload, at) \
+                         ORDER BY at",
+                        batch::text_literal(CHANNEL),
+                        payloads.join(", ")
+                    )
+                });
+                let after: Vec<&str> = notify.iter().map(String::as_str).collect();
+                tx.commit_with(batch, &after).await?
             }
         };
         for invalidation in &self.invalidations {

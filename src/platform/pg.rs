@@ -12,7 +12,12 @@
 //!   statement runs through [`PgConn`], which notes such errors.
 //!
 //! A connection idle for over a second is pinged before it is handed out.
+//!
+//! Each connection also keeps the statements it prepared by name for batches
+//! ([`super::batch`]), so that a batch goes to the server as one message and its statements
+//! are planned once per connection.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +28,7 @@ use futures_util::{FutureExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{ConnectOptions, Connection, Either, PgConnection, Postgres};
 
+use super::batch::{self, Batch, Ran};
 use super::db::PoolStats;
 
 /// How long a connection may wait idle before it is pinged on its way out.
@@ -33,6 +39,9 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 /// How long taking a connection may wait for one to be free.
 const TAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many statements a connection keeps prepared for batches; past that, the oldest goes.
+const MAX_PREPARED: usize = 256;
 
 /// Connections to one PostgreSQL database, opened as first needed, up to `size`.
 pub struct PgPool {
@@ -52,6 +61,46 @@ pub struct PgConn {
     severed: bool,
     /// A transaction is open on it: rolled back before the connection is used again.
     in_transaction: bool,
+    prepared: Prepared,
+}
+
+/// The statements a connection prepared by name (`PREPARE br_<number>`) for batches, by their
+/// key (their binds' types and their SQL), oldest first.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    numbers: HashMap<String, u64>,
+    order: VecDeque<(String, u64)>,
+    last: u64,
+}
+
+impl Prepared {
+    pub(crate) fn number(&self, key: &str) -> Option<u64> {
+        self.numbers.get(key).copied()
+    }
+
+    /// A number for a statement to prepare; never one given before on this connection, so
+    /// that a `PREPARE` whose fate is unknown (its batch failed) cannot clash with a later one.
+    pub(crate) fn next_number(&mut self) -> u64 {
+        self.last += 1;
+        self.last
+    }
+
+    /// Notes a statement the server prepared.
+    pub(crate) fn add(&mut self, key: String, number: u64) {
+        self.order.push_back((key.clone(), number));
+        self.numbers.insert(key, number);
+    }
+
+    /// The number of the statement to deallocate before preparing another, when there are
+    /// as many as a connection keeps; forgotten here at once.
+    pub(crate) fn evict(&mut self) -> Option<u64> {
+        if self.numbers.len() < MAX_PREPARED {
+            return None;
+        }
+        let (key, number) = self.order.pop_front()?;
+        self.numbers.remove(&key);
+        Some(number)
+    }
 }
 
 /// A connection taken from the pool; it goes back when dropped.
@@ -97,7 +146,13 @@ impl PgPool {
                 None => {
                     let raw = pool.options.connect().await?;
                     pool.opened.fetch_add(1, Ordering::Relaxed);
-                    break PgConn { raw, opened_at: Instant::now(), severed: false, in_transaction: false };
+                    break PgConn {
+                        raw,
+                        opened_at: Instant::now(),
+                        severed: false,
+                        in_transaction: false,
+                        prepared: Prepared::default(),
+                    };
                 }
             }
         };
@@ -112,6 +167,24 @@ impl PgPool {
         held.in_transaction = true;
         sqlx::Executor::execute(&mut *held, "BEGIN").await?;
         Ok(held)
+    }
+
+    /// A connection with a transaction begun on it by `begin`, sent with `batch` in one
+    /// message; as [`PgPool::begin`] otherwise.
+    pub async fn begin_with(pool: &Arc<Self>, begin: &str, batch: &Batch) -> Result<(PgHeld, Vec<Ran>), sqlx::Error> {
+        let mut held = Self::take(pool).await?;
+        held.in_transaction = true;
+        let ran = batch::run_postgres_between(&mut held, &[begin], batch, &[]).await?;
+        Ok((held, ran))
+    }
+
+    /// Runs `batch` in a transaction of its own begun by `begin`, in one message.
+    pub async fn run_alone(pool: &Arc<Self>, begin: &str, batch: &Batch) -> Result<Vec<Ran>, sqlx::Error> {
+        let mut held = Self::take(pool).await?;
+        held.in_transaction = true;
+        let ran = batch::run_postgres_between(&mut held, &[begin], batch, &["COMMIT"]).await?;
+        held.in_transaction = false;
+        Ok(ran)
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -189,6 +262,16 @@ impl PgHeld {
         committed.map(drop)
     }
 
+    /// Runs `batch`, then `after` (statements of literal SQL, such as the transaction's
+    /// `NOTIFY`s), then commits, all in one message.
+    pub async fn commit_with(mut self, batch: &Batch, after: &[&str]) -> Result<Vec<Ran>, sqlx::Error> {
+        let mut last = after.to_vec();
+        last.push("COMMIT");
+        let ran = batch::run_postgres_between(&mut self, &[], batch, &last).await?;
+        self.in_transaction = false;
+        Ok(ran)
+    }
+
     /// The connection itself, for what runs outside the executor (migrations).
     pub fn raw(&mut self) -> &mut PgConnection {
         &mut self.conn_mut().raw
@@ -217,6 +300,12 @@ impl Drop for PgHeld {
         if let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) {
             self.pool.clone().put_back(conn, permit);
         }
+    }
+}
+
+impl PgConn {
+    pub(crate) fn prepared(&mut self) -> &mut Prepared {
+        &mut self.prepared
     }
 }
 
