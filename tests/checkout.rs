@@ -130,6 +130,35 @@ async fn available(app: &TestApp, variant: &str) -> i64 {
 }
 
 conformance! {
+    async fn each_line_added_answers_the_cart_as_it_then_stands(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mut variants = Vec::new();
+        for n in 0..8 {
+            variants.push(product(&app, &auth, &format!("Cup {n}"), json!([{"currency": "EUR", "amount": 500 + n}]), "standard", 9).await);
+        }
+        let cart = new_cart(&app).await;
+        // At once: each answer holds its own line, whichever others it saw.
+        let answers = futures_util::future::join_all(variants.iter().map(|variant| add(&app, &cart, variant, 1))).await;
+        for (answer, variant) in answers.iter().zip(&variants) {
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            let lines = answer.body["lines"].as_array().unwrap();
+            assert!(lines.iter().any(|line| line["variant_id"] == json!(variant) && line["quantity"] == 1), "{lines:?}");
+        }
+        // One after another: the answer is the cart as a read of it then answers.
+        for (variant, quantity) in [(&variants[0], 2), (&variants[3], 1)] {
+            let added = add(&app, &cart, variant, quantity).await;
+            let read = app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await;
+            assert_eq!(added.body["lines"], read.body["lines"]);
+            assert_eq!(added.body["totals"], read.body["totals"]);
+        }
+        let lines = app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await.body["lines"].clone();
+        assert_eq!(lines.as_array().unwrap().len(), 8);
+        let quantity = |variant: &str| lines.as_array().unwrap().iter().find(|l| l["variant_id"] == json!(variant)).unwrap()["quantity"].clone();
+        assert_eq!((quantity(&variants[0]), quantity(&variants[3]), quantity(&variants[5])), (json!(3), json!(2), json!(1)));
+    }
+
     async fn sales_tax_is_added_per_line_and_on_shipping(backend) {
         let app = TestApp::spawn(backend).await;
         let auth = app.staff("admin@example.com", Role::Admin).await;

@@ -302,12 +302,13 @@ pub struct Contents {
 }
 
 crate::direct_row! {
-    /// A line joined with its variant's facts; the fact columns are null when the variant is gone.
+    /// A line joined with its variant's facts; the fact columns are null when the variant is
+    /// gone. The line's columns are null on the row of a variant the cart does not hold.
     #[derive(sqlx::FromRow)]
     struct JoinedLine {
-        id: String,
+        id: Option<String>,
         variant_id: String,
-        quantity: i64,
+        quantity: Option<i64>,
         shown_amount: Option<i64>,
         product_id: Option<String>,
         handle: Option<String>,
@@ -324,37 +325,84 @@ crate::direct_row! {
     }
 }
 
+/// The columns of a variant's facts, `v` being the variant, `p` its product and `pr` its
+/// price; `available` is read for the variant `{variant}`.
+macro_rules! fact_columns {
+    ($variant:literal) => {
+        concat!(
+            "f.product_id, f.handle, f.title, f.status, f.sku, f.option_values, f.weight_grams, f.tax_class, \
+             f.inventory_policy, f.amount, f.compare_at_amount, \
+             CAST(COALESCE((SELECT SUM(il.on_hand - il.reserved) FROM inventory_levels il \
+               WHERE il.variant_id = ",
+            $variant,
+            "), 0) AS BIGINT) AS available"
+        )
+    };
+}
+
+/// The variants picked by `{filter}`, with their product and price in `$2`, as `f`.
+macro_rules! facts_of {
+    ($filter:literal) => {
+        concat!(
+            "(SELECT v.id, v.product_id, p.handle, p.title, p.status, v.sku, v.option_values, v.weight_grams, \
+               v.tax_class, v.inventory_policy, pr.amount, pr.compare_at_amount \
+               FROM product_variants v JOIN products p ON p.id = v.product_id \
+               LEFT JOIN variant_prices pr ON pr.variant_id = v.id AND pr.currency = $2 \
+               WHERE ",
+            $filter,
+            ") f"
+        )
+    };
+}
+
 /// The lines of cart `cart_id` and their variants' facts in `currency`, in one query.
+pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {
+    Ok(contents_and(db, cart_id, currency, None).await?.0)
+}
+
+/// As [`contents`], with what the catalog says of the variant `also` too, in the same query,
+/// whether the cart holds it or not (none when no such variant exists).
 ///
 /// The variants are picked by the cart's own lines (`IN`) before they are joined: joined to
 /// the lines directly, PostgreSQL without statistics on the tables (a new shop's, until
 /// autovacuum has analysed them) scans every variant and every price, a query twice as slow
 /// and growing with the catalog.
-pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {
-    let mut batch = Batch::new();
-    batch.push(
-        "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, f.product_id, f.handle, f.title, f.status, \
-             f.sku, f.option_values, f.weight_grams, f.tax_class, f.inventory_policy, f.amount, \
-             f.compare_at_amount, CAST(COALESCE((SELECT SUM(il.on_hand - il.reserved) FROM inventory_levels il \
-               WHERE il.variant_id = l.variant_id), 0) AS BIGINT) AS available \
-             FROM cart_lines l LEFT JOIN (SELECT v.id, v.product_id, p.handle, p.title, p.status, v.sku, \
-               v.option_values, v.weight_grams, v.tax_class, v.inventory_policy, pr.amount, pr.compare_at_amount \
-               FROM product_variants v JOIN products p ON p.id = v.product_id \
-               LEFT JOIN variant_prices pr ON pr.variant_id = v.id AND pr.currency = $2 \
-               WHERE v.id IN (SELECT variant_id FROM cart_lines WHERE cart_id = $1)) f ON f.id = l.variant_id \
-             WHERE l.cart_id = $1 ORDER BY l.created_at, l.id",
-        vec![Param::Text(cart_id.to_owned()), Param::Text(currency.to_owned())],
+pub async fn contents_and(
+    db: &Db,
+    cart_id: &str,
+    currency: &str,
+    also: Option<&str>,
+) -> AppResult<(Contents, Option<Facts>)> {
+    const LINES: &str = concat!(
+        "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, l.created_at AS at, ",
+        fact_columns!("l.variant_id"),
+        " FROM cart_lines l LEFT JOIN ",
+        facts_of!("v.id IN (SELECT variant_id FROM cart_lines WHERE cart_id = $1)"),
+        " ON f.id = l.variant_id WHERE l.cart_id = $1"
     );
+    const ALSO: &str = concat!(
+        " UNION ALL SELECT NULL, f.id, NULL, NULL, NULL, ",
+        fact_columns!("f.id"),
+        " FROM ",
+        facts_of!("v.id = $3")
+    );
+    let mut params = vec![Param::Text(cart_id.to_owned()), Param::Text(currency.to_owned())];
+    let sql = match also {
+        Some(variant_id) => {
+            params.push(Param::Text(variant_id.to_owned()));
+            format!("SELECT * FROM ({LINES}{ALSO}) AS joined ORDER BY at, id")
+        }
+        None => format!("{LINES} ORDER BY at, l.id"),
+    };
+    let mut batch = Batch::new();
+    batch.push(sql, params);
     let rows = db.read_batch(&batch).await?.remove(0).rows::<JoinedLine>()?;
     let mut contents = Contents { lines: Vec::with_capacity(rows.len()), facts: HashMap::new() };
+    let mut also_facts = None;
     for row in rows {
-        let line =
-            LineRow { id: row.id, variant_id: row.variant_id, quantity: row.quantity, shown_amount: row.shown_amount };
-        if let (Some(product_id), Some(handle), Some(title), Some(status)) =
-            (row.product_id, row.handle, row.title, row.status)
-        {
-            let fact = Facts {
-                variant_id: line.variant_id.clone(),
+        let fact = match (row.product_id, row.handle, row.title, row.status) {
+            (Some(product_id), Some(handle), Some(title), Some(status)) => Some(Facts {
+                variant_id: row.variant_id.clone(),
                 product_id,
                 handle,
                 title,
@@ -367,12 +415,19 @@ pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Conte
                 amount: row.amount,
                 compare_at_amount: row.compare_at_amount,
                 available: row.available,
-            };
-            contents.facts.insert(line.variant_id.clone(), fact);
+            }),
+            _ => None,
+        };
+        let (Some(id), Some(quantity)) = (row.id, row.quantity) else {
+            also_facts = fact;
+            continue;
+        };
+        if let Some(fact) = fact {
+            contents.facts.insert(row.variant_id.clone(), fact);
         }
-        contents.lines.push(line);
+        contents.lines.push(LineRow { id, variant_id: row.variant_id, quantity, shown_amount: row.shown_amount });
     }
-    Ok(contents)
+    Ok((contents, also_facts))
 }
 
 impl Contents {

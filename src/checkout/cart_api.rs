@@ -323,8 +323,12 @@ pub struct NewLine {
 /// What the catalog says of a variant on sale, priced in `currency`; read before the cart's
 /// transaction, so that no transaction waits on a second connection.
 async fn sellable(state: &AppState, currency: &str, variant_id: &str) -> AppResult<cart::Facts> {
-    let mut facts = cart::facts(&state.db, currency, &[variant_id]).await?;
-    let Some(fact) = facts.remove(variant_id).filter(|f| f.status == "published") else {
+    on_sale(cart::facts(&state.db, currency, &[variant_id]).await?.remove(variant_id), currency)
+}
+
+/// The facts of a variant, if it is on sale in `currency`.
+fn on_sale(fact: Option<cart::Facts>, currency: &str) -> AppResult<cart::Facts> {
+    let Some(fact) = fact.filter(|f| f.status == "published") else {
         return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
     };
     if fact.amount.is_none() {
@@ -378,7 +382,11 @@ async fn add_line(
     }
     let row = open(&state, &id, &caller).await?;
     let currency = super::currency_of(&state, &row.region_id).await?;
-    let fact = sellable(&state, &currency, &new.variant_id).await?;
+    // The cart's lines are read with the variant, before the change: the answer is priced
+    // from them with the line added, unless another change came between.
+    let (mut contents, fact) = cart::contents_and(&state.db, &id, &currency, Some(&new.variant_id)).await?;
+    let fact = on_sale(fact, &currency)?;
+    let line_id = new_id("cli");
     // The cart marked changed and the line added, in one trip: added only while the cart
     // holds fewer than the most lines besides this variant's. Should the cart not be
     // changeable, the line goes with the transaction.
@@ -392,7 +400,7 @@ async fn add_line(
          ON CONFLICT (cart_id, variant_id) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity, \
          shown_amount = excluded.shown_amount RETURNING quantity",
         vec![
-            Param::Text(new_id("cli")),
+            Param::Text(line_id.clone()),
             Param::Text(id.clone()),
             Param::Text(new.variant_id.clone()),
             Param::Int(new.quantity),
@@ -414,7 +422,24 @@ async fn add_line(
     };
     check_quantity(&fact, quantity)?;
     tx.commit().await?;
-    Ok(Json(cart::changed(&state, &changed).await?))
+    if changed.version != row.version + 1 {
+        return Ok(Json(cart::changed(&state, &changed).await?));
+    }
+    match contents.lines.iter_mut().find(|line| line.variant_id == new.variant_id) {
+        Some(line) => {
+            line.quantity = quantity;
+            line.shown_amount = fact.amount;
+        }
+        None => contents.lines.push(cart::LineRow {
+            id: line_id,
+            variant_id: new.variant_id.clone(),
+            quantity,
+            shown_amount: fact.amount,
+        }),
+    }
+    contents.facts.insert(new.variant_id, fact);
+    cart::acknowledge(&state, &changed, &mut contents).await?;
+    Ok(Json(cart::priced_with(&state, &changed, &contents).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
