@@ -4,7 +4,7 @@
 //! sqlx runs each SQLite connection on a thread of its own, and a statement sent there is two
 //! thread wake-ups, with every other write waiting for the answer. SQLite does the work of a
 //! few statements in tens of microseconds, far less than the trip. On PostgreSQL the
-//! statements run one after another in the same transaction.
+//! statements go to the server as one message ([`run_postgres_between`]).
 //!
 //! The statements of a batch cannot look at each other's answers from Rust: what one needs
 //! of an earlier one it reads in SQL (a later `UPDATE`'s `WHERE` checks what an earlier one
