@@ -41,7 +41,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 const TAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many statements a connection keeps prepared for batches; past that, the oldest goes.
-const MAX_PREPARED: usize = 256;
+/// As many as sqlx keeps of the statements it runs itself.
+const MAX_PREPARED: usize = 100;
 
 /// Connections to one PostgreSQL database, opened as first needed, up to `size`.
 pub struct PgPool {
@@ -253,17 +254,9 @@ impl PgPool {
 }
 
 impl PgHeld {
-    /// Commits the transaction [`PgPool::begin`] began.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let committed = sqlx::Executor::execute(&mut *self, "COMMIT").await;
-        // Answered, with an error or not, the transaction is over; a connection that failed
-        // on the way is closed, not rolled back.
-        self.in_transaction = false;
-        committed.map(drop)
-    }
-
     /// Runs `batch`, then `after` (statements of literal SQL, such as the transaction's
-    /// `NOTIFY`s), then commits, all in one message.
+    /// `NOTIFY`s), then commits the transaction [`PgPool::begin`] began, all in one message.
+    /// Should any of it fail, the transaction is rolled back as the connection goes back.
     pub async fn commit_with(mut self, batch: &Batch, after: &[&str]) -> Result<Vec<Ran>, sqlx::Error> {
         let mut last = after.to_vec();
         last.push("COMMIT");
