@@ -139,6 +139,8 @@ conformance! {
             variants.push(product(&app, &auth, &format!("Cup {n}"), json!([{"currency": "EUR", "amount": 500 + n}]), "standard", 9).await);
         }
         let cart = new_cart(&app).await;
+        let empty = app.get(&format!("/api/v1/store/carts/{cart}"), &[]).await;
+        assert_eq!((empty.status, &empty.body["lines"]), (200, &json!([])));
         // At once: each answer holds its own line, whichever others it saw.
         let answers = futures_util::future::join_all(variants.iter().map(|variant| add(&app, &cart, variant, 1))).await;
         for (answer, variant) in answers.iter().zip(&variants) {

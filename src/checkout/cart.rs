@@ -303,17 +303,18 @@ pub struct Contents {
 
 crate::direct_row! {
     /// A line joined with its variant's facts; the fact columns are null when the variant is
-    /// gone. The line's columns are null on the row of a variant the cart does not hold.
+    /// gone. The line's columns are null on the row of a variant the cart does not hold, and
+    /// every column on the row of a cart without lines read with the cart.
     #[derive(sqlx::FromRow)]
     struct JoinedLine {
-        id: Option<String>,
-        variant_id: String,
+        line_id: Option<String>,
+        variant_id: Option<String>,
         quantity: Option<i64>,
         shown_amount: Option<i64>,
         product_id: Option<String>,
         handle: Option<String>,
         title: Option<String>,
-        status: Option<String>,
+        product_status: Option<String>,
         sku: Option<String>,
         option_values: Option<String>,
         weight_grams: Option<i64>,
@@ -321,17 +322,17 @@ crate::direct_row! {
         inventory_policy: Option<String>,
         amount: Option<i64>,
         compare_at_amount: Option<i64>,
-        available: i64,
+        available: Option<i64>,
     }
 }
 
-/// The columns of a variant's facts, `v` being the variant, `p` its product and `pr` its
-/// price; `available` is read for the variant `{variant}`.
+/// The columns of the facts `f` of a variant; `available` is read for the variant
+/// `$variant`.
 macro_rules! fact_columns {
     ($variant:literal) => {
         concat!(
-            "f.product_id, f.handle, f.title, f.status, f.sku, f.option_values, f.weight_grams, f.tax_class, \
-             f.inventory_policy, f.amount, f.compare_at_amount, \
+            "f.product_id, f.handle, f.title, f.status AS product_status, f.sku, f.option_values, \
+             f.weight_grams, f.tax_class, f.inventory_policy, f.amount, f.compare_at_amount, \
              CAST(COALESCE((SELECT SUM(il.on_hand - il.reserved) FROM inventory_levels il \
                WHERE il.variant_id = ",
             $variant,
@@ -340,17 +341,66 @@ macro_rules! fact_columns {
     };
 }
 
-/// The variants picked by `{filter}`, with their product and price in `$2`, as `f`.
+/// The variants picked by `$filter`, with their product and price in `$currency`, as `f`.
 macro_rules! facts_of {
-    ($filter:literal) => {
+    ($filter:expr, $currency:expr) => {
         concat!(
             "(SELECT v.id, v.product_id, p.handle, p.title, p.status, v.sku, v.option_values, v.weight_grams, \
                v.tax_class, v.inventory_policy, pr.amount, pr.compare_at_amount \
                FROM product_variants v JOIN products p ON p.id = v.product_id \
-               LEFT JOIN variant_prices pr ON pr.variant_id = v.id AND pr.currency = $2 \
-               WHERE ",
+               LEFT JOIN variant_prices pr ON pr.variant_id = v.id AND pr.currency = ",
+            $currency,
+            " WHERE ",
             $filter,
             ") f"
+        )
+    };
+}
+
+/// The lines of the cart `$1` with their variants' facts in `$currency`; then, with
+/// `$also`, the facts of the variant `$also` (its line's columns null).
+///
+/// The variants are picked by the cart's own lines (`IN`) before they are joined: joined to
+/// the lines directly, PostgreSQL without statistics on the tables (a new shop's, until
+/// autovacuum has analysed them) scans every variant and every price, a query twice as slow
+/// and growing with the catalog.
+macro_rules! lines_of {
+    ($currency:expr) => {
+        concat!(
+            "SELECT l.id AS line_id, l.variant_id, l.quantity, l.shown_amount, l.created_at AS at, ",
+            fact_columns!("l.variant_id"),
+            " FROM cart_lines l LEFT JOIN ",
+            facts_of!("v.id IN (SELECT variant_id FROM cart_lines WHERE cart_id = $1)", $currency),
+            " ON f.id = l.variant_id WHERE l.cart_id = $1"
+        )
+    };
+    ($currency:expr, $also:expr) => {
+        concat!(
+            lines_of!($currency),
+            " UNION ALL SELECT NULL, f.id, NULL, NULL, NULL, ",
+            fact_columns!("f.id"),
+            " FROM ",
+            facts_of!(concat!("v.id = ", $also), $currency)
+        )
+    };
+}
+
+/// The currency of the region of the cart `$1`.
+macro_rules! cart_currency {
+    () => {
+        "(SELECT r.currency FROM regions r JOIN carts rc ON rc.region_id = r.id WHERE rc.id = $1)"
+    };
+}
+
+/// The cart `$1`'s row, then its lines (see [`lines_of`]): the cart's columns on every row.
+macro_rules! cart_with_lines {
+    ($lines:expr) => {
+        concat!(
+            "SELECT c.id, c.customer_id, c.region_id, c.email, c.shipping_address, c.billing_address, \
+             c.shipping_method_id, c.status, c.checkout_key, c.checkout_until, c.order_id, c.codes, \
+             c.expires_at, c.created_at, c.updated_at, c.version, j.* FROM carts c LEFT JOIN (",
+            $lines,
+            ") j ON 1 = 1 WHERE c.id = $1 ORDER BY j.at, j.line_id"
         )
     };
 }
@@ -362,47 +412,65 @@ pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Conte
 
 /// As [`contents`], with what the catalog says of the variant `also` too, in the same query,
 /// whether the cart holds it or not (none when no such variant exists).
-///
-/// The variants are picked by the cart's own lines (`IN`) before they are joined: joined to
-/// the lines directly, PostgreSQL without statistics on the tables (a new shop's, until
-/// autovacuum has analysed them) scans every variant and every price, a query twice as slow
-/// and growing with the catalog.
 pub async fn contents_and(
     db: &Db,
     cart_id: &str,
     currency: &str,
     also: Option<&str>,
 ) -> AppResult<(Contents, Option<Facts>)> {
-    const LINES: &str = concat!(
-        "SELECT l.id, l.variant_id, l.quantity, l.shown_amount, l.created_at AS at, ",
-        fact_columns!("l.variant_id"),
-        " FROM cart_lines l LEFT JOIN ",
-        facts_of!("v.id IN (SELECT variant_id FROM cart_lines WHERE cart_id = $1)"),
-        " ON f.id = l.variant_id WHERE l.cart_id = $1"
-    );
-    const ALSO: &str = concat!(
-        " UNION ALL SELECT NULL, f.id, NULL, NULL, NULL, ",
-        fact_columns!("f.id"),
-        " FROM ",
-        facts_of!("v.id = $3")
-    );
     let mut params = vec![Param::Text(cart_id.to_owned()), Param::Text(currency.to_owned())];
     let sql = match also {
         Some(variant_id) => {
             params.push(Param::Text(variant_id.to_owned()));
-            format!("SELECT * FROM ({LINES}{ALSO}) AS joined ORDER BY at, id")
+            concat!("SELECT * FROM (", lines_of!("$2", "$3"), ") AS joined ORDER BY at, line_id")
         }
-        None => format!("{LINES} ORDER BY at, l.id"),
+        None => concat!(lines_of!("$2"), " ORDER BY at, l.id"),
     };
     let mut batch = Batch::new();
     batch.push(sql, params);
     let rows = db.read_batch(&batch).await?.remove(0).rows::<JoinedLine>()?;
+    Ok(gather(rows))
+}
+
+/// The cart `id` with its lines and their variants' facts in the cart's currency, and what
+/// the catalog says of the variant `also`: one query. As [`find_row`] for a cart that does
+/// not exist or has expired.
+pub async fn find_with_contents(
+    db: &Db,
+    id: &str,
+    also: Option<&str>,
+) -> AppResult<(CartRow, Contents, Option<Facts>)> {
+    if !has_shape(id, "cart") {
+        return Err(not_found());
+    }
+    let mut params = vec![Param::Text(id.to_owned())];
+    let sql = match also {
+        Some(variant_id) => {
+            params.push(Param::Text(variant_id.to_owned()));
+            cart_with_lines!(lines_of!(cart_currency!(), "$2"))
+        }
+        None => cart_with_lines!(lines_of!(cart_currency!())),
+    };
+    let mut batch = Batch::new();
+    batch.push(sql, params);
+    let ran = db.read_batch(&batch).await?.remove(0);
+    let row = ran.row::<CartRow>()?.ok_or_else(not_found)?;
+    if row.status == "active" && row.expires_at < Timestamp::now() {
+        return Err(not_found());
+    }
+    let (contents, also_facts) = gather(ran.rows::<JoinedLine>()?);
+    Ok((row, contents, also_facts))
+}
+
+/// A cart's contents from its joined rows, and the facts of the variant read besides.
+fn gather(rows: Vec<JoinedLine>) -> (Contents, Option<Facts>) {
     let mut contents = Contents { lines: Vec::with_capacity(rows.len()), facts: HashMap::new() };
     let mut also_facts = None;
     for row in rows {
-        let fact = match (row.product_id, row.handle, row.title, row.status) {
+        let Some(variant_id) = row.variant_id else { continue };
+        let fact = match (row.product_id, row.handle, row.title, row.product_status) {
             (Some(product_id), Some(handle), Some(title), Some(status)) => Some(Facts {
-                variant_id: row.variant_id.clone(),
+                variant_id: variant_id.clone(),
                 product_id,
                 handle,
                 title,
@@ -414,20 +482,20 @@ pub async fn contents_and(
                 inventory_policy: row.inventory_policy.unwrap_or_default(),
                 amount: row.amount,
                 compare_at_amount: row.compare_at_amount,
-                available: row.available,
+                available: row.available.unwrap_or(0),
             }),
             _ => None,
         };
-        let (Some(id), Some(quantity)) = (row.id, row.quantity) else {
+        let (Some(id), Some(quantity)) = (row.line_id, row.quantity) else {
             also_facts = fact;
             continue;
         };
         if let Some(fact) = fact {
-            contents.facts.insert(row.variant_id.clone(), fact);
+            contents.facts.insert(variant_id.clone(), fact);
         }
-        contents.lines.push(LineRow { id, variant_id: row.variant_id, quantity, shown_amount: row.shown_amount });
+        contents.lines.push(LineRow { id, variant_id, quantity, shown_amount: row.shown_amount });
     }
-    Ok((contents, also_facts))
+    (contents, also_facts)
 }
 
 impl Contents {
@@ -465,14 +533,9 @@ pub async fn facts(db: &Db, currency: &str, ids: &[&str]) -> AppResult<HashMap<S
 
 /// Prices a cart row as the catalog and settings are now.
 pub async fn priced(state: &AppState, row: &CartRow) -> AppResult<Cart> {
-    Ok(priced_and_read(state, row).await?.0)
-}
-
-/// As [`priced`], with the contents it read.
-pub async fn priced_and_read(state: &AppState, row: &CartRow) -> AppResult<(Cart, Contents)> {
     let currency = super::currency_of(state, &row.region_id).await?;
     let contents = contents(&state.db, &row.id, &currency).await?;
-    Ok((priced_with(state, row, &contents).await?, contents))
+    priced_with(state, row, &contents).await
 }
 
 /// Prices a cart that was just changed: the prices it now shows are the ones the shopper has

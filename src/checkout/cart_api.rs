@@ -40,7 +40,22 @@ fn not_found() -> AppError {
 
 /// The cart, if the caller may open it: a customer's cart is that customer's alone.
 async fn open(state: &AppState, id: &str, caller: &MaybeCustomer) -> AppResult<CartRow> {
-    let row = cart::find_row(&state.db, None, id).await?;
+    opened(cart::find_row(&state.db, None, id).await?, caller)
+}
+
+/// As [`open`], with the cart's lines and what the catalog says of the variant `also`, in
+/// the same query.
+async fn open_with(
+    state: &AppState,
+    id: &str,
+    caller: &MaybeCustomer,
+    also: Option<&str>,
+) -> AppResult<(CartRow, cart::Contents, Option<cart::Facts>)> {
+    let (row, contents, facts) = cart::find_with_contents(&state.db, id, also).await?;
+    Ok((opened(row, caller)?, contents, facts))
+}
+
+fn opened(row: CartRow, caller: &MaybeCustomer) -> AppResult<CartRow> {
     match &row.customer_id {
         Some(owner) if caller.customer_id() != Some(owner.as_str()) => Err(not_found()),
         _ => Ok(row),
@@ -172,8 +187,8 @@ async fn get_cart(
     caller: MaybeCustomer,
     Path(id): Path<String>,
 ) -> AppResult<Json<Cart>> {
-    let row = open(&state, &id, &caller).await?;
-    Ok(Json(cart::priced(&state, &row).await?))
+    let (row, contents, _) = open_with(&state, &id, &caller, None).await?;
+    Ok(Json(cart::priced_with(&state, &row, &contents).await?))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -222,7 +237,9 @@ async fn update_cart(
     Path(id): Path<String>,
     Json(patch): Json<CartPatch>,
 ) -> AppResult<Json<Cart>> {
-    let row = open(&state, &id, &caller).await?;
+    // Read with the cart, to check the shipping method against; still the cart's lines
+    // after the change unless another change came between (then they are read again).
+    let (row, mut contents, _) = open_with(&state, &id, &caller, None).await?;
     let mut violations = Violations::default();
     let email = patch.email.as_deref().and_then(|raw| violations.check("email", EmailAddress::parse(raw)));
     let shipping = patch.shipping_address.and_then(|a| normalised(a, "shipping_address", &mut violations));
@@ -249,9 +266,9 @@ async fn update_cart(
     }
     let moved = region_id != row.region_id;
     let currency = super::currency_of(&state, &region_id).await?;
-    // Read before the change, to check the shipping method against; still the cart's lines
-    // after it unless another change came between (then they are read again).
-    let mut contents = cart::contents(&state.db, &id, &currency).await?;
+    if moved {
+        contents = cart::contents(&state.db, &id, &currency).await?;
+    }
     let method = match &patch.shipping_method_id {
         Some(method) => {
             let mut candidate = row.clone();
@@ -380,11 +397,10 @@ async fn add_line(
     if !has_shape(&new.variant_id, "var") {
         return Err(AppError::invalid_field("variant_id", "unknown", "names no variant on sale"));
     }
-    let row = open(&state, &id, &caller).await?;
+    // The cart's lines are read with it and the variant, before the change: the answer is
+    // priced from them with the line added, unless another change came between.
+    let (row, mut contents, fact) = open_with(&state, &id, &caller, Some(&new.variant_id)).await?;
     let currency = super::currency_of(&state, &row.region_id).await?;
-    // The cart's lines are read with the variant, before the change: the answer is priced
-    // from them with the line added, unless another change came between.
-    let (mut contents, fact) = cart::contents_and(&state.db, &id, &currency, Some(&new.variant_id)).await?;
     let fact = on_sale(fact, &currency)?;
     let line_id = new_id("cli");
     // The cart marked changed and the line added, in one trip: added only while the cart

@@ -207,7 +207,8 @@ async fn complete_cart(
 ) -> AppResult<Response> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&request);
-    let mut row = cart::find_row(&state.db, None, &id).await?;
+    // The cart is read with its lines, which price it unless it has to be read again.
+    let (mut row, mut contents, _) = cart::find_with_contents(&state.db, &id, None).await?;
     if row.customer_id.as_deref().is_some_and(|owner| caller.customer_id() != Some(owner)) {
         return Err(AppError::not_found("No cart has this id, or it has expired."));
     }
@@ -230,13 +231,13 @@ async fn complete_cart(
     if row.checkout_until.is_some_and(|until| until < Timestamp::now()) {
         // An earlier attempt stopped half-way: give its stock back before pricing.
         reopen_lapsed(&state, &row).await?;
-        row = cart::find_row(&state.db, None, &id).await?;
+        (row, contents, _) = cart::find_with_contents(&state.db, &id, None).await?;
     }
     if row.checkout_until.is_some_and(|until| until >= Timestamp::now()) {
         // Another attempt is paying now; its stock would look taken to this one.
         return already_placed(&state, &id, &key, &hash).await.map(IntoResponse::into_response);
     }
-    let (priced, contents) = cart::priced_and_read(&state, &row).await?;
+    let priced = cart::priced_with(&state, &row, &contents).await?;
     // Read with the prices: what the stock is taken by.
     let policies = inventory::Policies::new(
         contents.facts.into_values().map(|fact| (fact.variant_id, fact.inventory_policy, fact.product_id)),
