@@ -66,24 +66,22 @@ pub struct LineRow {
     pub shown_amount: Option<i64>,
 }
 
-crate::direct_row! {
-    /// What the catalog says of a line's variant now.
-    #[derive(Debug, Clone, sqlx::FromRow)]
-    pub struct Facts {
-        pub variant_id: String,
-        pub product_id: String,
-        pub handle: String,
-        pub title: String,
-        pub status: String,
-        pub sku: Option<String>,
-        pub option_values: String,
-        pub weight_grams: Option<i64>,
-        pub tax_class: String,
-        pub inventory_policy: String,
-        pub amount: Option<i64>,
-        pub compare_at_amount: Option<i64>,
-        pub available: i64,
-    }
+/// What the catalog says of a line's variant now.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub variant_id: String,
+    pub product_id: String,
+    pub handle: String,
+    pub title: String,
+    pub status: String,
+    pub sku: Option<String>,
+    pub option_values: String,
+    pub weight_grams: Option<i64>,
+    pub tax_class: String,
+    pub inventory_policy: String,
+    pub amount: Option<i64>,
+    pub compare_at_amount: Option<i64>,
+    pub available: i64,
 }
 
 impl Facts {
@@ -407,29 +405,13 @@ macro_rules! cart_with_lines {
 
 /// The lines of cart `cart_id` and their variants' facts in `currency`, in one query.
 pub async fn contents(db: &Db, cart_id: &str, currency: &str) -> AppResult<Contents> {
-    Ok(contents_and(db, cart_id, currency, None).await?.0)
-}
-
-/// As [`contents`], with what the catalog says of the variant `also` too, in the same query,
-/// whether the cart holds it or not (none when no such variant exists).
-pub async fn contents_and(
-    db: &Db,
-    cart_id: &str,
-    currency: &str,
-    also: Option<&str>,
-) -> AppResult<(Contents, Option<Facts>)> {
-    let mut params = vec![Param::Text(cart_id.to_owned()), Param::Text(currency.to_owned())];
-    let sql = match also {
-        Some(variant_id) => {
-            params.push(Param::Text(variant_id.to_owned()));
-            concat!("SELECT * FROM (", lines_of!("$2", "$3"), ") AS joined ORDER BY at, line_id")
-        }
-        None => concat!(lines_of!("$2"), " ORDER BY at, l.id"),
-    };
     let mut batch = Batch::new();
-    batch.push(sql, params);
+    batch.push(
+        concat!(lines_of!("$2"), " ORDER BY at, l.id"),
+        vec![Param::Text(cart_id.to_owned()), Param::Text(currency.to_owned())],
+    );
     let rows = db.read_batch(&batch).await?.remove(0).rows::<JoinedLine>()?;
-    Ok(gather(rows))
+    Ok(gather(rows).0)
 }
 
 /// The cart `id` with its lines and their variants' facts in the cart's currency, and what
@@ -508,27 +490,18 @@ impl Contents {
     }
 }
 
-/// What the catalog says now of each variant in `ids`, priced in `currency`.
-pub async fn facts(db: &Db, currency: &str, ids: &[&str]) -> AppResult<HashMap<String, Facts>> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let list: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
-    let sql = format!(
-        "SELECT v.id AS variant_id, v.product_id, p.handle, p.title, p.status, v.sku, v.option_values, \
-         v.weight_grams, v.tax_class, v.inventory_policy, pr.amount, pr.compare_at_amount, \
-         CAST(COALESCE((SELECT SUM(l.on_hand - l.reserved) FROM inventory_levels l WHERE l.variant_id = v.id), 0) \
-           AS BIGINT) AS available \
-         FROM product_variants v JOIN products p ON p.id = v.product_id \
-         LEFT JOIN variant_prices pr ON pr.variant_id = v.id AND pr.currency = $1 \
-         WHERE v.id IN ({})",
-        list.join(", ")
+/// What the catalog says now of the variant `id`, priced in `currency`.
+pub async fn facts(db: &Db, currency: &str, id: &str) -> AppResult<Option<Facts>> {
+    const SQL: &str = concat!(
+        "SELECT NULL AS line_id, f.id AS variant_id, NULL AS quantity, NULL AS shown_amount, ",
+        fact_columns!("f.id"),
+        " FROM ",
+        facts_of!("v.id = $2", "$1")
     );
     let mut batch = Batch::new();
-    let params = std::iter::once(currency).chain(ids.iter().copied()).map(|value| Param::Text(value.to_owned()));
-    batch.push(sql, params.collect());
-    let rows = db.read_batch(&batch).await?.remove(0).rows::<Facts>()?;
-    Ok(rows.into_iter().map(|row| (row.variant_id.clone(), row)).collect())
+    batch.push(SQL, vec![Param::Text(currency.to_owned()), Param::Text(id.to_owned())]);
+    let rows = db.read_batch(&batch).await?.remove(0).rows::<JoinedLine>()?;
+    Ok(gather(rows).1)
 }
 
 /// Prices a cart row as the catalog and settings are now.

@@ -340,7 +340,7 @@ pub struct NewLine {
 /// What the catalog says of a variant on sale, priced in `currency`; read before the cart's
 /// transaction, so that no transaction waits on a second connection.
 async fn sellable(state: &AppState, currency: &str, variant_id: &str) -> AppResult<cart::Facts> {
-    on_sale(cart::facts(&state.db, currency, &[variant_id]).await?.remove(variant_id), currency)
+    on_sale(cart::facts(&state.db, currency, variant_id).await?, currency)
 }
 
 /// The facts of a variant, if it is on sale in `currency`.

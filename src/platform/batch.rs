@@ -464,7 +464,6 @@ pub(crate) async fn run_postgres_between(
         sql.push_str(";\n");
         commands.push(Command::Around);
     }
-    let mut preparing: Vec<(String, u64)> = Vec::new();
     for (statement, params) in &batch.statements {
         let mut key = String::with_capacity(statement.len() + params.len() * 5);
         for param in params {
@@ -473,8 +472,14 @@ pub(crate) async fn run_postgres_between(
         }
         key.push('\n');
         key.push_str(statement);
-        let known = conn.prepared().number(&key);
-        let number = match known.or_else(|| preparing.iter().find(|(k, _)| *k == key).map(|(_, n)| *n)) {
+        // Prepared before, or earlier in this message.
+        let preparing = || {
+            commands.iter().find_map(|command| match command {
+                Command::Prepare(prepared, number) if *prepared == key => Some(*number),
+                _ => None,
+            })
+        };
+        let number = match conn.prepared().number(&key).or_else(preparing) {
             Some(number) => number,
             None => {
                 if let Some(old) = conn.prepared().evict() {
@@ -490,7 +495,6 @@ pub(crate) async fn run_postgres_between(
                 sql.push_str(" AS ");
                 sql.push_str(statement);
                 sql.push_str(";\n");
-                preparing.push((key.clone(), number));
                 commands.push(Command::Prepare(key, number));
                 number
             }
@@ -561,28 +565,31 @@ fn pg_type(param: &Param) -> &'static str {
     }
 }
 
-/// `text` as an SQL literal: see [`push_literal`].
+/// `text` as an SQL literal: see [`push_text`].
 pub(crate) fn text_literal(text: &str) -> String {
     let mut sql = String::with_capacity(text.len() + 3);
-    push_literal(&mut sql, &Param::Text(text.to_owned()));
+    push_text(&mut sql, text);
     sql
 }
 
-/// Writes `param` as an SQL literal: a text as an escape string (`E'...'`, each quote and
-/// backslash doubled), which reads the same whatever `standard_conforming_strings` says.
+/// Writes `text` as an escape string (`E'...'`, each quote and backslash doubled), which
+/// reads the same whatever `standard_conforming_strings` says.
+fn push_text(sql: &mut String, text: &str) {
+    sql.push_str("E'");
+    for c in text.chars() {
+        match c {
+            '\'' => sql.push_str("''"),
+            '\\' => sql.push_str("\\\\"),
+            c => sql.push(c),
+        }
+    }
+    sql.push('\'');
+}
+
+/// Writes `param` as an SQL literal.
 fn push_literal(sql: &mut String, param: &Param) {
     match param {
-        Param::Text(text) | Param::MaybeText(Some(text)) => {
-            sql.push_str("E'");
-            for c in text.chars() {
-                match c {
-                    '\'' => sql.push_str("''"),
-                    '\\' => sql.push_str("\\\\"),
-                    c => sql.push(c),
-                }
-            }
-            sql.push('\'');
-        }
+        Param::Text(text) | Param::MaybeText(Some(text)) => push_text(sql, text),
         Param::Int(n) | Param::MaybeInt(Some(n)) => sql.push_str(&n.to_string()),
         Param::MaybeText(None) | Param::MaybeInt(None) => sql.push_str("NULL"),
         Param::Bool(b) => sql.push_str(if *b { "true" } else { "false" }),
