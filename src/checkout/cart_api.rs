@@ -70,12 +70,17 @@ fn ttl_secs(state: &AppState) -> u64 {
 /// checked out.
 const CHANGEABLE: &str = "status = 'active' AND (checkout_until IS NULL OR checkout_until < $1)";
 
+/// How a change extends a cart's life, `$2` being when it would expire from now on: not
+/// by less than an hour, so that most changes leave the indexed expiry as it was, and
+/// PostgreSQL updates the row in place of its indexes (a heap-only update).
+const EXTENDED: &str = "expires_at = CASE WHEN expires_at < $2 - 3600000 THEN $2 ELSE expires_at END";
+
 /// The statement that marks the cart `id` changed (and alive for longer) unless it is being
 /// checked out or is already an order; it answers the cart as it now is.
 fn change(state: &AppState, id: &str) -> (String, Vec<Param>) {
     let now = Timestamp::now();
     let sql = format!(
-        "UPDATE carts SET updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
+        "UPDATE carts SET updated_at = $1, {EXTENDED}, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
          RETURNING {CART_COLUMNS}"
     );
     (sql, vec![Param::Int(now.0), Param::Int(now.plus_secs(ttl_secs(state)).0), Param::Text(id.to_owned())])
@@ -303,7 +308,7 @@ async fn update_cart(
     let now = Timestamp::now();
     let sql = format!(
         "UPDATE carts SET email = $4, shipping_address = $5, billing_address = $6, shipping_method_id = $7, \
-         region_id = $8, updated_at = $1, expires_at = $2, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
+         region_id = $8, updated_at = $1, {EXTENDED}, version = version + 1 WHERE id = $3 AND {CHANGEABLE} \
          RETURNING {CART_COLUMNS}"
     );
     let mut batch = Batch::new();
