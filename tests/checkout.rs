@@ -474,6 +474,58 @@ conformance! {
         assert_eq!(app.count("SELECT COUNT(*) FROM inventory_reservations WHERE status = 'active'").await, 0);
     }
 
+    async fn buyers_racing_for_stock_at_several_locations_each_find_one_that_has_it(backend) {
+        let app = Arc::new(TestApp::spawn(backend).await);
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        // 2 units at each of three locations: three lines of 2 fit, one at each, whoever
+        // waited for whom, so all three buyers racing for them get their orders.
+        let hot = product(&app, &auth, "Hot", json!([{"currency": "EUR", "amount": 1000}]), "standard", 2).await;
+        let receive = |location: String| {
+            let (app, auth, hot) = (app.clone(), auth.clone(), hot.clone());
+            async move {
+                let path = format!("/api/v1/admin/variants/{hot}/inventory/movements");
+                let body = json!({"quantity": 2, "kind": "received", "location_id": location});
+                let moved = app.post(&path, body, &[("authorization", &auth)]).await;
+                assert_eq!(moved.status, 201, "{}", moved.text);
+            }
+        };
+        let mut locations = vec!["loc_default".to_owned()];
+        for code in ["north", "south"] {
+            let location = app.post("/api/v1/admin/locations", json!({"code": code, "name": code}), &[("authorization", &auth)]).await;
+            assert_eq!(location.status, 201, "{}", location.text);
+            locations.push(location.body["id"].as_str().unwrap().to_owned());
+            receive(locations[locations.len() - 1].clone()).await;
+        }
+        for round in 0..6 {
+            let mut carts = Vec::new();
+            for _ in 0..3 {
+                let cart = new_cart(&app).await;
+                assert_eq!(add(&app, &cart, &hot, 2).await.status, 200);
+                ready(&app, &cart, address("DE", "", "80331"), "Standard").await;
+                carts.push(cart);
+            }
+            let buyers = carts.into_iter().enumerate().map(|(n, cart)| {
+                let app = app.clone();
+                tokio::spawn(async move { place(&app, &cart, &format!("round-{round}-buyer-{n}"), CARD).await.status })
+            });
+            let mut statuses = Vec::new();
+            for buyer in buyers.collect::<Vec<_>>() {
+                statuses.push(buyer.await.unwrap());
+            }
+            assert_eq!(statuses, [201, 201, 201], "round {round}");
+            assert_eq!(available(&app, &hot).await, 0);
+            let levels = app.count(&format!("SELECT COUNT(*) FROM inventory_levels WHERE variant_id = '{hot}' AND on_hand = 0 AND reserved = 0")).await;
+            assert_eq!(levels, 3, "every location sold its 2");
+            // Stock back for the next round.
+            for location in &locations {
+                receive(location.clone()).await;
+            }
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 18);
+        assert_eq!(app.count("SELECT COUNT(*) FROM inventory_reservations WHERE status = 'active'").await, 0);
+    }
+
     async fn one_key_sent_twenty_times_at_once_makes_one_order(backend) {
         let app = Arc::new(TestApp::spawn(backend).await);
         let auth = app.staff("admin@example.com", Role::Admin).await;

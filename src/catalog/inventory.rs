@@ -262,60 +262,139 @@ pub async fn reserve_all(
     reference: Option<&str>,
     writes: &mut Batch,
 ) -> AppResult<Result<Vec<Reservation>, usize>> {
-    if wants.iter().any(|(_, quantity)| !(1..=1_000_000).contains(quantity)) {
-        return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
-    }
-    let policies = &policies.0;
     let now = Timestamp::now();
-    // Whether each line takes backorders.
-    let mut backorders = Vec::with_capacity(wants.len());
-    for (variant_id, _) in wants {
-        let Some((policy, _)) = policies.get(*variant_id) else {
-            return Err(AppError::not_found("No variant has this id."));
-        };
-        backorders.push(policy == "continue");
-    }
-    let taking = |variant_id: &str, quantity: i64, backorder: bool| {
-        let mut params = vec![Param::Text(variant_id.to_owned()), Param::Int(quantity), Param::Int(now.0)];
-        if backorder {
-            params.push(Param::Text(DEFAULT_LOCATION.to_owned()));
-        }
-        (if backorder { BACKORDER_SQL } else { RESERVE_SQL }, params)
-    };
-    let mut locations: Vec<Option<String>> = Vec::with_capacity(wants.len());
+    let takings = takings(policies, wants, now)?;
     if tx.is_sqlite() {
         // One writer: nothing changes between the statements, so every line's stock is taken
         // in one trip, and a line that finds too little has too little.
         let mut batch = Batch::new();
-        for ((variant_id, quantity), backorder) in wants.iter().zip(&backorders) {
-            let (sql, params) = taking(variant_id, *quantity, *backorder);
+        for (sql, params) in takings {
             batch.push(sql, params);
         }
-        for taken in tx.run(&batch).await? {
-            locations.push(taken.scalar::<String>()?);
+        let ran = tx.run(&batch).await?;
+        let locations = ran.iter().map(Ran::scalar::<String>).collect::<Result<Vec<_>, _>>()?;
+        return Ok(record(tx, policies, wants, locations, now, ttl_secs, reference, writes));
+    }
+    // Line by line, stopping at the first short one: a line's rows are locked only once
+    // every earlier line's are, retries included, as in every other checkout.
+    let mut locations: Vec<Option<String>> = Vec::with_capacity(wants.len());
+    for ((variant_id, quantity), (sql, params)) in wants.iter().zip(takings) {
+        let location = if sql == BACKORDER_SQL {
+            tx.run(Batch::new().push(sql, params)).await?[0].scalar::<String>()?
+        } else {
+            reserve_at_a_location(tx, variant_id, *quantity, now).await?
+        };
+        let short = location.is_none();
+        locations.push(location);
+        if short {
+            break;
         }
-    } else {
-        // Line by line, stopping at the first short one: a line's rows are locked only once
-        // every earlier line's are, retries included, as in every other checkout.
-        for ((variant_id, quantity), backorder) in wants.iter().zip(&backorders) {
-            let location = if *backorder {
-                let (sql, params) = taking(variant_id, *quantity, true);
-                tx.run(Batch::new().push(sql, params)).await?[0].scalar::<String>()?
-            } else {
-                reserve_at_a_location(tx, variant_id, *quantity, now).await?
-            };
-            let short = location.is_none();
-            locations.push(location);
-            if short {
-                break;
-            }
+    }
+    Ok(record(tx, policies, wants, locations, now, ttl_secs, reference, writes))
+}
+
+/// The reservations of `ids`, as they are now.
+pub async fn reservations(db: &crate::platform::db::Db, ids: &[String]) -> AppResult<Vec<Reservation>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let mut batch = Batch::new();
+    batch.push(
+        format!("SELECT {RESERVATION_COLUMNS} FROM inventory_reservations WHERE id IN ({})", list.join(", ")),
+        ids.iter().map(|id| Param::Text(id.clone())).collect(),
+    );
+    Ok(db.read_batch(&batch).await?[0].rows::<Reservation>()?)
+}
+
+/// Stock reserved for one checkout with the statements of a trip already under way (the one
+/// that begins its transaction, say), every line's in that trip: [`Reserving::push`] adds
+/// the statements, in the order of `wants` (one order for every checkout, as with
+/// [`reserve_all`]), and [`Reserving::finish`] reads their answers.
+pub struct Reserving<'a> {
+    policies: &'a Policies,
+    wants: &'a [(&'a str, i64)],
+    /// Where the statements begin in the batch.
+    at: usize,
+    now: Timestamp,
+}
+
+impl<'a> Reserving<'a> {
+    pub fn push(batch: &mut Batch, policies: &'a Policies, wants: &'a [(&'a str, i64)]) -> AppResult<Self> {
+        let now = Timestamp::now();
+        let at = batch.len();
+        for (sql, params) in takings(policies, wants, now)? {
+            batch.push(sql, params);
         }
+        Ok(Self { policies, wants, at, now })
+    }
+
+    /// The reservations, as [`reserve_all`] answers them, from `ran`, the answers of the whole
+    /// batch. On PostgreSQL a line that found too little at the location it chose might have
+    /// found enough at another once the rows it waited for were free: the answer is then
+    /// `None`, and the caller rolls back and reserves with [`reserve_all`], which looks again.
+    pub fn finish(
+        self,
+        tx: &mut Tx,
+        ran: &[Ran],
+        ttl_secs: u64,
+        reference: Option<&str>,
+        writes: &mut Batch,
+    ) -> AppResult<Option<Result<Vec<Reservation>, usize>>> {
+        let answers = ran
+            .get(self.at..self.at + self.wants.len())
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a batch answered fewer statements than it held")))?;
+        let locations = answers.iter().map(Ran::scalar::<String>).collect::<Result<Vec<_>, _>>()?;
+        if !tx.is_sqlite() && locations.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(record(tx, self.policies, self.wants, locations, self.now, ttl_secs, reference, writes)))
+    }
+}
+
+/// The statement that takes each line of `wants`: at the location with the most, or, for a
+/// variant that takes backorders, at the default location whatever its stock.
+fn takings(policies: &Policies, wants: &[(&str, i64)], now: Timestamp) -> AppResult<Vec<(&'static str, Vec<Param>)>> {
+    let mut takings = Vec::with_capacity(wants.len());
+    for (variant_id, quantity) in wants {
+        if !(1..=1_000_000).contains(quantity) {
+            return Err(AppError::invalid_field("quantity", "out_of_range", "must be between 1 and 1000000"));
+        }
+        let Some((policy, _)) = policies.0.get(*variant_id) else {
+            return Err(AppError::not_found("No variant has this id."));
+        };
+        let mut params = vec![Param::Text((*variant_id).to_owned()), Param::Int(*quantity), Param::Int(now.0)];
+        if policy == "continue" {
+            params.push(Param::Text(DEFAULT_LOCATION.to_owned()));
+            takings.push((BACKORDER_SQL, params));
+        } else {
+            takings.push((RESERVE_SQL, params));
+        }
+    }
+    Ok(takings)
+}
+
+/// The reservations of the lines of `wants` taken at `locations` (one a line, until the
+/// first short one, which is `None`), their rows added to `writes`; or the index of the first
+/// line short of stock.
+#[expect(clippy::too_many_arguments, reason = "what one checkout reserved, passed once")]
+fn record(
+    tx: &mut Tx,
+    policies: &Policies,
+    wants: &[(&str, i64)],
+    locations: Vec<Option<String>>,
+    now: Timestamp,
+    ttl_secs: u64,
+    reference: Option<&str>,
+    writes: &mut Batch,
+) -> Result<Vec<Reservation>, usize> {
+    if let Some(short) = locations.iter().position(Option::is_none) {
+        return Err(short);
     }
     let mut rows = Vec::with_capacity(wants.len());
     let mut reserved = Vec::with_capacity(wants.len());
-    for (index, ((variant_id, quantity), location)) in wants.iter().zip(locations).enumerate() {
-        let Some(location) = location else { return Ok(Err(index)) };
-        let (_, product_id) = &policies[*variant_id];
+    for ((variant_id, quantity), location) in wants.iter().zip(locations.into_iter().flatten()) {
+        let (_, product_id) = &policies.0[*variant_id];
         tx.invalidate(super::changed(product_id));
         let reservation = Reservation {
             id: new_id("rsv"),
@@ -346,7 +425,7 @@ pub async fn reserve_all(
         rows,
         "",
     );
-    Ok(Ok(reserved))
+    Ok(reserved)
 }
 
 /// Each variant's inventory policy and product, by variant id, for [`reserve_all`].
@@ -522,7 +601,7 @@ pub async fn commit_all(
 
 /// Adds to `batch` the first statement of [`commit_all`], which ends the reservations `ids`
 /// as committed at `now`; [`committed`] does the rest with its answer. `ids` is not empty.
-pub fn commit_in(batch: &mut Batch, ids: &[String], now: Timestamp) {
+fn commit_in(batch: &mut Batch, ids: &[String], now: Timestamp) {
     let list: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
     let sql = format!(
         "UPDATE inventory_reservations SET status = 'committed', updated_at = $1 WHERE id IN ({}) \
@@ -534,7 +613,7 @@ pub fn commit_in(batch: &mut Batch, ids: &[String], now: Timestamp) {
 }
 
 /// The rest of [`commit_all`], once `ran` answered [`commit_in`]'s statement.
-pub async fn committed(
+async fn committed(
     state: &AppState,
     tx: &mut Tx,
     ran: &Ran,
@@ -542,22 +621,73 @@ pub async fn committed(
     actor: Actor<'_>,
     now: Timestamp,
 ) -> AppResult<Vec<Reservation>> {
-    let mut ended = ran.rows::<Reservation>()?;
+    let ended = ran.rows::<Reservation>()?;
     if ended.len() != ids.len() {
         return Err(not_active());
     }
+    let mut selling = Batch::new();
+    let taken = take_off_in(&mut selling, &ended, actor, now);
+    let ran = tx.run(&selling).await?;
+    taken.announce(state, tx, &ran).await?;
+    Ok(ended)
+}
+
+/// What [`sell_in`] added to a batch, for [`Sale::finish`].
+pub struct Sale {
+    /// Where its statements begin in the batch.
+    at: usize,
+    count: usize,
+    taken: Taken,
+}
+
+/// Adds to `batch` the statements that sell `reservations`, as they were reserved, all in
+/// the batch's trip: [`commit_in`]'s, which ends them, then the levels, the ledger and the
+/// stock after, as [`commit_all`] does once it has read them back. [`Sale::finish`] checks
+/// that every one was still active, before the caller commits.
+pub fn sell_in(batch: &mut Batch, reservations: &[Reservation], actor: Actor<'_>, now: Timestamp) -> Sale {
+    let ids: Vec<String> = reservations.iter().map(|reservation| reservation.id.clone()).collect();
+    let at = batch.len();
+    commit_in(batch, &ids, now);
+    let taken = take_off_in(batch, reservations, actor, now);
+    Sale { at, count: ids.len(), taken }
+}
+
+impl Sale {
+    /// 409 when a reservation was no longer active (expired, released): the caller rolls
+    /// back. `ran` answers the whole batch.
+    pub async fn finish(self, state: &AppState, tx: &mut Tx, ran: &[Ran]) -> AppResult<()> {
+        let ended = ran.get(self.at).map(Ran::rows::<Reservation>).transpose()?.unwrap_or_default();
+        if ended.len() != self.count {
+            return Err(not_active());
+        }
+        self.taken.announce(state, tx, ran).await
+    }
+}
+
+/// What [`take_off_in`] added to a batch: the units sold of each variant, and where the
+/// stock after the sale is read.
+struct Taken {
+    sold: Vec<(String, i64)>,
+    stock_at: usize,
+}
+
+/// Adds to `batch` the statements that take the units of `ended`, reservations just ended as
+/// committed, off their levels (reserved and on hand), write the `sold` movements, and read
+/// the stock after.
+fn take_off_in(batch: &mut Batch, ended: &[Reservation], actor: Actor<'_>, now: Timestamp) -> Taken {
     // Levels are locked in one order by every checkout (that of `reserve_all`), so that two
     // on PostgreSQL never wait on each other.
+    let mut ended: Vec<&Reservation> = ended.iter().collect();
     ended.sort_by(|a, b| (&a.variant_id, &a.location_id).cmp(&(&b.variant_id, &b.location_id)));
-    // The levels, the ledger and the stock after the sale, in one trip.
-    let mut selling = Batch::new();
-    let mut sold: HashMap<&str, i64> = HashMap::new();
+    let mut sold: Vec<(String, i64)> = Vec::new();
     let mut movements = Vec::with_capacity(ended.len());
-    for reservation in &ended {
+    for reservation in ended {
         let (sql, params) = unreserve(reservation, reservation.quantity, now);
-        selling.push(sql, params);
-        tx.invalidate(super::changed(&reservation.variant_id));
-        *sold.entry(reservation.variant_id.as_str()).or_default() += reservation.quantity;
+        batch.push(sql, params);
+        match sold.last_mut() {
+            Some((variant, units)) if *variant == reservation.variant_id => *units += reservation.quantity,
+            _ => sold.push((reservation.variant_id.clone(), reservation.quantity)),
+        }
         movements.push(vec![
             Param::Text(new_id("mov")),
             Param::Text(reservation.variant_id.clone()),
@@ -571,15 +701,14 @@ pub async fn committed(
             Param::Int(now.0),
         ]);
     }
-    selling.push_rows(
+    batch.push_rows(
         "INSERT INTO inventory_movements (id, variant_id, location_id, quantity, kind, reason, reference, \
          actor_kind, actor_id, created_at)",
         movements,
         "",
     );
     // Whether a sale took a variant from above its threshold to at or below it.
-    let variants: Vec<&str> = sold.keys().copied().collect();
-    let list: Vec<String> = (1..=variants.len()).map(|n| format!("${n}")).collect();
+    let list: Vec<String> = (1..=sold.len()).map(|n| format!("${n}")).collect();
     let sql = format!(
         "SELECT v.id, v.low_stock_threshold, v.product_id, v.sku, CAST(COALESCE(SUM(l.on_hand), 0) AS BIGINT), \
          CAST(COALESCE(SUM(l.on_hand - l.reserved), 0) AS BIGINT) FROM product_variants v \
@@ -587,24 +716,38 @@ pub async fn committed(
          GROUP BY v.id, v.low_stock_threshold, v.product_id, v.sku",
         list.join(", ")
     );
-    selling.push(sql, variants.iter().map(|id| Param::Text((*id).to_owned())).collect());
-    let ran = tx.run(&selling).await?;
-    let stocks = ran[ran.len() - 1].rows::<(String, i64, String, Option<String>, i64, i64)>()?;
-    for (variant_id, threshold, product_id, sku, on_hand, available) in stocks {
-        let before = on_hand + sold.get(variant_id.as_str()).copied().unwrap_or(0);
-        if before > threshold && on_hand <= threshold {
-            let event = serde_json::json!({
-                "variant_id": variant_id,
-                "product_id": product_id,
-                "sku": sku,
-                "on_hand": on_hand,
-                "available": available,
-                "low_stock_threshold": threshold,
-            });
-            webhooks::emit(state, tx, "inventory.low", &event).await?;
+    batch.push(sql, sold.iter().map(|(id, _)| Param::Text(id.clone())).collect());
+    Taken { sold, stock_at: batch.len() - 1 }
+}
+
+impl Taken {
+    /// Marks the variants changed, and announces (`inventory.low`) each that the sale took
+    /// from above its threshold to at or below it. `ran` answers the whole batch.
+    async fn announce(self, state: &AppState, tx: &mut Tx, ran: &[Ran]) -> AppResult<()> {
+        for (variant_id, _) in &self.sold {
+            tx.invalidate(super::changed(variant_id));
         }
+        let stocks = match ran.get(self.stock_at) {
+            Some(stocks) => stocks.rows::<(String, i64, String, Option<String>, i64, i64)>()?,
+            None => return Err(AppError::internal(anyhow::anyhow!("a batch answered fewer statements than it held"))),
+        };
+        for (variant_id, threshold, product_id, sku, on_hand, available) in stocks {
+            let units = self.sold.iter().find(|(id, _)| *id == variant_id).map_or(0, |(_, units)| *units);
+            let before = on_hand + units;
+            if before > threshold && on_hand <= threshold {
+                let event = serde_json::json!({
+                    "variant_id": variant_id,
+                    "product_id": product_id,
+                    "sku": sku,
+                    "on_hand": on_hand,
+                    "available": available,
+                    "low_stock_threshold": threshold,
+                });
+                webhooks::emit(state, tx, "inventory.low", &event).await?;
+            }
+        }
+        Ok(())
     }
-    Ok(ended)
 }
 
 /// Expires the reservations whose time has passed; returns how many.

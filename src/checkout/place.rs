@@ -462,10 +462,11 @@ pub async fn finish(state: &AppState, waiting: &Waiting, actor: Actor<'_>) -> Ap
         _ => return Err(AppError::new(ErrorCode::Unavailable, "The payment provider did not answer; try again.")),
     };
     let priced: Cart = serde_json::from_str(snapshot).map_err(AppError::internal)?;
+    let ids: Vec<String> = serde_json::from_str(&waiting.reservations).unwrap_or_default();
     let held = Hold {
         payment_id: waiting.id.clone(),
         provider: waiting.provider.clone(),
-        reservations: serde_json::from_str(&waiting.reservations).unwrap_or_default(),
+        reservations: inventory::reservations(&state.db, &ids).await?,
         until: waiting.hold_until.unwrap_or_default(),
         started: waiting.created_at,
     };
@@ -482,7 +483,7 @@ struct Hold {
     payment_id: String,
     /// The payment provider's name.
     provider: String,
-    reservations: Vec<String>,
+    reservations: Vec<inventory::Reservation>,
     until: Timestamp,
     /// When the stock was reserved: it stays held `checkout.hold_secs` from then.
     started: Timestamp,
@@ -504,10 +505,33 @@ async fn hold(
     hash: &str,
     payment: &PaymentDetails,
 ) -> AppResult<Held> {
+    match hold_once(state, row, priced, policies, key, hash, payment, false).await? {
+        Some(held) => Ok(held),
+        // A line found too little where it looked first: line by line, looking again.
+        None => hold_once(state, row, priced, policies, key, hash, payment, true)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("stock reserved line by line asked to be again"))),
+    }
+}
+
+/// [`hold`], with the stock reserved in the trip that takes the cart, or, `line_by_line`,
+/// once the cart is taken, as [`inventory::reserve_all`] does. `None` when the first way
+/// found a line short that the second might not.
+#[expect(clippy::too_many_arguments, reason = "the whole of one checkout, passed once")]
+async fn hold_once(
+    state: &AppState,
+    row: &CartRow,
+    priced: &Cart,
+    policies: &inventory::Policies,
+    key: &str,
+    hash: &str,
+    payment: &PaymentDetails,
+    line_by_line: bool,
+) -> AppResult<Option<Held>> {
     let now = Timestamp::now();
     let until = now.plus_secs(state.config.checkout.payment_timeout_secs + HOLD_MARGIN_SECS);
     // A cart is free when no attempt holds it, or when the last one's hold lapsed: that
-    // attempt's leftovers are released with the taking.
+    // attempt's leftovers are released with the taking, before any stock is reserved.
     let lapsed = row.checkout_until.is_some();
     let free = if lapsed { "checkout_until < $5" } else { "checkout_until IS NULL" };
     let sql = format!(
@@ -525,13 +549,17 @@ async fn hold(
     let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
     let mut taking = Batch::new();
     taking.push(sql, params);
+    // The stock is taken in the same trip as the cart; should the cart not be taken, the
+    // transaction rolls back and nothing was.
+    let reserving =
+        if lapsed || line_by_line { None } else { Some(inventory::Reserving::push(&mut taking, policies, &wants)?) };
     let (mut tx, ran) = state.db.begin_with(&taking).await?;
     let taken = ran[0].changed();
     if taken == 0 {
         let current = cart::find_row(&state.db, Some(&mut tx), &row.id).await?;
         let busy = current.status == "completed" || current.checkout_until.is_some_and(|until| until >= now);
         if busy {
-            return Ok(Held::Busy);
+            return Ok(Some(Held::Busy));
         }
         return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
     }
@@ -539,9 +567,15 @@ async fn hold(
     let hold_secs = state.config.checkout.hold_secs;
     // The reservations and the payment attempt are written with the commit.
     let mut writes = Batch::new();
-    let reserved = inventory::reserve_all(&mut tx, policies, &wants, hold_secs, Some(&row.id), &mut writes).await?;
-    let reservations: Vec<String> = match reserved {
-        Ok(reservations) => reservations.into_iter().map(|reservation| reservation.id).collect(),
+    let reserved = match reserving {
+        Some(reserving) => match reserving.finish(&mut tx, &ran, hold_secs, Some(&row.id), &mut writes)? {
+            Some(reserved) => reserved,
+            None => return Ok(None),
+        },
+        None => inventory::reserve_all(&mut tx, policies, &wants, hold_secs, Some(&row.id), &mut writes).await?,
+    };
+    let reservations = match reserved {
+        Ok(reservations) => reservations,
         Err(short) => {
             let (index, line) = lines[short];
             return Err(AppError::new(ErrorCode::Conflict, format!("Not enough stock of {}.", line.title)).with_field(
@@ -554,6 +588,7 @@ async fn hold(
     let payment_id = new_id("pay");
     let email = priced.email.as_deref().unwrap_or_default();
     promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
+    let ids: Vec<&str> = reservations.iter().map(|reservation| reservation.id.as_str()).collect();
     writes.push(
         "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
          updated_at, snapshot, request_hash, idempotency_key) \
@@ -564,7 +599,7 @@ async fn hold(
             Param::Text(payment.provider.clone()),
             Param::Text(priced.currency.clone()),
             Param::Int(priced.totals.total),
-            Param::Text(serde_json::to_string(&reservations).map_err(AppError::internal)?),
+            Param::Text(serde_json::to_string(&ids).map_err(AppError::internal)?),
             Param::Int(now.0),
             Param::Text(to_json(priced)?),
             Param::Text(hash.to_owned()),
@@ -573,7 +608,7 @@ async fn hold(
     );
     tx.commit_with(&writes).await?;
     void_all(state, to_void).await;
-    Ok(Held::Taken(Hold { payment_id, provider: payment.provider.clone(), reservations, until, started: now }))
+    Ok(Some(Held::Taken(Hold { payment_id, provider: payment.provider.clone(), reservations, until, started: now })))
 }
 
 /// Frees a cart whose checkout attempt stopped half-way (its hold lapsed) and gives back the
@@ -675,7 +710,7 @@ async fn give_back(state: &AppState, cart_id: &str, held: &Hold, reason: &str, p
     let undo = async {
         let mut tx = state.db.begin().await?;
         for reservation in &held.reservations {
-            let _ = inventory::release(&mut tx, reservation).await;
+            let _ = inventory::release(&mut tx, &reservation.id).await;
         }
         promotions::give_back_uses(&mut tx, &held.payment_id).await?;
         db_execute!(tx.conn(), |conn| {
@@ -734,6 +769,9 @@ async fn place(
     else {
         return Err(AppError::internal(anyhow::anyhow!("a cart without address, method or email reached placing")));
     };
+    if held.reservations.len() != priced.lines.len() {
+        return Err(AppError::new(ErrorCode::Conflict, "The stock held for this checkout is no longer held."));
+    }
     let billing_address = priced.billing_address.as_ref().unwrap_or(shipping_address);
     // A guest cart placed by a signed-in customer is their order (the hold noted who).
     let customer_id = priced.customer_id.as_deref();
@@ -843,27 +881,15 @@ async fn place(
         rows,
         "",
     );
-    let selling = !held.reservations.is_empty();
-    if selling {
-        inventory::commit_in(&mut writing, &held.reservations, now);
-    }
-    let (mut tx, written) = state.db.begin_with(&writing).await?;
-    let number = written[order_at]
-        .scalar::<i64>()?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("an order was written without its number")))?;
-    if !priced.discounts.is_empty() {
-        promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
-    }
-    if selling {
-        inventory::committed(state, &mut tx, &written[written.len() - 1], &held.reservations, actor, now).await?;
-    }
+    // The held stock sold, the payment and the cart completed, in the same trip.
+    let sale = inventory::sell_in(&mut writing, &held.reservations, actor, now);
     let payment_status = match paid.status {
         Status::PendingPayment => "pending",
         Status::Authorized => "authorized",
         _ => "captured",
     };
-    let mut finishing = Batch::new();
-    finishing.push(
+    let payment_at = writing.len();
+    writing.push(
         "UPDATE payments SET order_id = $1, status = $2, provider_ref = $3, captured_amount = $4, updated_at = $5 \
          WHERE id = $6 AND status IN ('pending', 'requires_action') AND order_id IS NULL",
         vec![
@@ -875,7 +901,7 @@ async fn place(
             Param::Text(held.payment_id.clone()),
         ],
     );
-    finishing.push(
+    writing.push(
         "UPDATE carts SET status = 'completed', order_id = $1, checkout_until = NULL, updated_at = $2 \
          WHERE id = $3 AND status = 'active' AND checkout_until = $4",
         vec![
@@ -885,10 +911,17 @@ async fn place(
             Param::Int(held.until.0),
         ],
     );
-    webhooks::Listeners::load_in(&mut finishing);
-    let finished = tx.run(&finishing).await?;
-    if finished[0].changed() != 1 || finished[1].changed() != 1 {
+    webhooks::Listeners::load_in(&mut writing);
+    let (mut tx, written) = state.db.begin_with(&writing).await?;
+    let number = written[order_at]
+        .scalar::<i64>()?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("an order was written without its number")))?;
+    if written[payment_at].changed() != 1 || written[payment_at + 1].changed() != 1 {
         return Err(AppError::new(ErrorCode::Conflict, "This checkout attempt lost its hold on the cart; try again."));
+    }
+    sale.finish(state, &mut tx, &written).await?;
+    if !priced.discounts.is_empty() {
+        promotions::keep_uses(&mut tx, &held.payment_id, &order_id).await?;
     }
     let summary = serde_json::json!({
         "id": order_id, "number": number, "status": paid.status, "email": email, "currency": priced.currency,
@@ -896,7 +929,7 @@ async fn place(
             "variant_id": line.variant_id, "sku": line.sku, "quantity": line.quantity, "total": line.total,
         })).collect::<Vec<_>>(),
     });
-    webhooks::Listeners::loaded(&finished[2])?.emit(state, &mut tx, "order.placed", &summary).await?;
+    webhooks::Listeners::loaded(&written[payment_at + 2])?.emit(state, &mut tx, "order.placed", &summary).await?;
     // The timeline's first entry and the confirmation go with the commit.
     let mut last = Batch::new();
     let detail = serde_json::json!({ "payment_id": held.payment_id, "provider_status": payment_status });
