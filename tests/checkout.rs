@@ -905,6 +905,14 @@ conformance! {
         let returned = app.post(&path("/returns"), json!({"lines": [{"line_id": mug_line, "quantity": 2}], "restock": true}), &headers).await;
         assert_eq!(returned.body["status"], "returned", "{}", returned.text);
         assert_eq!(available(&app, &mug).await, 7 + 2);
+        // The two mugs went back to stock with the return: refunding them cannot put them back
+        // again, and changes nothing.
+        let twice = app.post(&path("/refunds"), json!({"lines": [{"line_id": mug_line, "quantity": 2}], "restock": true}), &headers).await;
+        let refused = twice.problem(422, "validation_failed");
+        assert_eq!((refused["errors"][0]["field"].as_str(), refused["errors"][0]["code"].as_str()), (Some("restock"), Some("already_restocked")));
+        assert_eq!(available(&app, &mug).await, 7 + 2);
+        let unchanged = app.get(&path(""), &headers).await.body;
+        assert_eq!((unchanged["refunded_total"].as_i64(), unchanged["refunds"].as_array().map(Vec::len)), (Some(1000), Some(1)));
         let rest = app
             .post(&path("/refunds"), json!({"lines": [{"line_id": mug_line, "quantity": 2}, {"line_id": pin_line, "quantity": 1}], "shipping": true}), &headers)
             .await;

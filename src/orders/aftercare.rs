@@ -96,6 +96,8 @@ pub struct Refund {
     pub lines: Units,
     /// The shipping given back with it.
     pub shipping: i64,
+    /// Its units go back in stock (once the provider has refunded).
+    pub restock: bool,
     /// `pending` while the provider is asked, then `succeeded`.
     pub status: String,
     pub created_at: Timestamp,
@@ -134,6 +136,34 @@ fn units_by_line<'a>(records: impl Iterator<Item = &'a [LineUnits]>) -> HashMap<
         }
     }
     by_line
+}
+
+/// Refuses to put back in stock a unit already back: each unit of a line goes back at most
+/// once, by a refund or by a return. `going` are the units about to go back.
+fn check_restock(order: &Order, going: &[LineUnits]) -> AppResult<()> {
+    let back = units_by_line(
+        (order.refunds.iter().filter(|refund| refund.restock).map(|refund| &*refund.lines))
+            .chain(order.returns.iter().filter(|back| back.restocked).map(|back| &*back.lines)),
+    );
+    for (index, units) in going.iter().enumerate() {
+        let Some(line) = order.lines.iter().find(|line| line.id == units.line_id) else { continue };
+        let already = back.get(&line.id).copied().unwrap_or(0);
+        let before = going[..index].iter().filter(|u| u.line_id == line.id).map(|u| u.quantity).sum::<i64>();
+        let left = line.quantity - already - before;
+        if units.quantity > left {
+            return Err(AppError::invalid_field(
+                "restock",
+                "already_restocked",
+                format!(
+                    "{already} of the {} units of line {} are back in stock already; {} more can go back",
+                    line.quantity,
+                    line.id,
+                    left.max(0)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `asked` against what each line has left (`done` already); an empty list asks for
@@ -610,6 +640,9 @@ async fn refund(
     };
     let amount = refunds::amount(&lines, &request, shipping_left, captured - refunded)
         .map_err(|refused| AppError::invalid_field(&refused.field, refused.code, refused.message))?;
+    if new.restock {
+        check_restock(&order, &new.lines)?;
+    }
     let gateway = state
         .payments
         .get(&provider)
@@ -640,8 +673,8 @@ async fn refund(
     }
     db_execute!(tx.conn(), |conn| {
         sqlx::query(
-            "INSERT INTO order_refunds (id, order_id, payment_id, amount, reason, lines, shipping, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+            "INSERT INTO order_refunds (id, order_id, payment_id, amount, reason, lines, shipping, restock, status, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9)",
         )
         .bind(&refund_id)
         .bind(&id)
@@ -650,6 +683,7 @@ async fn refund(
         .bind(new.reason.trim())
         .bind(serde_json::to_string(&new.lines).map_err(AppError::internal)?)
         .bind(if new.shipping { shipping_left } else { 0 })
+        .bind(new.restock)
         .bind(now)
         .execute(conn)
         .await
@@ -750,8 +784,8 @@ pub struct NewReturn {
     pub reason: String,
 }
 
-/// Record goods the customer sent back, optionally restocking them. Refund them with
-/// `.../refunds` (without `restock`, when they were restocked here).
+/// Record goods the customer sent back, optionally restocking them (each unit goes back in
+/// stock once, by a return or a refund). Refund them with `.../refunds`.
 #[utoipa::path(post, path = "/api/v1/admin/orders/{id}/returns", tag = "admin: orders", request_body = NewReturn,
     params(("id" = String, Path)),
     security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
@@ -786,6 +820,9 @@ async fn take_return(
         *unavailable.entry(line.id.clone()).or_insert(0) += not_sent;
     }
     let units = check_units(&order, &new.lines, &unavailable)?;
+    if new.restock {
+        check_restock(&order, &units)?;
+    }
     let mut tx = state.db.begin().await?;
     super::claim(&mut tx, &order).await?;
     let return_id = new_id("rtn");

@@ -223,7 +223,7 @@ async fn assemble(db: &Db, rows: Vec<OrderRow>) -> AppResult<Vec<Order>> {
     .await?;
     let mut refunds = by_order::<aftercare::Refund>(
         db,
-        "SELECT order_id, id, payment_id, amount, reason, lines, shipping, status, created_at FROM order_refunds \
+        "SELECT order_id, id, payment_id, amount, reason, lines, shipping, restock, status, created_at FROM order_refunds \
          WHERE order_id IN ({}) AND status <> 'failed' ORDER BY order_id, id",
         &ids,
     )
