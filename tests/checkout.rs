@@ -1034,6 +1034,69 @@ conformance! {
         assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 2);
     }
 
+    async fn a_refund_the_provider_never_answered_is_finished_later_and_once(backend) {
+        let stripe = common::StripeDouble::start().await;
+        let base = stripe.url();
+        let app = TestApp::spawn_with(backend, |config| {
+            config.checkout.providers.push("stripe".into());
+            config.checkout.stripe.api_base = base;
+            config.checkout.stripe.secret_key = Some("sk_test_backroom".to_owned().into());
+            config.checkout.payment_timeout_secs = 1;
+        })
+        .await;
+        let auth = app.staff("admin@example.com", Role::Admin).await;
+        shop(&app, &auth).await;
+        let mug = product(&app, &auth, "Mug", json!([{"currency": "EUR", "amount": 1200}]), "standard", 10).await;
+        let cart = new_cart(&app).await;
+        add(&app, &cart, &mug, 2).await;
+        ready(&app, &cart, address("FR", "", "75001"), "Standard").await;
+        let paid = pay_with_stripe(&app, &cart, "k", "pm_card_visa").await;
+        assert_eq!(paid.status, 201, "{}", paid.text);
+        let order = paid.body["id"].as_str().unwrap().to_owned();
+        let line = paid.body["lines"][0]["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/admin/orders/{order}");
+        let headers = [("authorization", auth.as_str())];
+        app.wait_for_emails(1).await;
+
+        // Stripe takes the request and never answers: the refund may have been made, so it
+        // stays pending, its money set aside, and is not asked again at once.
+        stripe.control("/_test/fail", &[("mode", "hang"), ("count", "1")]).await;
+        let body = json!({"lines": [{"line_id": line, "quantity": 1}], "restock": true, "reason": "chipped"});
+        let unanswered = app.post(&format!("{path}/refunds"), body, &headers).await;
+        assert_eq!(unanswered.status, 202, "{}", unanswered.text);
+        assert_eq!(unanswered.body["refunds"][0]["status"], "pending");
+        assert_eq!(unanswered.body["refunded_total"], 0);
+        assert_eq!(unanswered.body["payments"][0]["refunded_amount"], 1200, "set aside");
+        let refund_id = unanswered.body["refunds"][0]["id"].as_str().unwrap().to_owned();
+        let more = app.post(&format!("{path}/refunds"), json!({"amount": 2890 - 1200 + 1}), &headers).await;
+        assert_eq!(more.problem(422, "validation_failed")["errors"][0]["code"], "too_much", "what is set aside is not refunded twice");
+        assert_eq!(backroom::orders::aftercare::finish_pending_refunds(&app.state).await.unwrap(), 0, "not before the provider's time is up");
+        assert_eq!(available(&app, &mug).await, 8);
+
+        // Later, the cleanup job asks again with the same key, and settles it as asked.
+        app.execute("UPDATE order_refunds SET created_at = 0").await;
+        assert_eq!(backroom::orders::aftercare::finish_pending_refunds(&app.state).await.unwrap(), 1);
+        assert_eq!(backroom::orders::aftercare::finish_pending_refunds(&app.state).await.unwrap(), 0, "once");
+        let settled = app.get(&path, &headers).await.body;
+        assert_eq!(settled["refunds"][0]["status"], "succeeded");
+        assert_eq!(settled["refunded_total"], 1200);
+        assert_eq!(settled["status"], "partially_refunded");
+        assert_eq!(settled["payments"][0]["refunded_amount"], 1200);
+        assert_eq!(available(&app, &mug).await, 9, "restocked as asked");
+        let emails = app.wait_for_emails(2).await;
+        assert!(emails.iter().any(|e| e.header("Subject").unwrap().contains("refund")), "the customer is told");
+        let keys: Vec<Value> = stripe
+            .requests()
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/v1/refunds")
+            .map(|r| r["headers"]["idempotency-key"].clone())
+            .collect();
+        assert_eq!(keys, [json!(refund_id), json!(refund_id)], "asked twice, with one key");
+        let state = stripe.state().await;
+        let refunds = state["refunds"].as_object().map(|r| r.len()).or_else(|| state["refunds"].as_array().map(Vec::len));
+        assert_eq!(refunds, Some(1), "refunded once: {state}");
+    }
+
     async fn the_stripe_webhook_finishes_orders_once_whatever_the_order_of_events(backend) {
         let stripe = common::StripeDouble::start().await;
         let app = stripe_shop(backend, &stripe).await;

@@ -99,6 +99,7 @@ pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), Jo
             let jobs = jobs::purge_finished(state).await.map_err(JobError::retry)?;
             let signups = newsletter::purge_unconfirmed(state).await.map_err(JobError::retry)?;
             let attempts = crate::checkout::place::release_stale(state).await.map_err(JobError::retry)?;
+            let refunds = crate::orders::aftercare::finish_pending_refunds(state).await.map_err(JobError::retry)?;
             let carts = crate::checkout::cart::purge_expired(state).await.map_err(JobError::retry)?;
             tracing::info!(
                 deleted.accounts = accounts,
@@ -106,6 +107,7 @@ pub(crate) async fn run_job(state: &AppState, job: &ClaimedJob) -> Result<(), Jo
                 deleted.signups = signups,
                 deleted.carts = carts,
                 released.checkout_attempts = attempts,
+                finished.refunds = refunds,
                 "cleaned up"
             );
             Ok(())

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -596,6 +597,7 @@ pub struct NewRefund {
     security(("staff_session" = []), ("staff_cookie" = []), ("api_key" = [])),
     responses(
         (status = 200, body = Order),
+        (status = 202, description = "The provider did not answer in time: the refund stays pending, its money set aside, and is asked again with the same key (never refunded twice)", body = Order),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing was paid that can be refunded", body = Problem, content_type = "application/problem+json"),
@@ -607,7 +609,7 @@ async fn refund(
     staff: CurrentStaff,
     Path(id): Path<String>,
     Json(new): Json<NewRefund>,
-) -> AppResult<Json<Order>> {
+) -> AppResult<(StatusCode, Json<Order>)> {
     staff.require(Permission::OrdersWrite)?;
     if !single_line(&new.reason, 500) {
         return Err(AppError::invalid_field("reason", "too_long", "must be at most 500 characters on one line"));
@@ -650,7 +652,6 @@ async fn refund(
 
     // 1. The refund is recorded, and the money set aside, before the provider is asked: a
     //    concurrent refund, or any change to the order meanwhile, is refused here.
-    let refund_id = new_id("ref");
     let now = Timestamp::now();
     let mut tx = state.db.begin().await?;
     super::claim(&mut tx, &order).await?;
@@ -671,104 +672,226 @@ async fn refund(
             "Another refund took this money meanwhile; read the order again.",
         ));
     }
+    let actor = staff_actor(&staff);
+    let asked = Asked {
+        id: new_id("ref"),
+        order_id: id.clone(),
+        payment_id,
+        amount,
+        reason: new.reason.trim().to_owned(),
+        lines: Units(new.lines),
+        restock: new.restock,
+        notify: new.notify,
+        actor_kind: actor.kind.to_owned(),
+        actor_id: actor.id.to_owned(),
+    };
     db_execute!(tx.conn(), |conn| {
         sqlx::query(
-            "INSERT INTO order_refunds (id, order_id, payment_id, amount, reason, lines, shipping, restock, status, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9)",
+            "INSERT INTO order_refunds (id, order_id, payment_id, amount, reason, lines, shipping, restock, notify, \
+             actor_kind, actor_id, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
         )
-        .bind(&refund_id)
+        .bind(&asked.id)
         .bind(&id)
-        .bind(&payment_id)
+        .bind(&asked.payment_id)
         .bind(amount)
-        .bind(new.reason.trim())
-        .bind(serde_json::to_string(&new.lines).map_err(AppError::internal)?)
+        .bind(&asked.reason)
+        .bind(serde_json::to_string(&asked.lines.0).map_err(AppError::internal)?)
         .bind(if new.shipping { shipping_left } else { 0 })
-        .bind(new.restock)
+        .bind(asked.restock)
+        .bind(asked.notify)
+        .bind(&asked.actor_kind)
+        .bind(&asked.actor_id)
         .bind(now)
         .execute(conn)
         .await
     })?;
     tx.commit().await?;
 
-    // 2. The provider, with the refund's id as its key: asking twice refunds once.
-    let timeout = state.config.payment_timeout();
-    let answered = tokio::time::timeout(timeout, gateway.refund(&reference, amount, &refund_id)).await;
-    let Ok(Ok(provider_ref)) = answered else {
-        let mut tx = state.db.begin().await?;
-        db_execute!(tx.conn(), |conn| {
-            sqlx::query("UPDATE order_refunds SET status = 'failed' WHERE id = $1").bind(&refund_id).execute(conn).await
-        })?;
-        db_execute!(tx.conn(), |conn| {
-            sqlx::query("UPDATE payments SET refunded_amount = refunded_amount - $1 WHERE id = $2")
-                .bind(amount)
-                .bind(&payment_id)
-                .execute(conn)
-                .await
-        })?;
-        tx.commit().await?;
-        return Err(AppError::new(ErrorCode::Unavailable, "The provider did not refund; nothing was given back."));
-    };
+    // 2. The provider, with the refund's id as its key: asking twice refunds once; then 3.
+    match ask(&state, &asked, gateway, &reference).await? {
+        Asking::Settled => Ok((StatusCode::OK, Json(find(&state.db, &id).await?))),
+        // The provider may have refunded: the refund stays pending, its money set aside, and
+        // the cleanup job asks again with the same key.
+        Asking::Unanswered => Ok((StatusCode::ACCEPTED, Json(find(&state.db, &id).await?))),
+        Asking::Refused => {
+            Err(AppError::new(ErrorCode::Unavailable, "The provider did not refund; nothing was given back."))
+        }
+    }
+}
 
-    // 3. Settled: the order, its timeline, stock, the customer's email and the webhook.
-    let order = find(&state.db, &id).await?;
+/// A refund recorded and its money set aside, to be asked of the provider and settled.
+#[derive(Debug, sqlx::FromRow)]
+struct Asked {
+    id: String,
+    order_id: String,
+    payment_id: String,
+    amount: i64,
+    reason: String,
+    #[sqlx(try_from = "String")]
+    lines: Units,
+    restock: bool,
+    notify: bool,
+    actor_kind: String,
+    actor_id: String,
+}
+
+/// How asking the provider for a refund ended.
+enum Asking {
+    /// Refunded, and settled here (or already, by another asking).
+    Settled,
+    /// The provider said no: the refund failed and its money is no longer set aside.
+    Refused,
+    /// No answer in time, or one that leaves the outcome unknown: the refund stays pending,
+    /// its money set aside, until asked again.
+    Unanswered,
+}
+
+/// Asks the provider for `refund` (its id the idempotency key, so that asking again never
+/// refunds twice) and settles it as the provider answered.
+async fn ask(
+    state: &AppState,
+    refund: &Asked,
+    gateway: &dyn crate::payments::Provider,
+    reference: &str,
+) -> AppResult<Asking> {
+    let timeout = state.config.payment_timeout();
+    match tokio::time::timeout(timeout, gateway.refund(reference, refund.amount, &refund.id)).await {
+        Ok(Ok(provider_ref)) => {
+            settle(state, refund, &provider_ref).await?;
+            Ok(Asking::Settled)
+        }
+        Ok(Err(err)) if err.downcast_ref::<crate::payments::Refused>().is_none() => {
+            tracing::warn!(error = %err, refund.id = %refund.id, "a refund went unanswered; it is asked again later");
+            Ok(Asking::Unanswered)
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, refund.id = %refund.id, "the provider refused a refund");
+            let mut tx = state.db.begin().await?;
+            let failed = db_execute!(tx.conn(), |conn| {
+                sqlx::query("UPDATE order_refunds SET status = 'failed' WHERE id = $1 AND status = 'pending'")
+                    .bind(&refund.id)
+                    .execute(conn)
+                    .await
+            })?;
+            if failed == 1 {
+                db_execute!(tx.conn(), |conn| {
+                    sqlx::query("UPDATE payments SET refunded_amount = refunded_amount - $1 WHERE id = $2")
+                        .bind(refund.amount)
+                        .bind(&refund.payment_id)
+                        .execute(conn)
+                        .await
+                })?;
+            }
+            tx.commit().await?;
+            Ok(Asking::Refused)
+        }
+        Err(_) => Ok(Asking::Unanswered),
+    }
+}
+
+/// 3. A refund the provider made, settled once: the order, its timeline, stock, the
+///    customer's email and the webhook. A refund settled already is left as it is.
+async fn settle(state: &AppState, refund: &Asked, provider_ref: &str) -> AppResult<()> {
+    let order = find(&state.db, &refund.order_id).await?;
+    let id = &refund.order_id;
+    let amount = refund.amount;
     let mut tx = state.db.begin().await?;
-    db_execute!(tx.conn(), |conn| {
-        sqlx::query("UPDATE order_refunds SET status = 'succeeded', provider_ref = $1 WHERE id = $2")
-            .bind(&provider_ref)
-            .bind(&refund_id)
-            .execute(conn)
-            .await
-    })?;
-    let fully = refunded + amount >= captured;
-    db_execute!(tx.conn(), |conn| {
+    let settled = db_execute!(tx.conn(), |conn| {
         sqlx::query(
+            "UPDATE order_refunds SET status = 'succeeded', provider_ref = $1 WHERE id = $2 AND status = 'pending'",
+        )
+        .bind(provider_ref)
+        .bind(&refund.id)
+        .execute(conn)
+        .await
+    })?;
+    if settled != 1 {
+        return Ok(());
+    }
+    let fully = db_run!(tx.conn(), |conn| {
+        sqlx::query_scalar::<_, bool>(
             "UPDATE payments SET status = CASE WHEN refunded_amount >= captured_amount THEN 'refunded' \
-             ELSE 'partially_refunded' END, updated_at = $1 WHERE id = $2",
+             ELSE 'partially_refunded' END, updated_at = $1 WHERE id = $2 RETURNING refunded_amount >= captured_amount",
         )
         .bind(Timestamp::now())
-        .bind(&payment_id)
-        .execute(conn)
+        .bind(&refund.payment_id)
+        .fetch_one(conn)
         .await
     })?;
     db_execute!(tx.conn(), |conn| {
         sqlx::query("UPDATE orders SET refunded_total = refunded_total + $1 WHERE id = $2")
             .bind(amount)
-            .bind(&id)
+            .bind(id)
             .execute(conn)
             .await
     })?;
-    let actor = staff_actor(&staff);
+    let actor = Actor { kind: &refund.actor_kind, id: &refund.actor_id };
     let next = if fully { Status::Refunded } else { Status::PartiallyRefunded };
-    let detail = serde_json::json!({ "refund_id": refund_id, "amount": amount, "reason": new.reason.trim() });
+    let detail = serde_json::json!({ "refund_id": refund.id, "amount": amount, "reason": refund.reason });
     if order.status.can_become(next) {
-        transition(&mut tx, &id, order.status, next, detail, actor).await?;
+        transition(&mut tx, id, order.status, next, detail, actor).await?;
     } else {
-        record_event(&mut tx, &id, "refunded", None, detail, actor).await?;
+        record_event(&mut tx, id, "refunded", None, detail, actor).await?;
     }
-    if new.restock {
-        restock(&state, &mut tx, &order, &new.lines, "refunded", actor).await?;
+    if refund.restock {
+        restock(state, &mut tx, &order, &refund.lines, "refunded", actor).await?;
     }
-    if new.notify {
+    if refund.notify {
         let values = context! {
             number => order.number,
             first_name => order.shipping_address.first_name,
             amount => money::format(amount, &order.currency),
-            reason => new.reason.trim(),
+            reason => refund.reason,
         };
         let email = state.templates.render("order_refunded", &order.email, values).map_err(AppError::internal)?;
         messaging::send_email(&mut tx, &email).await?;
     }
-    audit::record(&mut tx, actor.kind, actor.id, "order.refunded", Some(&id), &amount.to_string()).await?;
+    audit::record(&mut tx, actor.kind, actor.id, "order.refunded", Some(id), &amount.to_string()).await?;
     webhooks::emit(
-        &state,
+        state,
         &mut tx,
         "order.refunded",
         &serde_json::json!({ "id": id, "number": order.number,
-        "refund_id": refund_id, "amount": amount, "currency": order.currency }),
+        "refund_id": refund.id, "amount": amount, "currency": order.currency }),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(find(&state.db, &id).await?))
+    Ok(())
+}
+
+/// Finishes the refunds left pending for longer than the provider is given to answer (the
+/// process stopped, or the provider never answered, between recording and settling them):
+/// each is asked again with its own key, so the provider refunds it at most once, and is
+/// settled as it answers. For the cleanup job; returns how many were settled or failed.
+pub async fn finish_pending_refunds(state: &AppState) -> AppResult<u64> {
+    let before = Timestamp::now().plus_millis(-(state.config.payment_timeout().as_millis() as i64 + 60_000));
+    let pending = db_run!(state.db.read().await?, |conn| {
+        sqlx::query_as::<_, Asked>(
+            "SELECT id, order_id, payment_id, amount, reason, lines, restock, notify, actor_kind, actor_id \
+             FROM order_refunds WHERE status = 'pending' AND created_at < $1 ORDER BY id LIMIT 100",
+        )
+        .bind(before)
+        .fetch_all(conn)
+        .await
+    })?;
+    let mut finished = 0;
+    for refund in pending {
+        let payment = db_run!(state.db.read().await?, |conn| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT provider, COALESCE(provider_ref, id) FROM payments WHERE id = $1",
+            )
+            .bind(&refund.payment_id)
+            .fetch_optional(conn)
+            .await
+        })?;
+        let Some((provider, reference)) = payment else { continue };
+        let Some(gateway) = state.payments.get(&provider) else { continue };
+        if !matches!(ask(state, &refund, gateway, &reference).await?, Asking::Unanswered) {
+            finished += 1;
+        }
+    }
+    Ok(finished)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

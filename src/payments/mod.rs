@@ -70,6 +70,20 @@ pub enum Outcome {
 
 pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
+/// A provider's definite no (say, Stripe answering 4xx): the request was not carried out,
+/// and asking again with the same key would be refused again. Any other error leaves the
+/// outcome unknown.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// A payment gateway.
 pub trait Provider: Send + Sync {
     /// Authorises, or captures, a charge.

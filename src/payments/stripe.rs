@@ -238,7 +238,11 @@ impl Provider for Stripe {
             let form = [("payment_intent", reference.to_owned()), ("amount", amount.to_string())];
             match self.post::<RefundObject>("/v1/refunds", &form, key).await? {
                 Answer::Ok(refund) => Ok(refund.id),
-                Answer::Refused(status, error) => anyhow::bail!("refund refused ({status}): {error:?}"),
+                // Stripe's 5xx leaves the outcome unknown; a 4xx is a definite no.
+                Answer::Refused(status, error) if status < 500 => {
+                    Err(super::Refused(format!("refund refused ({status}): {error:?}")).into())
+                }
+                Answer::Refused(status, error) => anyhow::bail!("refund not answered ({status}): {error:?}"),
             }
         })
     }
