@@ -495,7 +495,10 @@ enum Held {
     Busy,
 }
 
-/// Takes the cart for this attempt, reserves its stock and records the payment attempt.
+/// Takes the cart for this attempt, reserves its stock and records the payment attempt. The
+/// stock is taken in the trip that takes the cart; should a line find too little there on
+/// PostgreSQL, the transaction rolls back and the stock is taken again line by line once the
+/// cart is taken, as [`inventory::reserve_all`] does, looking at every location.
 async fn hold(
     state: &AppState,
     row: &CartRow,
@@ -505,110 +508,104 @@ async fn hold(
     hash: &str,
     payment: &PaymentDetails,
 ) -> AppResult<Held> {
-    match hold_once(state, row, priced, policies, key, hash, payment, false).await? {
-        Some(held) => Ok(held),
-        // A line found too little where it looked first: line by line, looking again.
-        None => hold_once(state, row, priced, policies, key, hash, payment, true)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("stock reserved line by line asked to be again"))),
-    }
-}
-
-/// [`hold`], with the stock reserved in the trip that takes the cart, or, `line_by_line`,
-/// once the cart is taken, as [`inventory::reserve_all`] does. `None` when the first way
-/// found a line short that the second might not.
-#[expect(clippy::too_many_arguments, reason = "the whole of one checkout, passed once")]
-async fn hold_once(
-    state: &AppState,
-    row: &CartRow,
-    priced: &Cart,
-    policies: &inventory::Policies,
-    key: &str,
-    hash: &str,
-    payment: &PaymentDetails,
-    line_by_line: bool,
-) -> AppResult<Option<Held>> {
-    let now = Timestamp::now();
-    let until = now.plus_secs(state.config.checkout.payment_timeout_secs + HOLD_MARGIN_SECS);
-    // A cart is free when no attempt holds it, or when the last one's hold lapsed: that
-    // attempt's leftovers are released with the taking, before any stock is reserved.
-    let lapsed = row.checkout_until.is_some();
-    let free = if lapsed { "checkout_until < $5" } else { "checkout_until IS NULL" };
-    let sql = format!(
-        "UPDATE carts SET checkout_key = $1, checkout_until = $2 WHERE id = $3 AND status = 'active' \
-         AND version = $4 AND {free}"
-    );
-    let mut params =
-        vec![Param::Text(key.to_owned()), Param::Int(until.0), Param::Text(row.id.clone()), Param::Int(row.version)];
-    if lapsed {
-        params.push(Param::Int(now.0));
-    }
-    // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
-    let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
-    lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
-    let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
-    let mut taking = Batch::new();
-    taking.push(sql, params);
-    // The stock is taken in the same trip as the cart; should the cart not be taken, the
-    // transaction rolls back and nothing was.
-    let reserving =
-        if lapsed || line_by_line { None } else { Some(inventory::Reserving::push(&mut taking, policies, &wants)?) };
-    let (mut tx, ran) = state.db.begin_with(&taking).await?;
-    let taken = ran[0].changed();
-    if taken == 0 {
-        let current = cart::find_row(&state.db, Some(&mut tx), &row.id).await?;
-        let busy = current.status == "completed" || current.checkout_until.is_some_and(|until| until >= now);
-        if busy {
-            return Ok(Some(Held::Busy));
-        }
-        return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
-    }
-    let to_void = if lapsed { release_abandoned(&mut tx, &row.id).await? } else { Vec::new() };
-    let hold_secs = state.config.checkout.hold_secs;
-    // The reservations and the payment attempt are written with the commit.
-    let mut writes = Batch::new();
-    let reserved = match reserving {
-        Some(reserving) => match reserving.finish(&mut tx, &ran, hold_secs, Some(&row.id), &mut writes)? {
-            Some(reserved) => reserved,
-            None => return Ok(None),
-        },
-        None => inventory::reserve_all(&mut tx, policies, &wants, hold_secs, Some(&row.id), &mut writes).await?,
-    };
-    let reservations = match reserved {
-        Ok(reservations) => reservations,
-        Err(short) => {
-            let (index, line) = lines[short];
-            return Err(AppError::new(ErrorCode::Conflict, format!("Not enough stock of {}.", line.title)).with_field(
-                &format!("lines[{index}].quantity"),
-                "insufficient_stock",
-                "is more than is available",
-            ));
-        }
-    };
-    let payment_id = new_id("pay");
-    let email = priced.email.as_deref().unwrap_or_default();
-    promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
-    let ids: Vec<&str> = reservations.iter().map(|reservation| reservation.id.as_str()).collect();
-    writes.push(
-        "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
-         updated_at, snapshot, request_hash, idempotency_key) \
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8, $9, $10)",
-        vec![
-            Param::Text(payment_id.clone()),
-            Param::Text(row.id.clone()),
-            Param::Text(payment.provider.clone()),
-            Param::Text(priced.currency.clone()),
-            Param::Int(priced.totals.total),
-            Param::Text(serde_json::to_string(&ids).map_err(AppError::internal)?),
-            Param::Int(now.0),
-            Param::Text(to_json(priced)?),
-            Param::Text(hash.to_owned()),
+    for line_by_line in [false, true] {
+        let now = Timestamp::now();
+        let until = now.plus_secs(state.config.checkout.payment_timeout_secs + HOLD_MARGIN_SECS);
+        // A cart is free when no attempt holds it, or when the last one's hold lapsed: that
+        // attempt's leftovers are released with the taking, before any stock is reserved.
+        let lapsed = row.checkout_until.is_some();
+        let free = if lapsed { "checkout_until < $5" } else { "checkout_until IS NULL" };
+        let sql = format!(
+            "UPDATE carts SET checkout_key = $1, checkout_until = $2 WHERE id = $3 AND status = 'active' \
+             AND version = $4 AND {free}"
+        );
+        let mut params = vec![
             Param::Text(key.to_owned()),
-        ],
-    );
-    tx.commit_with(&writes).await?;
-    void_all(state, to_void).await;
-    Ok(Some(Held::Taken(Hold { payment_id, provider: payment.provider.clone(), reservations, until, started: now })))
+            Param::Int(until.0),
+            Param::Text(row.id.clone()),
+            Param::Int(row.version),
+        ];
+        if lapsed {
+            params.push(Param::Int(now.0));
+        }
+        // One order of locking for every checkout, so that two on PostgreSQL never wait on each other.
+        let mut lines: Vec<(usize, &cart::CartLine)> = priced.lines.iter().enumerate().collect();
+        lines.sort_by(|a, b| a.1.variant_id.cmp(&b.1.variant_id));
+        let wants: Vec<(&str, i64)> = lines.iter().map(|(_, line)| (line.variant_id.as_str(), line.quantity)).collect();
+        let mut taking = Batch::new();
+        taking.push(sql, params);
+        // The stock is taken in the same trip as the cart; should the cart not be taken, the
+        // transaction rolls back and nothing was.
+        let reserving = if lapsed || line_by_line {
+            None
+        } else {
+            Some(inventory::Reserving::push(&mut taking, policies, &wants)?)
+        };
+        let (mut tx, ran) = state.db.begin_with(&taking).await?;
+        let taken = ran[0].changed();
+        if taken == 0 {
+            let current = cart::find_row(&state.db, Some(&mut tx), &row.id).await?;
+            let busy = current.status == "completed" || current.checkout_until.is_some_and(|until| until >= now);
+            if busy {
+                return Ok(Held::Busy);
+            }
+            return Err(AppError::new(ErrorCode::Conflict, "The cart changed meanwhile; read it again."));
+        }
+        let to_void = if lapsed { release_abandoned(&mut tx, &row.id).await? } else { Vec::new() };
+        let hold_secs = state.config.checkout.hold_secs;
+        // The reservations and the payment attempt are written with the commit.
+        let mut writes = Batch::new();
+        let reserved = match reserving {
+            Some(reserving) => match reserving.finish(&mut tx, &ran, hold_secs, Some(&row.id), &mut writes)? {
+                Some(reserved) => reserved,
+                None => continue,
+            },
+            None => inventory::reserve_all(&mut tx, policies, &wants, hold_secs, Some(&row.id), &mut writes).await?,
+        };
+        let reservations = match reserved {
+            Ok(reservations) => reservations,
+            Err(short) => {
+                let (index, line) = lines[short];
+                return Err(AppError::new(ErrorCode::Conflict, format!("Not enough stock of {}.", line.title))
+                    .with_field(
+                        &format!("lines[{index}].quantity"),
+                        "insufficient_stock",
+                        "is more than is available",
+                    ));
+            }
+        };
+        let payment_id = new_id("pay");
+        let email = priced.email.as_deref().unwrap_or_default();
+        promotions::take_uses(&mut tx, &priced.discounts, &payment_id, email, priced.customer_id.as_deref()).await?;
+        let ids: Vec<&str> = reservations.iter().map(|reservation| reservation.id.as_str()).collect();
+        writes.push(
+            "INSERT INTO payments (id, cart_id, provider, status, currency, amount, reservations, created_at, \
+             updated_at, snapshot, request_hash, idempotency_key) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8, $9, $10)",
+            vec![
+                Param::Text(payment_id.clone()),
+                Param::Text(row.id.clone()),
+                Param::Text(payment.provider.clone()),
+                Param::Text(priced.currency.clone()),
+                Param::Int(priced.totals.total),
+                Param::Text(serde_json::to_string(&ids).map_err(AppError::internal)?),
+                Param::Int(now.0),
+                Param::Text(to_json(priced)?),
+                Param::Text(hash.to_owned()),
+                Param::Text(key.to_owned()),
+            ],
+        );
+        tx.commit_with(&writes).await?;
+        void_all(state, to_void).await;
+        return Ok(Held::Taken(Hold {
+            payment_id,
+            provider: payment.provider.clone(),
+            reservations,
+            until,
+            started: now,
+        }));
+    }
+    Err(AppError::internal(anyhow::anyhow!("stock reserved line by line asked to be again")))
 }
 
 /// Frees a cart whose checkout attempt stopped half-way (its hold lapsed) and gives back the
