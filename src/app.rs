@@ -121,6 +121,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::catalog::router())
         .merge(crate::checkout::router())
         .merge(crate::orders::router())
+        .merge(crate::content::router())
         .merge(crate::payments::webhook::router())
         .merge(crate::messaging::admin::router())
         .merge(crate::messaging::webhooks_admin::router())

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod app;
 pub mod catalog;
 pub mod checkout;
+pub mod content;
 pub mod messaging;
 pub mod orders;
 pub mod payments;

@@ -44,10 +44,14 @@ pub enum Permission {
     OrdersRead,
     #[serde(rename = "orders:write")]
     OrdersWrite,
+    #[serde(rename = "content:read")]
+    ContentRead,
+    #[serde(rename = "content:write")]
+    ContentWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 21] = [
         Self::StaffRead,
         Self::StaffManage,
         Self::CustomersRead,
@@ -67,6 +71,8 @@ impl Permission {
         Self::SettingsManage,
         Self::OrdersRead,
         Self::OrdersWrite,
+        Self::ContentRead,
+        Self::ContentWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,8 @@ impl Permission {
             Self::SettingsManage => "settings:manage",
             Self::OrdersRead => "orders:read",
             Self::OrdersWrite => "orders:write",
+            Self::ContentRead => "content:read",
+            Self::ContentWrite => "content:write",
         }
     }
 
@@ -143,8 +151,10 @@ impl Role {
                 SettingsManage,
                 OrdersRead,
                 OrdersWrite,
+                ContentRead,
+                ContentWrite,
             ],
-            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead, OrdersRead],
+            Self::Staff => &[StaffRead, CustomersRead, ProductsRead, FormsRead, OrdersRead, ContentRead],
         }
     }
 

@@ -35,6 +35,8 @@ use crate::app::AppState;
         (name = "store: forms", description = "Forms visitors send"),
         (name = "store: newsletter", description = "Sign-up with double opt-in, confirmation and unsubscribe"),
         (name = "store: products", description = "Published products"),
+        (name = "admin: content", description = "Pages and blog posts: drafts, scheduling, slugs and search-engine fields"),
+        (name = "store: content", description = "Published pages and blog posts"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]

@@ -1,0 +1,210 @@
+//! Pages and blog posts through the admin and store APIs, on both databases: Markdown made
+//! safe, drafts hidden, scheduling, renamed slugs, tags and authors, and bad input refused
+//! without a write.
+
+mod common;
+
+use std::time::Duration;
+
+use backroom::accounts::roles::Role;
+use backroom::platform::time::Timestamp;
+use common::TestApp;
+use serde_json::{Value, json};
+
+fn in_ms(ms: i64) -> Value {
+    json!(Timestamp::now().plus_millis(ms))
+}
+
+conformance! {
+    async fn staff_write_posts_and_pages_and_visitors_see_them_once_published(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("editor@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+
+        let created = app
+            .post(
+                "/api/v1/admin/posts",
+                json!({
+                    "title": "Our linen, from field to shirt",
+                    "body": "## Grown in Normandy\n\nFlax is **pulled**, not cut. [more](javascript:alert(1))\n\n<script>alert(1)</script><img src=x onerror=alert(1)>",
+                    "tags": ["Linen", "Making of", "linen"],
+                    "meta_description": "How our linen is made.",
+                }),
+                &h,
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let post = created.body.clone();
+        let id = post["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("pst_"));
+        assert_eq!(post["slug"], "our-linen-from-field-to-shirt");
+        assert_eq!(post["status"], "draft");
+        assert_eq!(post["published_at"], Value::Null);
+        assert_eq!(post["tags"], json!(["Linen", "Making of"]));
+        assert_eq!(post["authors"][0]["name"], "Sam Staff");
+        assert_eq!(created.header("etag"), Some("\"v1\""));
+        let html = post["body_html"].as_str().unwrap();
+        assert!(html.contains("<h2>Grown in Normandy</h2>") && html.contains("<strong>pulled</strong>"), "{html}");
+        assert!(!html.contains("<script") && !html.contains("<img") && html.contains("href=\"#\""), "{html}");
+
+        // A draft is the staff's alone; they read it (a preview) and visitors do not.
+        app.get("/api/v1/store/posts/our-linen-from-field-to-shirt", &[]).await.problem(404, "not_found");
+        assert_eq!(app.get("/api/v1/store/posts", &[]).await.body["data"], json!([]));
+        let read = app.get(&format!("/api/v1/admin/posts/{id}"), &h).await;
+        assert_eq!(read.body, post);
+
+        // Published under If-Match: visitors see it, with an excerpt from the body.
+        let etag = read.header("etag").unwrap().to_owned();
+        let published = app
+            .patch(&format!("/api/v1/admin/posts/{id}"), json!({"status": "published"}), &[h[0], ("if-match", &etag)])
+            .await;
+        assert_eq!(published.status, 200, "{}", published.text);
+        assert_eq!(published.body["status"], "published");
+        assert!(published.body["published_at"].is_string());
+        app.patch(&format!("/api/v1/admin/posts/{id}"), json!({"title": "Lost"}), &[h[0], ("if-match", &etag)])
+            .await
+            .problem(412, "precondition_failed");
+        let shown = app.get("/api/v1/store/posts/our-linen-from-field-to-shirt", &[]).await;
+        assert_eq!(shown.status, 200, "{}", shown.text);
+        assert_eq!(shown.body["title"], "Our linen, from field to shirt");
+        assert_eq!(shown.body["meta_title"], "Our linen, from field to shirt");
+        assert_eq!(shown.body["meta_description"], "How our linen is made.");
+        assert_eq!(shown.body["excerpt"], "Grown in Normandy Flax is pulled, not cut. more <script>alert(1)</script><img src=x onerror=alert(1)>");
+        assert_eq!(shown.body["tags"], json!([{"name": "Linen", "slug": "linen"}, {"name": "Making of", "slug": "making-of"}]));
+        assert_eq!(shown.body["authors"], json!([{"id": post["authors"][0]["id"], "name": "Sam Staff"}]));
+        assert!(shown.body.get("body").is_none() && shown.body.get("id").is_none());
+
+        // The same title gets a slug of its own; a second post, tagged differently.
+        let second = app
+            .post("/api/v1/admin/posts", json!({"title": "Our linen, from field to shirt", "status": "published", "tags": ["News"], "excerpt": "Part two."}), &h)
+            .await;
+        assert_eq!(second.body["slug"], "our-linen-from-field-to-shirt-2");
+
+        // Scheduled: hidden until its time, then shown with nothing else done.
+        let scheduled = app
+            .post("/api/v1/admin/posts", json!({"title": "Winter sale", "status": "scheduled", "published_at": in_ms(1_500), "tags": ["News"]}), &h)
+            .await;
+        assert_eq!(scheduled.status, 201, "{}", scheduled.text);
+        assert_eq!(scheduled.body["status"], "scheduled");
+        app.get("/api/v1/store/posts/winter-sale", &[]).await.problem(404, "not_found");
+        tokio::time::sleep(Duration::from_millis(1_700)).await;
+        assert_eq!(app.get("/api/v1/store/posts/winter-sale", &[]).await.status, 200);
+        let scheduled_id = scheduled.body["id"].as_str().unwrap();
+        assert_eq!(app.get(&format!("/api/v1/admin/posts/{scheduled_id}"), &h).await.body["status"], "published");
+
+        // Newest first, a page at a time, and by tag.
+        let first = app.get("/api/v1/store/posts?limit=2", &[]).await;
+        let slugs = |page: &Value| -> Vec<String> {
+            page["data"].as_array().unwrap().iter().map(|p| p["slug"].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(slugs(&first.body), ["winter-sale", "our-linen-from-field-to-shirt-2"]);
+        let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+        let rest = app.get(&format!("/api/v1/store/posts?limit=2&after={cursor}"), &[]).await;
+        assert_eq!(slugs(&rest.body), ["our-linen-from-field-to-shirt"]);
+        assert!(rest.body["next_cursor"].is_null());
+        let news = app.get("/api/v1/store/posts?tag=news", &[]).await;
+        assert_eq!(slugs(&news.body), ["winter-sale", "our-linen-from-field-to-shirt-2"]);
+        assert_eq!(news.body["data"][1]["excerpt"], "Part two.");
+        app.get("/api/v1/store/posts?after=nonsense", &[]).await.problem(422, "validation_failed");
+
+        // A new slug: the old address answers 301 to the new one, until it is taken back.
+        let etag = app.get(&format!("/api/v1/admin/posts/{id}"), &h).await.header("etag").unwrap().to_owned();
+        let renamed = app
+            .patch(&format!("/api/v1/admin/posts/{id}"), json!({"slug": "linen-field-to-shirt"}), &[h[0], ("if-match", &etag)])
+            .await;
+        assert_eq!(renamed.status, 200, "{}", renamed.text);
+        assert_eq!(renamed.body["published_at"], published.body["published_at"]);
+        let old = app.get("/api/v1/store/posts/our-linen-from-field-to-shirt", &[]).await;
+        assert_eq!(old.status, 301);
+        assert_eq!(old.header("location"), Some("/api/v1/store/posts/linen-field-to-shirt"));
+        assert_eq!(app.get("/api/v1/store/posts/linen-field-to-shirt", &[]).await.status, 200);
+        let taken = app
+            .patch(&format!("/api/v1/admin/posts/{id}"), json!({"slug": "our-linen-from-field-to-shirt-2"}), &[h[0], ("if-match", "\"v3\"")])
+            .await;
+        taken.problem(409, "conflict");
+
+        // Pages are read by slug, apart from posts: a page may share a post's slug.
+        let page = app
+            .post("/api/v1/admin/pages", json!({"title": "Winter sale", "body": "Terms of the sale.", "status": "published", "noindex": true, "canonical_url": "https://shop.example.com/pages/sale"}), &h)
+            .await;
+        assert_eq!(page.status, 201, "{}", page.text);
+        assert_eq!(page.body["slug"], "winter-sale");
+        assert!(page.body["id"].as_str().unwrap().starts_with("pag_"));
+        let shown = app.get("/api/v1/store/pages/winter-sale", &[]).await;
+        assert_eq!(shown.body["body_html"], "<p>Terms of the sale.</p>\n");
+        assert_eq!(shown.body["noindex"], true);
+        assert_eq!(shown.body["canonical_url"], "https://shop.example.com/pages/sale");
+        let pages = app.get("/api/v1/admin/pages", &h).await;
+        assert_eq!(pages.body["data"].as_array().unwrap().len(), 1);
+        let drafts = app.get("/api/v1/admin/posts?status=draft", &h).await;
+        assert_eq!(drafts.body["data"], json!([]));
+
+        // Deleted: gone, old slugs too.
+        assert_eq!(app.delete(&format!("/api/v1/admin/posts/{id}"), &h).await.status, 204);
+        app.get("/api/v1/store/posts/linen-field-to-shirt", &[]).await.problem(404, "not_found");
+        app.get("/api/v1/store/posts/our-linen-from-field-to-shirt", &[]).await.problem(404, "not_found");
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM content_tags WHERE content_id = '{id}'")).await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'post.%'").await, 6);
+    }
+
+    async fn bad_content_is_refused_and_changes_nothing(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("editor@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+        let reader = app.staff("reader@example.com", Role::Staff).await;
+
+        let bad = app
+            .post(
+                "/api/v1/admin/posts",
+                json!({
+                    "title": " ",
+                    "slug": "Not A Slug",
+                    "excerpt": "x".repeat(1_001),
+                    "meta_title": "two\nlines",
+                    "canonical_url": "javascript:alert(1)",
+                    "cover": {"media_id": "nope"},
+                    "author_ids": ["stf_nobody", "someone"],
+                    "status": "scheduled",
+                }),
+                &h,
+            )
+            .await;
+        bad.problem(422, "validation_failed");
+        let mut fields = bad.error_fields();
+        fields.sort();
+        assert_eq!(
+            fields,
+            ["author_ids[0]", "author_ids[1]", "canonical_url", "cover.media_id", "excerpt", "meta_title", "published_at", "slug", "title"]
+        );
+
+        for (body, field) in [
+            (json!({"title": "Later", "status": "published", "published_at": in_ms(3_600_000)}), "published_at"),
+            (json!({"title": "Past", "status": "scheduled", "published_at": in_ms(-1_000)}), "published_at"),
+            (json!({"title": "Odd", "status": "archived"}), "status"),
+            (json!({"title": "Who", "author_ids": ["stf_01aaaaaaaaaaaaaaaaaaaaaaaa"]}), "author_ids[0]"),
+            (json!({"title": "Img", "cover": {"media_id": "med_01aaaaaaaaaaaaaaaaaaaaaaaa"}}), "cover.media_id"),
+            (json!({"title": "Far", "canonical_url": "//elsewhere.example.com/x"}), "canonical_url"),
+            (json!({"title": "Tags", "tags": ["ok", ""]}), "tags[1]"),
+        ] {
+            let refused = app.post("/api/v1/admin/posts", body.clone(), &h).await;
+            refused.problem(422, "validation_failed");
+            assert_eq!(refused.error_fields(), [field], "{body}");
+        }
+        app.post("/api/v1/admin/posts", json!({"title": "x", "surprise": 1}), &h).await.problem(422, "validation_failed");
+        app.post("/api/v1/admin/pages", json!({"title": "About"}), &[("authorization", &reader)]).await.problem(403, "forbidden");
+        app.post("/api/v1/admin/pages", json!({"title": "About"}), &[]).await.problem(401, "unauthenticated");
+        assert_eq!(app.count("SELECT COUNT(*) FROM content").await, 0);
+
+        // Staff without the right to write still read; a taken slug is a conflict.
+        let about = app.post("/api/v1/admin/pages", json!({"title": "About", "slug": "about"}), &h).await;
+        assert_eq!(about.status, 201, "{}", about.text);
+        assert_eq!(app.get("/api/v1/admin/pages", &[("authorization", &reader)]).await.status, 200);
+        app.post("/api/v1/admin/pages", json!({"title": "About us", "slug": "about"}), &h).await.problem(409, "conflict");
+        let id = about.body["id"].as_str().unwrap();
+        let patched = app.patch(&format!("/api/v1/admin/pages/{id}"), json!({"status": "scheduled"}), &[h[0], ("if-match", "\"v1\"")]).await;
+        assert_eq!(patched.error_fields(), ["published_at"]);
+        app.get("/api/v1/admin/pages/pst_01aaaaaaaaaaaaaaaaaaaaaaaa", &h).await.problem(404, "not_found");
+        assert_eq!(app.count("SELECT COUNT(*) FROM content").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM content WHERE version = 1").await, 1);
+    }
+}
