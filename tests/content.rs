@@ -4,12 +4,31 @@
 
 mod common;
 
+use std::io::Cursor;
 use std::time::Duration;
 
 use backroom::accounts::roles::Role;
 use backroom::platform::time::Timestamp;
 use common::TestApp;
 use serde_json::{Value, json};
+
+/// A 64×48 PNG, uploaded: its media id.
+async fn upload_picture(app: &TestApp, auth: &str) -> String {
+    let picture = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(picture).write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    let response = reqwest::Client::new()
+        .post(app.url("/api/v1/admin/media"))
+        .header("authorization", auth)
+        .header("content-type", "image/png")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let uploaded = common::Resp::read(response).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    uploaded.body["id"].as_str().unwrap().to_owned()
+}
 
 fn in_ms(ms: i64) -> Value {
     json!(Timestamp::now().plus_millis(ms))
@@ -124,8 +143,9 @@ conformance! {
         taken.problem(409, "conflict");
 
         // Pages are read by slug, apart from posts: a page may share a post's slug.
+        let picture = upload_picture(&app, &auth).await;
         let page = app
-            .post("/api/v1/admin/pages", json!({"title": "Winter sale", "body": "Terms of the sale.", "status": "published", "noindex": true, "canonical_url": "https://shop.example.com/pages/sale"}), &h)
+            .post("/api/v1/admin/pages", json!({"title": "Winter sale", "body": "Terms of the sale.", "status": "published", "noindex": true, "canonical_url": "https://shop.example.com/pages/sale", "cover": {"media_id": picture, "alt": "Snow on the shop"}}), &h)
             .await;
         assert_eq!(page.status, 201, "{}", page.text);
         assert_eq!(page.body["slug"], "winter-sale");
@@ -134,6 +154,15 @@ conformance! {
         assert_eq!(shown.body["body_html"], "<p>Terms of the sale.</p>\n");
         assert_eq!(shown.body["noindex"], true);
         assert_eq!(shown.body["canonical_url"], "https://shop.example.com/pages/sale");
+        assert_eq!(shown.body["cover"]["alt"], "Snow on the shop");
+        assert_eq!((shown.body["cover"]["width"].as_u64(), shown.body["cover"]["height"].as_u64()), (Some(64), Some(48)));
+        assert!(shown.body["cover"]["sizes"][0]["url"].as_str().unwrap().starts_with("/media/"));
+        // `null` takes the cover away; a field left out stays as it was.
+        let page_id = page.body["id"].as_str().unwrap();
+        let uncovered = app.patch(&format!("/api/v1/admin/pages/{page_id}"), json!({"cover": null}), &[h[0], ("if-match", "\"v1\"")]).await;
+        assert_eq!(uncovered.status, 200, "{}", uncovered.text);
+        assert_eq!(uncovered.body["cover"], Value::Null);
+        assert_eq!(uncovered.body["noindex"], true);
         let pages = app.get("/api/v1/admin/pages", &h).await;
         assert_eq!(pages.body["data"].as_array().unwrap().len(), 1);
         let drafts = app.get("/api/v1/admin/posts?status=draft", &h).await;

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::platform::batch::Batch;
 use crate::platform::db::{Param, Tx};
 use crate::platform::error::{AppError, AppResult, ErrorCode, Problem, Violations};
-use crate::platform::http::Json;
+use crate::platform::http::{self, Json};
 use crate::platform::ids::{has_shape, new_id};
 use crate::platform::time::Timestamp;
 use crate::{db_execute, db_run};
@@ -196,11 +196,6 @@ async fn get_cart(
     Ok(Json(cart::priced_with(&state, &row, &contents).await?))
 }
 
-/// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CartPatch {
@@ -208,7 +203,7 @@ pub struct CartPatch {
     /// Choosing a country of another region moves the cart to that region and its currency.
     pub shipping_address: Option<Address>,
     /// `null` for the same as the shipping address.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "http::nullable")]
     #[schema(value_type = Option<Address>)]
     pub billing_address: Option<Option<Address>>,
     /// One of the cart's `shipping_options`.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -109,11 +109,6 @@ fn slug_taken(kind: Kind) -> impl Fn(sqlx::Error) -> AppError {
     }
 }
 
-/// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
@@ -155,13 +150,13 @@ pub struct EntryPatch {
     pub slug: Option<String>,
     pub body: Option<String>,
     pub excerpt: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "http::nullable")]
     #[schema(value_type = Option<ImageRef>)]
     pub cover: Option<Option<ImageRef>>,
     pub tags: Option<Vec<String>>,
     pub author_ids: Option<Vec<String>>,
     pub status: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "http::nullable")]
     #[schema(value_type = Option<Timestamp>)]
     pub published_at: Option<Option<Timestamp>>,
     pub meta_title: Option<String>,

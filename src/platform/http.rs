@@ -533,3 +533,13 @@ pub fn stale_version() -> AppError {
         "The resource changed since you read it; read it again and reapply your change.",
     )
 }
+
+/// For a field that may be cleared: `Some(None)` for an explicit `null`, `None` when the
+/// field is absent. Use with `#[serde(default, deserialize_with = "http::nullable")]`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
