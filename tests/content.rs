@@ -237,3 +237,155 @@ conformance! {
         assert_eq!(app.count("SELECT COUNT(*) FROM content WHERE version = 1").await, 1);
     }
 }
+
+conformance! {
+    async fn the_site_says_what_staff_set_and_nothing_else(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("owner@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+        let reader = app.staff("reader@example.com", Role::Staff).await;
+
+        let site = app.get("/api/v1/store/site", &[]).await;
+        assert_eq!(site.status, 200, "{}", site.text);
+        assert_eq!(site.body["name"], "Test Shop");
+        assert_eq!(site.body["language"], "en");
+        assert_eq!(site.body["logo"], Value::Null);
+
+        let logo = upload_picture(&app, &auth).await;
+        let changed = app
+            .patch(
+                "/api/v1/admin/site",
+                json!({
+                    "name": "Oak & Thread",
+                    "description": "Clothes made to last.",
+                    "logo": {"media_id": logo, "alt": "Oak & Thread"},
+                    "social": {"instagram": "https://instagram.com/oakandthread", "x": "https://x.com/oakandthread"},
+                    "contact": {"email": "hello@oak.example", "phone": "+33 1 23 45 67 89", "address": "5 rue Saint-Denis\n75001 Paris"},
+                    "language": "fr-CA",
+                }),
+                &[h[0], ("if-match", "\"v1\"")],
+            )
+            .await;
+        assert_eq!(changed.status, 200, "{}", changed.text);
+        assert_eq!(changed.header("etag"), Some("\"v2\""));
+        let site = app.get("/api/v1/store/site", &[]).await;
+        assert_eq!(site.body["name"], "Oak & Thread");
+        assert_eq!(site.body["social"]["instagram"], "https://instagram.com/oakandthread");
+        assert_eq!(site.body["contact"]["address"], "5 rue Saint-Denis\n75001 Paris");
+        assert_eq!(site.body["language"], "fr-CA");
+        assert_eq!((site.body["logo"]["width"].as_u64(), site.body["logo"]["alt"].as_str()), (Some(64), Some("Oak & Thread")));
+
+        let bad = app
+            .patch(
+                "/api/v1/admin/site",
+                json!({
+                    "name": "",
+                    "social": {"myspace": "https://myspace.com/a", "x": "http://x.com/a"},
+                    "contact": {"email": "not an address", "phone": "call us"},
+                    "language": "French",
+                    "logo": {"media_id": "med_01aaaaaaaaaaaaaaaaaaaaaaaa"},
+                }),
+                &[h[0], ("if-match", "\"v2\"")],
+            )
+            .await;
+        bad.problem(422, "validation_failed");
+        let mut fields = bad.error_fields();
+        fields.sort();
+        assert_eq!(fields, ["contact.email", "contact.phone", "language", "name", "social.myspace", "social.x"]);
+        let unknown_logo = app.patch("/api/v1/admin/site", json!({"logo": {"media_id": "med_01aaaaaaaaaaaaaaaaaaaaaaaa"}}), &[h[0], ("if-match", "\"v2\"")]).await;
+        assert_eq!(unknown_logo.error_fields(), ["logo.media_id"]);
+        app.patch("/api/v1/admin/site", json!({"name": "Lost"}), &[h[0], ("if-match", "\"v1\"")]).await.problem(412, "precondition_failed");
+        app.patch("/api/v1/admin/site", json!({"name": "Mine"}), &[("authorization", &reader), ("if-match", "\"v2\"")]).await.problem(403, "forbidden");
+        assert_eq!(app.get("/api/v1/admin/site", &[("authorization", &reader)]).await.body, changed.body);
+
+        // `null` takes the logo away, and the rest stays.
+        let plain = app.patch("/api/v1/admin/site", json!({"logo": null}), &[h[0], ("if-match", "\"v2\"")]).await;
+        assert_eq!(plain.body["logo"], Value::Null);
+        assert_eq!(plain.body["name"], "Oak & Thread");
+    }
+
+    async fn menus_lead_where_things_are_now_and_only_to_what_visitors_see(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("owner@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+        let clothing = app.post("/api/v1/admin/categories", json!({"name": "Clothing"}), &h).await;
+        let shirts = app.post("/api/v1/admin/categories", json!({"name": "Shirts", "parent_id": clothing.body["id"]}), &h).await;
+        assert_eq!(shirts.status, 201, "{}", shirts.text);
+        let shirt = app
+            .post(
+                "/api/v1/admin/products",
+                json!({"title": "Linen Shirt", "status": "published", "options": [{"name": "Size", "values": ["M"]}],
+                       "variants": [{"sku": "LS-M", "options": {"Size": "M"}, "prices": [{"currency": "EUR", "amount": 5900}]}]}),
+                &h,
+            )
+            .await;
+        assert_eq!(shirt.status, 201, "{}", shirt.text);
+        let about = app.post("/api/v1/admin/pages", json!({"title": "About", "status": "published"}), &h).await;
+        let draft = app.post("/api/v1/admin/posts", json!({"title": "Coming soon"}), &h).await;
+
+        let items = json!([
+            {"label": "Home", "kind": "home"},
+            {"label": "Shirts", "kind": "category", "target": shirts.body["id"], "children": [
+                {"label": "Linen shirt", "kind": "product", "target": shirt.body["id"]},
+            ]},
+            {"label": "About us", "kind": "page", "target": about.body["id"]},
+            {"label": "Soon", "kind": "post", "target": draft.body["id"], "children": [{"label": "Hidden", "kind": "home"}]},
+            {"label": "Journal", "kind": "blog"},
+            {"label": "Instagram", "kind": "url", "target": "https://instagram.com/oakandthread"},
+        ]);
+        let menu = app.post("/api/v1/admin/menus", json!({"handle": "main", "title": "Main", "items": items}), &h).await;
+        assert_eq!(menu.status, 201, "{}", menu.text);
+        assert_eq!(menu.body["items"].as_array().unwrap().len(), 6);
+        assert_eq!(menu.body["items"][1]["children"][0]["target"], shirt.body["id"]);
+        assert_eq!(menu.body["items"][0], json!({"label": "Home", "kind": "home", "target": "", "children": []}));
+
+        let shown = app.get("/api/v1/store/menus/main", &[]).await;
+        assert_eq!(shown.status, 200, "{}", shown.text);
+        assert_eq!(
+            shown.body["items"],
+            json!([
+                {"label": "Home", "url": "/", "children": []},
+                {"label": "Shirts", "url": "/categories/clothing/shirts", "children": [
+                    {"label": "Linen shirt", "url": "/products/linen-shirt", "children": []},
+                ]},
+                {"label": "About us", "url": "/pages/about", "children": []},
+                {"label": "Journal", "url": "/blog", "children": []},
+                {"label": "Instagram", "url": "https://instagram.com/oakandthread", "children": []},
+            ])
+        );
+
+        // Renamed: the menu follows. Unpublished: the item goes.
+        let shirt_id = shirt.body["id"].as_str().unwrap();
+        let renamed = app.patch(&format!("/api/v1/admin/products/{shirt_id}"), json!({"handle": "the-linen-shirt"}), &[h[0], ("if-match", "\"v1\"")]).await;
+        assert_eq!(renamed.status, 200, "{}", renamed.text);
+        let about_id = about.body["id"].as_str().unwrap();
+        app.patch(&format!("/api/v1/admin/pages/{about_id}"), json!({"status": "draft"}), &[h[0], ("if-match", "\"v1\"")]).await;
+        let shown = app.get("/api/v1/store/menus/main", &[]).await;
+        assert_eq!(shown.body["items"][1]["children"][0]["url"], "/products/the-linen-shirt");
+        let labels: Vec<&str> = shown.body["items"].as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
+        assert_eq!(labels, ["Home", "Shirts", "Journal", "Instagram"]);
+
+        // Bad menus write nothing.
+        let deep = json!([{"label": "1", "kind": "home", "children": [{"label": "2", "kind": "home", "children": [
+            {"label": "3", "kind": "home", "children": [{"label": "4", "kind": "home"}]}]}]}]);
+        let refused = app.post("/api/v1/admin/menus", json!({"handle": "footer", "title": "Footer", "items": deep}), &h).await;
+        assert_eq!(refused.error_fields(), ["items[0].children[0].children[0].children"]);
+        let bad = json!([
+            {"label": "", "kind": "home"},
+            {"label": "Evil", "kind": "url", "target": "javascript:alert(1)"},
+            {"label": "Odd", "kind": "banner"},
+            {"label": "Far", "kind": "page", "target": "prd_01aaaaaaaaaaaaaaaaaaaaaaaa"},
+        ]);
+        let refused = app.post("/api/v1/admin/menus", json!({"handle": "Footer!", "title": "Footer", "items": bad}), &h).await;
+        refused.problem(422, "validation_failed");
+        let mut fields = refused.error_fields();
+        fields.sort();
+        assert_eq!(fields, ["handle", "items[0].label", "items[1].target", "items[2].kind", "items[3].target"]);
+        let gone = json!([{"label": "Gone", "kind": "product", "target": "prd_01aaaaaaaaaaaaaaaaaaaaaaaa"}]);
+        let refused = app.post("/api/v1/admin/menus", json!({"handle": "footer", "title": "Footer", "items": gone}), &h).await;
+        assert_eq!(refused.error_fields(), ["items[0].target"]);
+        app.post("/api/v1/admin/menus", json!({"handle": "main", "title": "Again"}), &h).await.problem(409, "conflict");
+        assert_eq!(app.count("SELECT COUNT(*) FROM menus").await, 1);
+        app.get("/api/v1/store/menus/footer", &[]).await.problem(404, "not_found");
+    }
+}

@@ -1,5 +1,6 @@
 //! The shop's own words: pages ("About us", "Shipping and returns") and blog posts, written
-//! in Markdown by staff and shown to visitors once published.
+//! in Markdown by staff and shown to visitors once published; navigation menus; and what the
+//! site says of the shop (name, logo, social profiles, contact details).
 //!
 //! Both are one kind of entry. An entry is a draft, scheduled (shown from its publish time
 //! on, with nothing to run at that time) or published; staff read every entry, visitors
@@ -7,6 +8,8 @@
 //! leads to the new one.
 
 mod admin;
+mod menus;
+pub mod site;
 mod store;
 
 use std::collections::HashMap;
@@ -23,7 +26,7 @@ use crate::platform::error::AppResult;
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(admin::router()).merge(store::router())
+    OpenApiRouter::new().merge(admin::router()).merge(store::router()).merge(site::router()).merge(menus::router())
 }
 
 /// A page or a blog post.
