@@ -65,6 +65,8 @@ pub struct Shared {
     pub media: Arc<crate::catalog::media::MediaStore>,
     /// Imports running on this node: products written, of how many.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// The redirects manager's rules.
+    pub redirects: Arc<TtlCache<crate::content::redirects::Rules>>,
     /// Regions, shipping zones and tax rates, for pricing carts.
     pub checkout_settings: Arc<TtlCache<crate::checkout::Settings>>,
     /// Answers the tax rate of each line of a cart.
@@ -104,6 +106,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         payments: crate::payments::Payments::from_config(&config)?,
         tax: Arc::new(crate::checkout::tax::ShopRates),
         checkout_settings: db.caches().register(crate::checkout::SETTINGS, CACHE_TTL),
+        redirects: db.caches().register(crate::content::redirects::REDIRECTS, CACHE_TTL),
         imports: Default::default(),
         media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
@@ -151,7 +154,7 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(openapi::docs_router())
     .merge(crate::catalog::media::files_router())
-    .fallback(http::not_found)
+    .fallback(crate::content::redirects::fallback)
     .layer(CatchPanicLayer::custom(http::panic_response))
     // Bodies are read only by extractors, which honour this limit whether or not the
     // request declares its length.

@@ -389,3 +389,96 @@ conformance! {
         app.get("/api/v1/store/menus/footer", &[]).await.problem(404, "not_found");
     }
 }
+
+conformance! {
+    async fn redirect_rules_answer_addresses_nothing_else_answers(backend) {
+        let app = TestApp::spawn(backend).await;
+        let auth = app.staff("owner@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+        for (from, to, status) in [
+            ("/old-about/", "/pages/about", 301),
+            ("/old-blog/*", "/blog/*", 301),
+            ("/summer-2019/*", "/", 302),
+            ("/discontinued", "", 410),
+            ("/shop-elsewhere", "https://other.example.com/shop", 301),
+        ] {
+            let created = app.post("/api/v1/admin/redirects", json!({"from": from, "to": to, "status": status}), &h).await;
+            assert_eq!(created.status, 201, "{}", created.text);
+        }
+        let moved = |path: &'static str| {
+            let app = &app;
+            async move {
+                let resp = app.get(path, &[]).await;
+                (resp.status, resp.header("location").map(str::to_owned))
+            }
+        };
+        assert_eq!(moved("/old-about").await, (301, Some("/pages/about".into())));
+        assert_eq!(moved("/old-about/?utm_source=mail").await, (301, Some("/pages/about?utm_source=mail".into())));
+        assert_eq!(moved("/old-blog/spring-sale").await, (301, Some("/blog/spring-sale".into())));
+        assert_eq!(moved("/summer-2019/hats/red").await, (302, Some("/".into())));
+        assert_eq!(moved("/shop-elsewhere").await, (301, Some("https://other.example.com/shop".into())));
+        app.get("/discontinued", &[]).await.problem(410, "gone");
+        app.get("/never-was", &[]).await.problem(404, "not_found");
+        app.post("/old-about", json!({}), &[]).await.problem(404, "not_found");
+        // A route that exists is never shadowed.
+        let rule = app.post("/api/v1/admin/redirects", json!({"from": "/api/v1/store/site", "to": "/elsewhere"}), &h).await;
+        assert_eq!(rule.status, 201);
+        assert_eq!(app.get("/api/v1/store/site", &[]).await.status, 200);
+
+        // Bad rules are refused and write nothing.
+        for (body, field) in [
+            (json!({"from": "no-slash", "to": "/x"}), "from"),
+            (json!({"from": "/a*b", "to": "/x"}), "from"),
+            (json!({"from": "/a?b=1", "to": "/x"}), "from"),
+            (json!({"from": "/a", "to": "javascript:alert(1)"}), "to"),
+            (json!({"from": "/a", "to": "/b/*"}), "to"),
+            (json!({"from": "/a", "to": "/x", "status": 307}), "status"),
+            (json!({"from": "/a", "to": "/x", "status": 410}), "to"),
+            (json!({"from": "/a", "to": "/a/"}), "to"),
+        ] {
+            let refused = app.post("/api/v1/admin/redirects", body.clone(), &h).await;
+            refused.problem(422, "validation_failed");
+            assert_eq!(refused.error_fields(), [field], "{body}");
+        }
+        app.post("/api/v1/admin/redirects", json!({"from": "/old-about", "to": "/x"}), &h).await.problem(409, "conflict");
+        assert_eq!(app.count("SELECT COUNT(*) FROM redirects").await, 6);
+
+        // A file of rules: all or nothing, a path already there is replaced.
+        let import = |csv: &'static str| {
+            let app = &app;
+            let auth = auth.clone();
+            async move {
+                let response = reqwest::Client::new()
+                    .post(app.url("/api/v1/admin/redirects/import"))
+                    .header("authorization", auth)
+                    .header("content-type", "text/csv")
+                    .body(csv)
+                    .send()
+                    .await
+                    .unwrap();
+                common::Resp::read(response).await
+            }
+        };
+        let bad = import("from,to,status\n/one,/two,301\n/three,/four,999\nbroken,/x,\n").await;
+        bad.problem(422, "validation_failed");
+        assert_eq!(bad.error_fields(), ["rows[3].status", "rows[4].from"]);
+        assert_eq!(app.count("SELECT COUNT(*) FROM redirects").await, 6);
+        let done = import("from,to,status\n/old-about,/pages/about-us,301\n/catalogue/*,/categories/*,\n/gone-too,,410\n").await;
+        assert_eq!(done.status, 200, "{}", done.text);
+        assert_eq!(done.body, json!({"created": 2, "updated": 1}));
+        assert_eq!(moved("/old-about").await, (301, Some("/pages/about-us".into())));
+        assert_eq!(moved("/catalogue/shirts/linen").await, (301, Some("/categories/shirts/linen".into())));
+        app.get("/gone-too", &[]).await.problem(410, "gone");
+
+        // Changed, then deleted: each takes effect at once.
+        let list = app.get("/api/v1/admin/redirects?limit=100", &h).await;
+        let rule = list.body["data"].as_array().unwrap().iter().find(|r| r["from"] == "/summer-2019/*").unwrap().clone();
+        let id = rule["id"].as_str().unwrap();
+        let changed = app.patch(&format!("/api/v1/admin/redirects/{id}"), json!({"status": 410}), &[h[0], ("if-match", "\"v1\"")]).await;
+        assert_eq!(changed.status, 200, "{}", changed.text);
+        assert_eq!(changed.body["to"], "");
+        app.get("/summer-2019/hats", &[]).await.problem(410, "gone");
+        assert_eq!(app.delete(&format!("/api/v1/admin/redirects/{id}"), &h).await.status, 204);
+        app.get("/summer-2019/hats", &[]).await.problem(404, "not_found");
+    }
+}

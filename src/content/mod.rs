@@ -9,6 +9,7 @@
 
 mod admin;
 mod menus;
+pub mod redirects;
 pub mod site;
 mod store;
 
@@ -26,7 +27,12 @@ use crate::platform::error::AppResult;
 use crate::platform::time::Timestamp;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(admin::router()).merge(store::router()).merge(site::router()).merge(menus::router())
+    OpenApiRouter::new()
+        .merge(admin::router())
+        .merge(store::router())
+        .merge(site::router())
+        .merge(menus::router())
+        .merge(redirects::router())
 }
 
 /// A page or a blog post.

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     Forbidden,
     CsrfFailed,
     NotFound,
+    Gone,
     MethodNotAllowed,
     Conflict,
     PaymentDeclined,
@@ -45,6 +46,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::CsrfFailed => "csrf_failed",
             Self::NotFound => "not_found",
+            Self::Gone => "gone",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::PaymentDeclined => "payment_declined",
@@ -66,6 +68,7 @@ impl ErrorCode {
             Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::CsrfFailed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Gone => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
@@ -88,6 +91,7 @@ impl ErrorCode {
             Self::Forbidden => "Not allowed",
             Self::CsrfFailed => "The CSRF token is missing or wrong",
             Self::NotFound => "Not found",
+            Self::Gone => "Gone for good",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict => "Conflict",
             Self::PaymentDeclined => "The payment was declined",
@@ -109,6 +113,7 @@ impl ErrorCode {
             401 => Self::Unauthenticated,
             403 => Self::Forbidden,
             404 => Self::NotFound,
+            410 => Self::Gone,
             405 => Self::MethodNotAllowed,
             408 => Self::Timeout,
             402 => Self::PaymentDeclined,
@@ -300,6 +305,10 @@ impl IntoResponse for AppError {
 pub struct Violations(Vec<FieldError>);
 
 impl Violations {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn add(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
         self.0.push(FieldError { field: field.into(), code: code.into(), message: message.into() });
     }
