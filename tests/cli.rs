@@ -360,6 +360,18 @@ fn serve_demo_opens_a_living_shop_once() {
     assert_eq!(tree.as_array().unwrap().len(), 4);
     assert!(tree[0]["product_count"].as_u64().unwrap() > 50, "{tree}");
     assert_eq!(get_json(&server.address, "/api/v1/store/collections").as_array().unwrap().len(), 3);
+    // The site too: its name, pages, a blog, and menus that lead to them.
+    assert_eq!(get_json(&server.address, "/api/v1/store/site")["name"], "Oak & Thread");
+    let posts = get_json(&server.address, "/api/v1/store/posts");
+    assert_eq!(posts["data"].as_array().unwrap().len(), 3);
+    assert_eq!(posts["data"][0]["slug"], "the-autumn-collection-is-here");
+    let about = get_json(&server.address, "/api/v1/store/pages/about");
+    assert!(about["body_html"].as_str().unwrap().starts_with("<p>Oak &amp; Thread makes clothes"), "{about}");
+    let main = get_json(&server.address, "/api/v1/store/menus/main");
+    let urls: Vec<&str> = main["items"].as_array().unwrap().iter().map(|item| item["url"].as_str().unwrap()).collect();
+    assert_eq!(urls.len(), 7, "{main}");
+    assert!(urls[1].starts_with("/categories/") && urls.ends_with(&["/blog", "/pages/about"]), "{main}");
+    assert_eq!(get_json(&server.address, "/api/v1/store/menus/footer")["items"].as_array().unwrap().len(), 4);
     let search = get_json(&server.address, "/api/v1/store/search?q=cotton&limit=5");
     assert!(
         search["total"].as_u64().unwrap() > 0 && search["facets"]["categories"].as_array().unwrap().len() > 1,

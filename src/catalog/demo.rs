@@ -379,6 +379,7 @@ pub async fn seed(state: &AppState, count: usize) -> AppResult<bool> {
     }
     tx.invalidate(super::taxonomy_changed());
     tx.commit().await?;
+    crate::content::demo::seed(state).await?;
     Ok(true)
 }
 

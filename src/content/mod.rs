@@ -8,6 +8,7 @@
 //! leads to the new one.
 
 mod admin;
+pub mod demo;
 mod menus;
 pub mod redirects;
 pub mod site;
