@@ -65,6 +65,8 @@ pub struct Shared {
     pub media: Arc<crate::catalog::media::MediaStore>,
     /// Imports running on this node: products written, of how many.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// The sitemaps, built.
+    pub sitemaps: Arc<TtlCache<crate::content::seo::Sitemaps>>,
     /// The redirects manager's rules.
     pub redirects: Arc<TtlCache<crate::content::redirects::Rules>>,
     /// Regions, shipping zones and tax rates, for pricing carts.
@@ -107,6 +109,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tax: Arc::new(crate::checkout::tax::ShopRates),
         checkout_settings: db.caches().register(crate::checkout::SETTINGS, CACHE_TTL),
         redirects: db.caches().register(crate::content::redirects::REDIRECTS, CACHE_TTL),
+        sitemaps: {
+            let sitemaps = db.caches().register(crate::content::seo::SITEMAPS, CACHE_TTL);
+            db.caches().clear_on(crate::catalog::CATALOG, sitemaps.clone());
+            sitemaps
+        },
         imports: Default::default(),
         media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
@@ -154,6 +161,7 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(openapi::docs_router())
     .merge(crate::catalog::media::files_router())
+    .merge(crate::content::seo::router())
     .fallback(crate::content::redirects::fallback)
     .layer(CatchPanicLayer::custom(http::panic_response))
     // Bodies are read only by extractors, which honour this limit whether or not the

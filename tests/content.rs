@@ -482,3 +482,70 @@ conformance! {
         app.get("/summer-2019/hats", &[]).await.problem(404, "not_found");
     }
 }
+
+conformance! {
+    async fn search_engines_get_sitemaps_of_what_is_shown_and_robots_rules(backend) {
+        let app = TestApp::spawn_with(backend, |config| config.public_url = Some("https://shop.example".into())).await;
+        let auth = app.staff("owner@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+        let picture = upload_picture(&app, &auth).await;
+        let clothing = app.post("/api/v1/admin/categories", json!({"name": "Clothing"}), &h).await;
+        app.post("/api/v1/admin/categories", json!({"name": "Shirts", "parent_id": clothing.body["id"]}), &h).await;
+        let product = |title: &str, status: &str| {
+            json!({"title": title, "status": status, "images": [{"media_id": picture, "alt": title}],
+                   "options": [{"name": "Size", "values": ["M"]}],
+                   "variants": [{"sku": title.replace(' ', "-"), "options": {"Size": "M"}, "prices": [{"currency": "EUR", "amount": 5900}]}]})
+        };
+        let shirt = app.post("/api/v1/admin/products", product("Linen Shirt", "published"), &h).await;
+        assert_eq!(shirt.status, 201, "{}", shirt.text);
+        app.post("/api/v1/admin/products", product("Secret Shirt", "draft"), &h).await;
+        app.post("/api/v1/admin/collections", json!({"title": "Summer", "published": true}), &h).await;
+        app.post("/api/v1/admin/posts", json!({"title": "Linen", "status": "published", "cover": {"media_id": picture}}), &h).await;
+        app.post("/api/v1/admin/posts", json!({"title": "Hidden from search", "status": "published", "noindex": true}), &h).await;
+        app.post("/api/v1/admin/pages", json!({"title": "About", "status": "published"}), &h).await;
+        app.post("/api/v1/admin/pages", json!({"title": "Copy", "status": "published", "canonical_url": "/pages/about"}), &h).await;
+        app.post("/api/v1/admin/pages", json!({"title": "Draft"}), &h).await;
+
+        let index = app.get("/sitemap.xml", &[]).await;
+        assert_eq!(index.status, 200);
+        assert_eq!(index.header("content-type"), Some("application/xml; charset=utf-8"));
+        for kind in ["products", "categories", "collections", "posts", "pages"] {
+            assert!(index.text.contains(&format!("<loc>https://shop.example/sitemaps/{kind}-1.xml</loc>")), "{}", index.text);
+        }
+        let products = app.get("/sitemaps/products-1.xml", &[]).await.text;
+        assert!(products.contains("<loc>https://shop.example/products/linen-shirt</loc><lastmod>"), "{products}");
+        assert!(products.contains("<image:loc>https://shop.example/media/"), "{products}");
+        assert!(!products.contains("secret-shirt"), "{products}");
+        let categories = app.get("/sitemaps/categories-1.xml", &[]).await.text;
+        assert!(categories.contains("<loc>https://shop.example/categories/clothing/shirts</loc>"), "{categories}");
+        assert!(app.get("/sitemaps/collections-1.xml", &[]).await.text.contains("/collections/summer</loc>"));
+        let posts = app.get("/sitemaps/posts-1.xml", &[]).await.text;
+        assert!(posts.contains("/blog/linen</loc>") && posts.contains("<image:image>"), "{posts}");
+        assert!(!posts.contains("hidden-from-search"), "{posts}");
+        let pages = app.get("/sitemaps/pages-1.xml", &[]).await.text;
+        for path in ["/</loc>", "/blog</loc>", "/pages/about</loc>"] {
+            assert!(pages.contains(&format!("<loc>https://shop.example{path}")), "{pages}");
+        }
+        assert!(!pages.contains("/pages/copy") && !pages.contains("/pages/draft"), "{pages}");
+        app.get("/sitemaps/products-2.xml", &[]).await.problem(404, "not_found");
+
+        // A change shows at once: a renamed product, a new post.
+        let id = shirt.body["id"].as_str().unwrap();
+        app.patch(&format!("/api/v1/admin/products/{id}"), json!({"handle": "linen-shirt-blue"}), &[h[0], ("if-match", "\"v1\"")]).await;
+        app.post("/api/v1/admin/posts", json!({"title": "Fresh news", "status": "published"}), &h).await;
+        assert!(app.get("/sitemaps/products-1.xml", &[]).await.text.contains("/products/linen-shirt-blue</loc>"));
+        assert!(app.get("/sitemaps/posts-1.xml", &[]).await.text.contains("/blog/fresh-news</loc>"));
+
+        // robots.txt: the rules every shop has, the shop's own lines, the sitemap.
+        let robots = app.get("/robots.txt", &[]).await;
+        assert_eq!(robots.header("content-type"), Some("text/plain; charset=utf-8"));
+        for line in ["User-agent: *", "Disallow: /cart", "Disallow: /checkout", "Disallow: /account", "Disallow: /search", "Sitemap: https://shop.example/sitemap.xml"] {
+            assert!(robots.text.lines().any(|l| l == line), "{line}: {}", robots.text);
+        }
+        let own = app.patch("/api/v1/admin/site", json!({"robots": "# no AI crawlers\nUser-agent: GPTBot\nDisallow: /"}), &[h[0], ("if-match", "\"v1\"")]).await;
+        assert_eq!(own.status, 200, "{}", own.text);
+        assert!(app.get("/robots.txt", &[]).await.text.contains("\n# no AI crawlers\nUser-agent: GPTBot\nDisallow: /\n"));
+        let bad = app.patch("/api/v1/admin/site", json!({"robots": "Let everyone in"}), &[h[0], ("if-match", "\"v2\"")]).await;
+        assert_eq!(bad.error_fields(), ["robots"]);
+    }
+}

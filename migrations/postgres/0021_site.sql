@@ -1,5 +1,5 @@
 -- What the site says of the shop: its name (empty for the configured one), description,
--- logo, social profiles, contact details and language. One row.
+-- logo, social profiles, contact details, language and its own robots.txt lines. One row.
 CREATE TABLE site_settings (
     id              BIGINT PRIMARY KEY CHECK (id = 1),
     name            TEXT NOT NULL DEFAULT '',
@@ -11,6 +11,7 @@ CREATE TABLE site_settings (
     contact_phone   TEXT NOT NULL DEFAULT '',
     contact_address TEXT NOT NULL DEFAULT '',
     language        TEXT NOT NULL DEFAULT 'en',
+    robots          TEXT NOT NULL DEFAULT '',
     updated_at      BIGINT NOT NULL DEFAULT 0,
     version         BIGINT NOT NULL DEFAULT 1
 );

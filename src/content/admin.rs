@@ -387,6 +387,7 @@ async fn create(state: AppState, staff: CurrentStaff, kind: Kind, new: NewEntry)
     let id = new_id(kind.id_prefix());
     write(&mut tx, kind, &id, &slug, &fields, now, None).await?;
     write_links(&mut tx, &id, &fields).await?;
+    tx.invalidate(super::seo::changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, &format!("{}.created", kind.as_str()), Some(&id), &slug).await?;
     tx.commit().await?;
@@ -519,6 +520,7 @@ async fn update(
             .await
         })?;
     }
+    tx.invalidate(super::seo::changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, &format!("{}.updated", kind.as_str()), Some(&id), &slug).await?;
     tx.commit().await?;
@@ -531,6 +533,7 @@ async fn delete(state: AppState, staff: CurrentStaff, kind: Kind, id: String) ->
     let current = find(&state, kind, &id).await?;
     let mut tx = state.db.begin().await?;
     db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM content WHERE id = $1").bind(&id).execute(conn).await)?;
+    tx.invalidate(super::seo::changed());
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, &format!("{}.deleted", kind.as_str()), Some(&id), &current.slug)
         .await?;

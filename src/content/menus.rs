@@ -508,21 +508,7 @@ async fn addresses(state: &AppState, items: &[MenuItem]) -> AppResult<HashMap<St
                 .fetch_all(conn)
                 .await
         })?;
-        let parents: HashMap<&str, (&str, Option<&str>)> =
-            categories.iter().map(|(id, handle, parent)| (id.as_str(), (handle.as_str(), parent.as_deref()))).collect();
-        for (id, _, _) in &categories {
-            let mut path = Vec::new();
-            let mut next = Some(id.as_str());
-            while let Some((handle, parent)) = next.and_then(|id| parents.get(id)) {
-                path.push(*handle);
-                next = *parent;
-                if path.len() > 16 {
-                    break;
-                }
-            }
-            path.reverse();
-            at.insert(id.clone(), format!("/categories/{}", path.join("/")));
-        }
+        at.extend(super::seo::category_paths(&categories));
     }
     Ok(at)
 }

@@ -11,6 +11,7 @@ mod admin;
 pub mod demo;
 mod menus;
 pub mod redirects;
+pub mod seo;
 pub mod site;
 mod store;
 

@@ -57,6 +57,8 @@ pub struct Site {
     pub contact: Contact,
     /// The language pages are written in, as a BCP 47 tag (`en`, `fr-CA`).
     pub language: String,
+    /// Lines of its own for `robots.txt`, after the rules every shop has.
+    pub robots: String,
     pub updated_at: Timestamp,
     pub version: i64,
 }
@@ -75,6 +77,7 @@ struct SiteRow {
     contact_phone: String,
     contact_address: String,
     language: String,
+    robots: String,
     updated_at: Timestamp,
     version: i64,
 }
@@ -96,6 +99,7 @@ pub async fn read(state: &AppState) -> AppResult<Site> {
         social: serde_json::from_str(&row.social).unwrap_or_default(),
         contact: Contact { email: row.contact_email, phone: row.contact_phone, address: row.contact_address },
         language: row.language,
+        robots: row.robots,
         updated_at: row.updated_at,
         version: row.version,
     })
@@ -106,7 +110,7 @@ async fn read_row(db: &Db) -> AppResult<SiteRow> {
         sqlx::query_as::<_, SiteRow>(
             "SELECT s.name, s.description, s.logo_media_id, s.logo_alt, m.width AS logo_width, \
              m.height AS logo_height, m.variants AS logo_variants, s.social, s.contact_email, s.contact_phone, \
-             s.contact_address, s.language, s.updated_at, s.version \
+             s.contact_address, s.language, s.robots, s.updated_at, s.version \
              FROM site_settings s LEFT JOIN media m ON m.id = s.logo_media_id WHERE s.id = 1",
         )
         .fetch_optional(conn)
@@ -128,6 +132,8 @@ pub struct SitePatch {
     pub social: Option<BTreeMap<String, String>>,
     pub contact: Option<Contact>,
     pub language: Option<String>,
+    /// Lines such as `User-agent: GPTBot` and `Disallow: /`, or comments (`#`).
+    pub robots: Option<String>,
 }
 
 /// Whether `tag` looks like a BCP 47 language tag: a language, then subtags.
@@ -138,6 +144,23 @@ fn language_ok(tag: &str) -> bool {
         && (2..=3).contains(&language.len())
         && language.bytes().all(|b| b.is_ascii_lowercase())
         && parts.all(|part| (2..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Whether `text` is lines `robots.txt` understands: `Field: value` with a known field,
+/// comments and blank lines.
+fn robots_ok(text: &str) -> bool {
+    const FIELDS: [&str; 6] = ["user-agent", "allow", "disallow", "crawl-delay", "sitemap", "host"];
+    text.len() <= 5_000
+        && text.lines().all(|line| {
+            let line = line.trim();
+            line.is_empty()
+                || line.starts_with('#')
+                || line.split_once(':').is_some_and(|(field, value)| {
+                    FIELDS.contains(&field.trim().to_ascii_lowercase().as_str())
+                        && !value.chars().any(|c| c.is_control())
+                })
+        })
+        && !text.chars().any(|c| c.is_control() && c != '\n' && c != '\r')
 }
 
 fn https_url(url: &str) -> bool {
@@ -182,6 +205,13 @@ fn check(patch: &SitePatch, violations: &mut Violations) {
         if !address_ok {
             violations.add("contact.address", "invalid_format", "must be at most 500 characters");
         }
+    }
+    if patch.robots.as_deref().is_some_and(|text| !robots_ok(text)) {
+        violations.add(
+            "robots",
+            "invalid_format",
+            "must be at most 5000 characters of `Field: value` lines (User-agent, Allow, Disallow, Crawl-delay, Sitemap, Host) or comments",
+        );
     }
     if patch.language.as_deref().is_some_and(|tag| !language_ok(tag)) {
         violations.add("language", "invalid_format", "must be a language tag such as en or fr-CA");
@@ -252,8 +282,8 @@ async fn update_site(
     let updated = db_execute!(tx.conn(), |conn| {
         sqlx::query(
             "UPDATE site_settings SET name = $1, description = $2, logo_media_id = $3, logo_alt = $4, social = $5, \
-             contact_email = $6, contact_phone = $7, contact_address = $8, language = $9, updated_at = $10, \
-             version = version + 1 WHERE id = 1 AND version = $11",
+             contact_email = $6, contact_phone = $7, contact_address = $8, language = $9, robots = $10, \
+             updated_at = $11, version = version + 1 WHERE id = 1 AND version = $12",
         )
         .bind(patch.name.map_or(current.name, |name| name.trim().to_owned()))
         .bind(patch.description.map_or(current.description, |text| text.trim().to_owned()))
@@ -264,6 +294,7 @@ async fn update_site(
         .bind(contact.phone.trim())
         .bind(contact.address.trim())
         .bind(patch.language.unwrap_or(current.language))
+        .bind(patch.robots.map_or(current.robots, |text| text.trim().replace("\r\n", "\n")))
         .bind(Timestamp::now())
         .bind(current.version)
         .execute(conn)

@@ -75,6 +75,19 @@ impl<V: Send + Sync> Evict for TtlCache<V> {
     }
 }
 
+/// Empties a cache on any eviction, whatever its key.
+struct ClearOnAny<V>(Arc<TtlCache<V>>);
+
+impl<V: Send + Sync> Evict for ClearOnAny<V> {
+    fn evict(&self, _key: &str) {
+        self.0.clear();
+    }
+
+    fn clear(&self) {
+        self.0.clear();
+    }
+}
+
 /// A change to announce: `key` of the cache `cache`, or all of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Invalidation {
@@ -105,20 +118,27 @@ impl Invalidation {
 /// node, reaches the right one.
 #[derive(Default)]
 pub struct Caches {
-    by_name: RwLock<HashMap<&'static str, Arc<dyn Evict>>>,
+    by_name: RwLock<HashMap<&'static str, Vec<Arc<dyn Evict>>>>,
 }
 
 impl Caches {
     /// Registers a cache under `name` and returns it.
     pub fn register<V: Send + Sync + 'static>(&self, name: &'static str, ttl: Duration) -> Arc<TtlCache<V>> {
         let cache = Arc::new(TtlCache::new(ttl));
-        self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name, cache.clone());
+        self.register_evict(name, cache.clone());
         cache
     }
 
-    /// Registers a structure of its own that hears invalidations of `name`.
+    /// Registers a structure of its own that hears invalidations of `name`, beside any
+    /// other that does.
     pub fn register_evict(&self, name: &'static str, target: Arc<dyn Evict>) {
-        self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name, target);
+        self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(name).or_default().push(target);
+    }
+
+    /// Has `cache` emptied by any invalidation of `name`, whatever its key: for a cache of
+    /// answers built from many of that name's entries.
+    pub fn clear_on<V: Send + Sync + 'static>(&self, name: &'static str, cache: Arc<TtlCache<V>>) {
+        self.register_evict(name, Arc::new(ClearOnAny(cache)));
     }
 
     pub fn apply(&self, invalidation: &Invalidation) {
@@ -135,7 +155,7 @@ impl Caches {
 
     fn evict(&self, name: &str, key: Option<&str>) {
         let by_name = self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(cache) = by_name.get(name) {
+        for cache in by_name.get(name).into_iter().flatten() {
             match key {
                 Some(key) => cache.evict(key),
                 None => cache.clear(),
@@ -146,7 +166,7 @@ impl Caches {
     /// Empties every cache: after a lost connection to the other nodes, when some
     /// invalidations may have been missed.
     pub fn clear_all(&self) {
-        for cache in self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
+        for cache in self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().flatten() {
             cache.clear();
         }
     }
