@@ -161,7 +161,7 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(openapi::docs_router())
     .merge(crate::catalog::media::files_router())
-    .merge(crate::content::seo::router())
+    .merge(crate::content::files_router())
     .fallback(crate::content::redirects::fallback)
     .layer(CatchPanicLayer::custom(http::panic_response))
     // Bodies are read only by extractors, which honour this limit whether or not the

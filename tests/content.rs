@@ -549,3 +549,61 @@ conformance! {
         assert_eq!(bad.error_fields(), ["robots"]);
     }
 }
+
+/// `feed` as feedparser reads it: whether it is well formed, its kind, title, and each
+/// entry's title, link, author and summary.
+fn parsed_feed(feed: &str) -> Value {
+    let python = common::python_with("feedparser==6.0.14");
+    let script = "import feedparser, json, sys\n\
+        d = feedparser.parse(sys.stdin.read())\n\
+        print(json.dumps({'bozo': d.bozo, 'version': d.version, 'title': d.feed.get('title'),\n\
+            'entries': [{'title': e.get('title'), 'link': e.get('link'), 'author': e.get('author'),\n\
+                         'summary': e.get('summary'), 'tags': [t.term for t in e.get('tags', [])],\n\
+                         'content': (e.get('content') or [{}])[0].get('value')} for e in d.entries]}))";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(feed.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+conformance! {
+    async fn feed_readers_get_the_latest_posts_in_rss_and_atom(backend) {
+        let app = TestApp::spawn_with(backend, |config| config.public_url = Some("https://shop.example".into())).await;
+        let auth = app.staff("owner@example.com", Role::Admin).await;
+        let h = [("authorization", auth.as_str())];
+        app.patch("/api/v1/admin/site", json!({"name": "Oak & Thread", "description": "Made to last."}), &[h[0], ("if-match", "\"v1\"")]).await;
+        let day = 86_400_000;
+        for (title, days_ago) in [("Older <news>", 3), ("Newest & best", 1)] {
+            let body = json!({"title": title, "status": "published", "published_at": in_ms(-days_ago * day),
+                              "body": "**Bold** words & more.", "tags": ["News"]});
+            assert_eq!(app.post("/api/v1/admin/posts", body, &h).await.status, 201);
+        }
+        app.post("/api/v1/admin/posts", json!({"title": "Draft"}), &h).await;
+
+        let rss = app.get("/blog/rss.xml", &[]).await;
+        assert_eq!(rss.header("content-type"), Some("application/rss+xml; charset=utf-8"));
+        let read = parsed_feed(&rss.text);
+        assert_eq!((read["bozo"].as_bool(), read["version"].as_str()), (Some(false), Some("rss20")), "{}", rss.text);
+        assert_eq!(read["title"], "Oak & Thread");
+        let titles: Vec<&str> = read["entries"].as_array().unwrap().iter().map(|e| e["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["Newest & best", "Older <news>"]);
+        assert_eq!(read["entries"][0]["link"], "https://shop.example/blog/newest-best");
+        assert_eq!(read["entries"][0]["tags"], json!(["News"]));
+        assert_eq!(read["entries"][0]["content"], "<p><strong>Bold</strong> words &amp; more.</p>");
+
+        let atom = app.get("/blog/atom.xml", &[]).await;
+        assert_eq!(atom.header("content-type"), Some("application/atom+xml; charset=utf-8"));
+        let read = parsed_feed(&atom.text);
+        assert_eq!((read["bozo"].as_bool(), read["version"].as_str()), (Some(false), Some("atom10")), "{}", atom.text);
+        assert_eq!(read["entries"][1]["title"], "Older <news>");
+        assert_eq!(read["entries"][1]["link"], "https://shop.example/blog/older-news");
+        assert_eq!(read["entries"][1]["author"], "Sam Staff");
+        assert_eq!(read["entries"][1]["summary"], "Bold words & more.");
+    }
+}

@@ -9,6 +9,7 @@
 
 mod admin;
 pub mod demo;
+mod feeds;
 mod menus;
 pub mod redirects;
 pub mod seo;
@@ -27,6 +28,12 @@ use crate::db_run;
 use crate::platform::db::Db;
 use crate::platform::error::AppResult;
 use crate::platform::time::Timestamp;
+
+/// What search engines and feed readers fetch outside the API: `robots.txt`, the sitemaps,
+/// the blog's feeds.
+pub fn files_router() -> axum::Router<AppState> {
+    seo::router().merge(feeds::router())
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -57,7 +57,7 @@ struct Entry {
 }
 
 /// `text` with XML's five special characters escaped.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
