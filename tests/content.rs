@@ -92,6 +92,9 @@ conformance! {
         assert_eq!(shown.body["tags"], json!([{"name": "Linen", "slug": "linen"}, {"name": "Making of", "slug": "making-of"}]));
         assert_eq!(shown.body["authors"], json!([{"id": post["authors"][0]["id"], "name": "Sam Staff"}]));
         assert!(shown.body.get("body").is_none() && shown.body.get("id").is_none());
+        // Read again with its ETag: 304 while it is the same, 200 once it changed.
+        let etag = shown.header("etag").unwrap().to_owned();
+        assert_eq!(app.get("/api/v1/store/posts/our-linen-from-field-to-shirt", &[("if-none-match", &etag)]).await.status, 304);
 
         // The same title gets a slug of its own; a second post, tagged differently.
         let second = app
@@ -136,7 +139,9 @@ conformance! {
         let old = app.get("/api/v1/store/posts/our-linen-from-field-to-shirt", &[]).await;
         assert_eq!(old.status, 301);
         assert_eq!(old.header("location"), Some("/api/v1/store/posts/linen-field-to-shirt"));
-        assert_eq!(app.get("/api/v1/store/posts/linen-field-to-shirt", &[]).await.status, 200);
+        let renamed_read = app.get("/api/v1/store/posts/linen-field-to-shirt", &[("if-none-match", &etag)]).await;
+        assert_eq!(renamed_read.status, 200);
+        assert_ne!(renamed_read.header("etag"), Some(etag.as_str()));
         let taken = app
             .patch(&format!("/api/v1/admin/posts/{id}"), json!({"slug": "our-linen-from-field-to-shirt-2"}), &[h[0], ("if-match", "\"v3\"")])
             .await;

@@ -533,10 +533,15 @@ fn shown(items: &[MenuItem], at: &HashMap<String, String>) -> Vec<ShownItem> {
 /// Read a menu by its handle, each item with the address it leads to now.
 #[utoipa::path(get, path = "/api/v1/store/menus/{handle}", tag = "store: content", params(("handle" = String, Path)),
     responses(
-        (status = 200, body = ShownMenu),
+        (status = 200, body = ShownMenu, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn menu_by_handle(State(state): State<AppState>, Path(handle): Path<String>) -> AppResult<Json<ShownMenu>> {
+async fn menu_by_handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
     let missing = || AppError::not_found("No menu has this handle.");
     if !products::check_handle(&handle) {
         return Err(missing());
@@ -547,5 +552,6 @@ async fn menu_by_handle(State(state): State<AppState>, Path(handle): Path<String
     })?;
     let menu = Menu::from(row.ok_or_else(missing)?);
     let at = addresses(&state, &menu.items).await?;
-    Ok(Json(ShownMenu { handle: menu.handle, title: menu.title, items: shown(&menu.items, &at) }))
+    let shown = ShownMenu { handle: menu.handle, title: menu.title, items: shown(&menu.items, &at) };
+    Ok(http::Rendered::new(&shown)?.respond(&headers))
 }

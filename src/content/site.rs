@@ -312,7 +312,10 @@ async fn update_site(
 
 /// What the site says of the shop, for a storefront's header, footer and search engines.
 #[utoipa::path(get, path = "/api/v1/store/site", tag = "store: content",
-    responses((status = 200, body = Site)))]
-async fn store_site(State(state): State<AppState>) -> AppResult<Json<Site>> {
-    Ok(Json(read(&state).await?))
+    responses(
+        (status = 200, body = Site, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
+    ))]
+async fn store_site(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    Ok(http::Rendered::new(&read(&state).await?)?.respond(&headers))
 }

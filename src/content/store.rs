@@ -1,8 +1,9 @@
 //! Visitors read published pages and posts: the blog newest first, by tag, and each entry by
-//! its slug. An old slug answers 301 to the current one.
+//! its slug. An old slug answers 301 to the current one. Answers carry an `ETag`; sent back
+//! in `If-None-Match`, it gets 304 while nothing changed.
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +15,7 @@ use crate::app::AppState;
 use crate::catalog::products::{self, ProductImage};
 use crate::db_run;
 use crate::platform::error::{AppError, AppResult, Problem, Violations};
-use crate::platform::http::{Json, Query};
+use crate::platform::http::{Query, Rendered};
 use crate::platform::pagination;
 use crate::platform::time::Timestamp;
 
@@ -102,10 +103,15 @@ fn parse_cursor(after: &str) -> Option<(i64, &str)> {
 /// List published posts, newest first.
 #[utoipa::path(get, path = "/api/v1/store/posts", tag = "store: content", params(PostFilter),
     responses(
-        (status = 200, body = PostPage),
+        (status = 200, body = PostPage, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_posts(State(state): State<AppState>, Query(filter): Query<PostFilter>) -> AppResult<Json<PostPage>> {
+async fn list_posts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<PostFilter>,
+) -> AppResult<Response> {
     let mut violations = Violations::default();
     let limit = pagination::check_page(filter.limit, filter.after.as_deref(), &mut violations);
     let cursor = match filter.after.as_deref() {
@@ -153,11 +159,11 @@ async fn list_posts(State(state): State<AppState>, Query(filter): Query<PostFilt
             published(&state, row, by)
         })
         .collect();
-    Ok(Json(PostPage { data, next_cursor: page.next_cursor }))
+    Ok(Rendered::new(&PostPage { data, next_cursor: page.next_cursor })?.respond(&headers))
 }
 
 /// The published entry of `kind` at `slug`; for a slug it had before, 301 to the current one.
-async fn by_slug(state: &AppState, kind: Kind, slug: &str) -> AppResult<Response> {
+async fn by_slug(state: &AppState, headers: &HeaderMap, kind: Kind, slug: &str) -> AppResult<Response> {
     let missing = || {
         AppError::not_found(match kind {
             Kind::Post => "No published post has this slug.",
@@ -175,7 +181,7 @@ async fn by_slug(state: &AppState, kind: Kind, slug: &str) -> AppResult<Response
     })?;
     if let Some(row) = row {
         let authors = authors_of(&state.db, &[row.id.as_str()]).await?.remove(&row.id).unwrap_or_default();
-        return Ok(Json(published(state, row, authors)).into_response());
+        return Ok(Rendered::new(&published(state, row, authors))?.respond(headers));
     }
     let sql = format!(
         "SELECT c.slug FROM content_slug_history h JOIN content c ON c.id = h.content_id \
@@ -196,21 +202,31 @@ async fn by_slug(state: &AppState, kind: Kind, slug: &str) -> AppResult<Response
 /// Read a published post by its slug.
 #[utoipa::path(get, path = "/api/v1/store/posts/{slug}", tag = "store: content", params(("slug" = String, Path)),
     responses(
-        (status = 200, body = PublishedEntry),
+        (status = 200, body = PublishedEntry, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
         (status = 301, description = "A slug the post had before: `Location` is its address now"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn post_by_slug(State(state): State<AppState>, Path(slug): Path<String>) -> AppResult<Response> {
-    by_slug(&state, Kind::Post, &slug).await
+async fn post_by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> AppResult<Response> {
+    by_slug(&state, &headers, Kind::Post, &slug).await
 }
 
 /// Read a published page by its slug.
 #[utoipa::path(get, path = "/api/v1/store/pages/{slug}", tag = "store: content", params(("slug" = String, Path)),
     responses(
-        (status = 200, body = PublishedEntry),
+        (status = 200, body = PublishedEntry, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
         (status = 301, description = "A slug the page had before: `Location` is its address now"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn page_by_slug(State(state): State<AppState>, Path(slug): Path<String>) -> AppResult<Response> {
-    by_slug(&state, Kind::Page, &slug).await
+async fn page_by_slug(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> AppResult<Response> {
+    by_slug(&state, &headers, Kind::Page, &slug).await
 }
