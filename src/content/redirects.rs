@@ -74,10 +74,11 @@ impl Rules {
         let mut table = Rules::default();
         for rule in rules {
             let status = rule.status as u16;
-            match rule.from.strip_suffix('*') {
+            let from = decoded(&rule.from);
+            match from.strip_suffix('*') {
                 Some(prefix) => table.prefixes.push((prefix.to_owned(), rule.to, status)),
                 None => {
-                    table.exact.insert(rule.from, (rule.to, status));
+                    table.exact.insert(from.into_owned(), (rule.to, status));
                 }
             }
         }
@@ -88,7 +89,8 @@ impl Rules {
     /// Where `path` leads and how, if a rule takes it: the exact rule, else the longest
     /// prefix.
     pub fn find(&self, path: &str) -> Option<(String, u16)> {
-        let path = normalised(path);
+        let path = decoded(path);
+        let path = normalised(&path);
         if let Some((to, status)) = self.exact.get(path) {
             return Some((to.clone(), *status));
         }
@@ -101,6 +103,44 @@ impl Rules {
             Some((to, *status))
         })
     }
+}
+
+/// `path` with its `%XX` escapes decoded, so that `/caf%C3%A9` and `/café` are one path;
+/// as it is when the escapes do not decode to UTF-8.
+fn decoded(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') {
+        return path.into();
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes.get(at + 1..at + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+        match (bytes[at], hex.and_then(|hex| u8::from_str_radix(hex, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_or(path.into(), Into::into)
+}
+
+/// `url` fit for a `Location` header: bytes outside visible ASCII written as `%XX`.
+fn header_safe(url: &str) -> String {
+    let mut safe = String::with_capacity(url.len());
+    for byte in url.bytes() {
+        if byte.is_ascii_graphic() {
+            safe.push(byte as char);
+        } else {
+            safe.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    safe
 }
 
 /// A path without its trailing slash (`/a/` is `/a`), but `/` itself.
@@ -142,6 +182,7 @@ pub async fn fallback(State(state): State<AppState>, method: Method, uri: Uri) -
                 Some(query) if !to.contains('?') => format!("{to}?{query}"),
                 _ => to,
             };
+            let location = header_safe(&location);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
             (status, [(header::LOCATION, location)]).into_response()
         }
@@ -568,5 +609,14 @@ mod tests {
         assert_eq!(rules.find("/old-blog/spring-sale"), Some(("/blog/spring-sale".into(), 301)));
         assert_eq!(rules.find("/gone"), Some((String::new(), 410)));
         assert_eq!(rules.find("/elsewhere"), None);
+    }
+
+    #[test]
+    fn escaped_and_plain_paths_are_one_and_targets_are_sent_escaped() {
+        let rules = Rules::new(vec![rule("/café", "/boutique/thé", 301), rule("/a%2Fb", "/c", 301)]);
+        assert_eq!(rules.find("/caf%C3%A9"), Some(("/boutique/thé".into(), 301)));
+        assert_eq!(rules.find("/a/b"), Some(("/c".into(), 301)));
+        assert_eq!(rules.find("/caf%E9"), None);
+        assert_eq!(header_safe("/boutique/thé?q=a b"), "/boutique/th%C3%A9?q=a%20b");
     }
 }
