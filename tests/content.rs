@@ -237,6 +237,8 @@ conformance! {
         let id = about.body["id"].as_str().unwrap();
         let patched = app.patch(&format!("/api/v1/admin/pages/{id}"), json!({"status": "scheduled"}), &[h[0], ("if-match", "\"v1\"")]).await;
         assert_eq!(patched.error_fields(), ["published_at"]);
+        let nulled = app.patch(&format!("/api/v1/admin/pages/{id}"), json!({"status": "published", "published_at": null}), &[h[0], ("if-match", "\"v1\"")]).await;
+        assert_eq!(nulled.error_fields(), ["published_at"]);
         app.get("/api/v1/admin/pages/pst_01aaaaaaaaaaaaaaaaaaaaaaaa", &h).await.problem(404, "not_found");
         assert_eq!(app.count("SELECT COUNT(*) FROM content").await, 1);
         assert_eq!(app.count("SELECT COUNT(*) FROM content WHERE version = 1").await, 1);

@@ -260,6 +260,9 @@ fn check(fields: &Fields, now: Timestamp, violations: &mut Violations) {
         ("published", Some(at)) if at > now => {
             violations.add("published_at", "in_future", "is in the future: schedule it instead")
         }
+        ("published", None) => {
+            violations.add("published_at", "required", "is required to publish: leave it out for now")
+        }
         ("scheduled" | "published", _) => {}
         _ => violations.add("status", "invalid", "must be draft, scheduled or published"),
     }
