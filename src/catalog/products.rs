@@ -467,10 +467,15 @@ pub(crate) async fn free_handle(tx: &mut Tx, table: &str, base: &str) -> AppResu
     let taken: Vec<String> = db_run!(tx.conn(), |conn| {
         sqlx::query_scalar::<_, String>(&sql).bind(base).bind(format!("{base}-%")).fetch_all(conn).await
     })?;
+    Ok(first_free(base, &taken))
+}
+
+/// `base` unless `taken` holds it, else the first of `base-2`, `base-3`... it does not hold.
+pub(crate) fn first_free(base: &str, taken: &[String]) -> String {
     if !taken.iter().any(|h| h == base) {
-        return Ok(base.to_owned());
+        return base.to_owned();
     }
-    Ok((2..).map(|n| format!("{base}-{n}")).find(|h| !taken.contains(h)).unwrap_or_else(|| new_id("handle")))
+    (2..).map(|n| format!("{base}-{n}")).find(|h| !taken.contains(h)).unwrap_or_else(|| new_id("handle"))
 }
 
 const TAX_CLASSES: [&str; 4] = ["standard", "reduced", "zero", "exempt"];

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Author, ENTRY_COLUMNS, ENTRY_FROM, EntryRow, Kind, authors_of};
+use super::{Author, ENTRY_COLUMNS, ENTRY_FROM, EntryRow, Kind, authors_of, existing, site_link_ok};
 use crate::accounts::audit;
 use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
@@ -191,24 +191,6 @@ fn check_text(violations: &mut Violations, field: &str, text: &str, max: usize, 
     }
 }
 
-/// Whether `url` may be a canonical address: empty, a path on this site, or absolute
-/// `http(s)`, with nothing a browser would read differently.
-fn canonical_ok(url: &str) -> bool {
-    if url.is_empty() {
-        return true;
-    }
-    if url.len() > 2_000 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return false;
-    }
-    if url.starts_with('/') {
-        return !url.starts_with("//");
-    }
-    match url::Url::parse(url) {
-        Ok(parsed) => matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some(),
-        Err(_) => false,
-    }
-}
-
 /// Checks `fields`, as they would be written at `now`.
 fn check(fields: &Fields, now: Timestamp, violations: &mut Violations) {
     if fields.title.trim().is_empty() || !single_line(&fields.title, 255) {
@@ -223,7 +205,7 @@ fn check(fields: &Fields, now: Timestamp, violations: &mut Violations) {
     check_text(violations, "excerpt", &fields.excerpt, 1_000, false);
     check_text(violations, "meta_title", &fields.meta_title, 300, true);
     check_text(violations, "meta_description", &fields.meta_description, 500, true);
-    if !canonical_ok(&fields.canonical_url) {
+    if !fields.canonical_url.is_empty() && !site_link_ok(&fields.canonical_url) {
         violations.add("canonical_url", "invalid_format", "must be an http(s) address or a path starting with /");
     }
     if let Some(cover) = &fields.cover {
@@ -282,14 +264,10 @@ async fn check_references(tx: &mut Tx, fields: &Fields) -> AppResult<()> {
             violations.add("cover.media_id", "unknown", "names no image");
         }
     }
+    let authors: Vec<&str> = fields.author_ids.iter().map(String::as_str).collect();
+    let found = existing(tx, "staff_users", &authors).await?;
     for (index, id) in fields.author_ids.iter().enumerate() {
-        let found = db_run!(tx.conn(), |conn| {
-            sqlx::query_scalar::<_, String>("SELECT id FROM staff_users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(conn)
-                .await
-        })?;
-        if found.is_none() {
+        if !found.contains(id) {
             violations.add(&format!("author_ids[{index}]"), "unknown", "names no staff member");
         }
     }
@@ -306,10 +284,7 @@ async fn free_slug(tx: &mut Tx, kind: Kind, base: &str) -> AppResult<String> {
             .fetch_all(conn)
             .await
     })?;
-    if !taken.iter().any(|slug| slug == base) {
-        return Ok(base.to_owned());
-    }
-    Ok((2..).map(|n| format!("{base}-{n}")).find(|slug| !taken.contains(slug)).unwrap_or_else(|| new_id("slug")))
+    Ok(products::first_free(base, &taken))
 }
 
 /// Replaces the entry's authors and tag rows.

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::shown_at;
+use super::{existing, shown_at, site_link_ok};
 use crate::accounts::audit;
 use crate::accounts::auth::CurrentStaff;
 use crate::accounts::roles::Permission;
@@ -105,16 +105,6 @@ fn id_prefix(kind: &str) -> Option<&'static str> {
     }
 }
 
-fn url_ok(url: &str) -> bool {
-    if url.is_empty() || url.len() > 2_000 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return false;
-    }
-    if url.starts_with('/') {
-        return !url.starts_with("//");
-    }
-    url::Url::parse(url).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some())
-}
-
 /// Checks `items` at `depth`, naming each failing field by its place (`items[0].children[1].label`).
 fn check_items(items: &[MenuItem], prefix: &str, depth: usize, count: &mut usize, violations: &mut Violations) {
     for (index, item) in items.iter().enumerate() {
@@ -124,7 +114,7 @@ fn check_items(items: &[MenuItem], prefix: &str, depth: usize, count: &mut usize
             violations.add(&format!("{at}.label"), "invalid_format", "must be 1 to 100 characters on one line");
         }
         let target_ok = match (item.kind.as_str(), id_prefix(&item.kind)) {
-            ("url", _) => url_ok(&item.target),
+            ("url", _) => site_link_ok(&item.target),
             ("home" | "blog", _) => item.target.is_empty(),
             (_, Some(prefix)) => has_shape(&item.target, prefix),
             _ => {
@@ -167,32 +157,14 @@ fn named_ids<'a>(items: &'a [MenuItem], into: &mut HashMap<&'static str, HashSet
     }
 }
 
-/// The ids in `ids` that name a row of `table`.
-async fn existing(tx: &mut Tx, table: &str, ids: &HashSet<&str>) -> AppResult<HashSet<String>> {
-    let ids: Vec<&str> = ids.iter().copied().collect();
-    let mut found = HashSet::new();
-    for chunk in ids.chunks(500) {
-        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = format!("SELECT id FROM {table} WHERE id IN ({})", list.join(", "));
-        let rows = db_run!(tx.conn(), |conn| {
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.fetch_all(conn).await
-        })?;
-        found.extend(rows);
-    }
-    Ok(found)
-}
-
 /// Checks that every id the items name exists: a 422 naming the first missing one's place.
 async fn check_targets(tx: &mut Tx, items: &[MenuItem]) -> AppResult<()> {
     let mut named = HashMap::new();
     named_ids(items, &mut named);
     let mut found = HashSet::new();
     for (table, ids) in &named {
-        found.extend(existing(tx, table, ids).await?);
+        let ids: Vec<&str> = ids.iter().copied().collect();
+        found.extend(existing(tx, table, &ids).await?);
     }
     fn first_missing(items: &[MenuItem], prefix: &str, found: &HashSet<String>) -> Option<String> {
         items.iter().enumerate().find_map(|(index, item)| {

@@ -16,7 +16,7 @@ pub mod seo;
 pub mod site;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use crate::catalog::products::ProductImage;
 use crate::db_run;
-use crate::platform::db::Db;
+use crate::platform::db::{Db, Tx};
 use crate::platform::error::AppResult;
 use crate::platform::time::Timestamp;
 
@@ -74,6 +74,37 @@ impl Kind {
             Self::Page => format!("/api/v1/store/pages/{slug}"),
         }
     }
+}
+
+/// Whether `url` may be a link a shop sets (a canonical address, a menu item, a redirect's
+/// target): a path on this site (not `//`, which leaves it) or an absolute `http(s)` address,
+/// with nothing a browser would read differently (controls, spaces).
+pub(crate) fn site_link_ok(url: &str) -> bool {
+    if url.is_empty() || url.len() > 2_000 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    if url.starts_with('/') {
+        return !url.starts_with("//");
+    }
+    url::Url::parse(url).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some())
+}
+
+/// The ids among `ids` that name a row of `table`, read in `tx`.
+async fn existing(tx: &mut Tx, table: &str, ids: &[&str]) -> AppResult<HashSet<String>> {
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT id FROM {table} WHERE id IN ({})", list.join(", "));
+        let rows = db_run!(tx.conn(), |conn| {
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.fetch_all(conn).await
+        })?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// Whom an entry is by.

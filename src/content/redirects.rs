@@ -220,16 +220,7 @@ fn check(from: &str, to: &str, status: i64, prefix: &str, violations: &mut Viola
     let target = to.strip_suffix('*').filter(|_| wildcard).unwrap_or(to);
     let to_ok = match status {
         410 => to.is_empty(),
-        _ => {
-            !target.contains('*')
-                && if target.starts_with('/') {
-                    path_ok(target.split('?').next().unwrap_or_default())
-                } else {
-                    target.len() <= 2_000
-                        && url::Url::parse(target)
-                            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
-                }
-        }
+        _ => !target.contains('*') && super::site_link_ok(target),
     };
     if !to_ok {
         let message = if status == 410 {
