@@ -69,6 +69,8 @@ pub struct Shared {
     pub sitemaps: Arc<TtlCache<crate::content::seo::Sitemaps>>,
     /// The redirects manager's rules.
     pub redirects: Arc<TtlCache<crate::content::redirects::Rules>>,
+    /// The theme and the rendered pages of the shop.
+    pub storefront: crate::storefront::Storefront,
     /// Regions, shipping zones and tax rates, for pricing carts.
     pub checkout_settings: Arc<TtlCache<crate::checkout::Settings>>,
     /// Answers the tax rate of each line of a cart.
@@ -114,6 +116,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             db.caches().clear_on(crate::catalog::CATALOG, sitemaps.clone());
             sitemaps
         },
+        storefront: crate::storefront::Storefront::new(&config, db.caches())?,
         imports: Default::default(),
         media: media.clone(),
         form_submissions: SlidingWindow::new(Duration::from_secs(config.forms.window_secs)),
@@ -162,7 +165,8 @@ pub fn router(state: AppState) -> Router {
     .merge(openapi::docs_router())
     .merge(crate::catalog::media::files_router())
     .merge(crate::content::files_router())
-    .fallback(crate::content::redirects::fallback)
+    .merge(crate::storefront::router())
+    .fallback(crate::storefront::fallback)
     .layer(CatchPanicLayer::custom(http::panic_response))
     // Bodies are read only by extractors, which honour this limit whether or not the
     // request declares its length.

@@ -16,7 +16,7 @@ pub mod money;
 pub mod products;
 pub mod search;
 pub mod shelf;
-mod store;
+pub mod store;
 pub mod text;
 mod variants;
 

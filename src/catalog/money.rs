@@ -24,6 +24,19 @@ pub fn minor_digits(currency: &str) -> u32 {
     }
 }
 
+/// `amount` minor units as a plain decimal, as structured data writes prices: "1234.50".
+pub fn decimal(amount: i64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    let scale = 10_u64.pow(digits);
+    let (major, minor) = (amount.unsigned_abs() / scale, amount.unsigned_abs() % scale);
+    let sign = if amount < 0 { "-" } else { "" };
+    if digits == 0 {
+        format!("{sign}{major}")
+    } else {
+        format!("{sign}{major}.{minor:0width$}", width = digits as usize)
+    }
+}
+
 /// `amount` minor units written for people: "1,234.50 EUR", "1,200 JPY".
 pub fn format(amount: i64, currency: &str) -> String {
     let digits = minor_digits(currency);
@@ -48,6 +61,14 @@ pub fn format(amount: i64, currency: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_keep_the_currency_s_places() {
+        assert_eq!(decimal(123450, "EUR"), "1234.50");
+        assert_eq!(decimal(5, "USD"), "0.05");
+        assert_eq!(decimal(1200, "JPY"), "1200");
+        assert_eq!(decimal(-1500, "KWD"), "-1.500");
+    }
 
     #[test]
     fn currencies_are_iso_codes() {

@@ -79,6 +79,8 @@ pub struct Search {
     pub sort: Sort,
     after: Option<Key>,
     pub limit: u32,
+    /// Results to skip before the page: for numbered pages, which the storefront links to.
+    pub offset: usize,
 }
 
 impl Search {
@@ -99,6 +101,7 @@ impl Search {
             sort: Sort::Newest,
             after: None,
             limit: DEFAULT_LIMIT,
+            offset: 0,
         };
         let mut sort = None;
         let mut after = None;
@@ -483,12 +486,13 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
         results.retain(|(place, _)| *place > after);
     }
     // Only the page is put in order: a partial selection, not a sort of every match.
-    let wanted = search.limit as usize + 1;
+    let wanted = search.offset + search.limit as usize + 1;
     if results.len() > wanted {
         results.select_nth_unstable(wanted - 1);
         results.truncate(wanted);
     }
     results.sort_unstable();
+    results.drain(..search.offset.min(results.len()));
     let more = results.len() > search.limit as usize;
     results.truncate(search.limit as usize);
     let next_cursor = if more {

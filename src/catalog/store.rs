@@ -186,26 +186,30 @@ async fn product_by_handle(
     if let Some(rendered) = found {
         return Ok(rendered.respond(&headers));
     }
-    if !super::products::check_handle(&handle) {
-        return Err(AppError::not_found("No published product has this handle."));
-    }
     // A handle the product had before: sent on, permanently, to the current one.
-    let moved = db_run!(state.db.read().await?, |conn| {
-        sqlx::query_scalar::<_, String>(
-            "SELECT p.handle FROM product_handle_history h JOIN products p ON p.id = h.product_id \
-             WHERE h.handle = $1 AND p.status = 'published'",
-        )
-        .bind(&handle)
-        .fetch_optional(conn)
-        .await
-    })?;
-    match moved {
+    match handle_now(&state, &handle).await? {
         Some(current) => {
             let location = format!("/api/v1/store/products/{current}");
             Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]).into_response())
         }
         None => Err(AppError::not_found("No published product has this handle.")),
     }
+}
+
+/// The handle now of the published product that had the handle `before`.
+pub async fn handle_now(state: &AppState, before: &str) -> AppResult<Option<String>> {
+    if !super::products::check_handle(before) {
+        return Ok(None);
+    }
+    Ok(db_run!(state.db.read().await?, |conn| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT p.handle FROM product_handle_history h JOIN products p ON p.id = h.product_id \
+             WHERE h.handle = $1 AND p.status = 'published'",
+        )
+        .bind(before)
+        .fetch_optional(conn)
+        .await
+    })?)
 }
 
 /// A category in the tree, with what sits below it.

@@ -283,6 +283,7 @@ async fn create_menu(
     .map_err(handle_taken)?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "menu.created", Some(&menu.id), &menu.handle).await?;
+    tx.invalidate(super::site_changed());
     tx.commit().await?;
     Ok(http::tagged(StatusCode::CREATED, menu.version, menu))
 }
@@ -377,6 +378,7 @@ async fn update_menu(
     }
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "menu.updated", Some(&id), &menu.handle).await?;
+    tx.invalidate(super::site_changed());
     tx.commit().await?;
     Ok(http::tagged(StatusCode::OK, menu.version, menu))
 }
@@ -400,6 +402,7 @@ async fn delete_menu(
     db_execute!(tx.conn(), |conn| sqlx::query("DELETE FROM menus WHERE id = $1").bind(&id).execute(conn).await)?;
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "menu.deleted", Some(&id), &menu.handle).await?;
+    tx.invalidate(super::site_changed());
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -514,16 +517,21 @@ async fn menu_by_handle(
     headers: HeaderMap,
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
-    let missing = || AppError::not_found("No menu has this handle.");
-    if !products::check_handle(&handle) {
-        return Err(missing());
+    let shown = shown_menu(&state, &handle).await?.ok_or_else(|| AppError::not_found("No menu has this handle."))?;
+    Ok(http::Rendered::new(&shown)?.respond(&headers))
+}
+
+/// The menu `handle` as visitors get it, each item with the address it leads to now.
+pub async fn shown_menu(state: &AppState, handle: &str) -> AppResult<Option<ShownMenu>> {
+    if !products::check_handle(handle) {
+        return Ok(None);
     }
     let sql = format!("SELECT {COLUMNS} FROM menus WHERE handle = $1");
     let row = db_run!(state.db.read().await?, |conn| {
-        sqlx::query_as::<_, MenuRow>(&sql).bind(&handle).fetch_optional(conn).await
+        sqlx::query_as::<_, MenuRow>(&sql).bind(handle).fetch_optional(conn).await
     })?;
-    let menu = Menu::from(row.ok_or_else(missing)?);
-    let at = addresses(&state, &menu.items).await?;
-    let shown = ShownMenu { handle: menu.handle, title: menu.title, items: shown(&menu.items, &at) };
-    Ok(http::Rendered::new(&shown)?.respond(&headers))
+    let Some(row) = row else { return Ok(None) };
+    let menu = Menu::from(row);
+    let at = addresses(state, &menu.items).await?;
+    Ok(Some(ShownMenu { handle: menu.handle, title: menu.title, items: shown(&menu.items, &at) }))
 }

@@ -10,11 +10,11 @@
 mod admin;
 pub mod demo;
 mod feeds;
-mod menus;
+pub mod menus;
 pub mod redirects;
 pub mod seo;
 pub mod site;
-mod store;
+pub mod store;
 
 use std::collections::{HashMap, HashSet};
 
@@ -42,6 +42,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(site::router())
         .merge(menus::router())
         .merge(redirects::router())
+}
+
+/// The name a change to the site's settings or its menus is announced under: what the pages
+/// of the storefront show around their own content.
+pub const SITE: &str = "site";
+
+/// What a write to the site's settings or a menu announces.
+pub fn site_changed() -> crate::platform::cache::Invalidation {
+    crate::platform::cache::Invalidation::all(SITE)
 }
 
 /// A page or a blog post.
@@ -78,9 +87,11 @@ impl Kind {
 
 /// Whether `url` may be a link a shop sets (a canonical address, a menu item, a redirect's
 /// target): a path on this site (not `//`, which leaves it) or an absolute `http(s)` address,
-/// with nothing a browser would read differently (controls, spaces).
+/// with nothing a browser would read differently (controls, spaces) or that an address must
+/// not hold unescaped (quotes, angle brackets...).
 pub(crate) fn site_link_ok(url: &str) -> bool {
-    if url.is_empty() || url.len() > 2_000 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    let unsafe_char = |c: char| c.is_control() || c.is_whitespace() || "\"<>`{}|\\^".contains(c);
+    if url.is_empty() || url.len() > 2_000 || url.chars().any(unsafe_char) {
         return false;
     }
     if url.starts_with('/') {
@@ -192,7 +203,7 @@ const SUMMARY_CHARS: usize = 280;
 
 /// The text of `html`, its tags left out (a block's end parts words) and its entities
 /// decoded, cut at a word within `max` characters, with an ellipsis when cut.
-fn summarise(html: &str, max: usize) -> String {
+pub(crate) fn summarise(html: &str, max: usize) -> String {
     const BLOCKS: [&str; 14] =
         ["p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "br", "blockquote", "pre", "td", "th", "hr"];
     let mut text = String::with_capacity(html.len().min(max * 4));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -164,30 +164,21 @@ pub async fn rules(state: &AppState) -> AppResult<Arc<Rules>> {
     Ok(rules)
 }
 
-/// What answers a request no route took: a redirect or 410 when a rule takes its path (for
-/// `GET` and `HEAD`), else 404.
-pub async fn fallback(State(state): State<AppState>, method: Method, uri: Uri) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        return http::not_found().await.into_response();
+/// The answer of the rule that takes `uri`'s path, if one does: a redirect (the query
+/// going along) or 410.
+pub async fn answer(state: &AppState, uri: &Uri) -> AppResult<Option<Response>> {
+    let Some((to, status)) = rules(state).await?.find(uri.path()) else { return Ok(None) };
+    if status == 410 {
+        return Ok(Some(AppError::new(ErrorCode::Gone, "This page has been removed.").into_response()));
     }
-    let found = match rules(&state).await {
-        Ok(rules) => rules.find(uri.path()),
-        Err(err) => return err.into_response(),
+    // The query goes along, unless the target has one of its own.
+    let location = match uri.query() {
+        Some(query) if !to.contains('?') => format!("{to}?{query}"),
+        _ => to,
     };
-    match found {
-        Some((_, 410)) => AppError::new(ErrorCode::Gone, "This page has been removed.").into_response(),
-        Some((to, status)) => {
-            // The query goes along, unless the target has one of its own.
-            let location = match uri.query() {
-                Some(query) if !to.contains('?') => format!("{to}?{query}"),
-                _ => to,
-            };
-            let location = header_safe(&location);
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            (status, [(header::LOCATION, location)]).into_response()
-        }
-        None => http::not_found().await.into_response(),
-    }
+    let location = header_safe(&location);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    Ok(Some((status, [(header::LOCATION, location)]).into_response()))
 }
 
 fn changed() -> Invalidation {

@@ -305,6 +305,7 @@ async fn update_site(
     }
     let (actor_kind, actor_id) = staff.actor();
     audit::record(&mut tx, actor_kind, actor_id, "site.updated", None, "").await?;
+    tx.invalidate(super::site_changed());
     tx.commit().await?;
     let site = read(&state).await?;
     Ok(http::tagged(StatusCode::OK, site.version, site))

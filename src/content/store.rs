@@ -128,22 +128,36 @@ async fn list_posts(
         violations.add("tag", "invalid_format", "must be a tag's slug");
     }
     violations.finish()?;
+    let page = published_posts(&state, filter.tag.as_deref(), limit, cursor, 0).await?;
+    Ok(Rendered::new(&page)?.respond(&headers))
+}
+
+/// A page of published posts, newest first: those with the tag `tag` (a slug) only, when
+/// given; after the post `after` (its publish time and id) or past the first `offset`.
+pub async fn published_posts(
+    state: &AppState,
+    tag: Option<&str>,
+    limit: u32,
+    after: Option<(i64, &str)>,
+    offset: u32,
+) -> AppResult<PostPage> {
     let now = Timestamp::now();
-    let (before_at, before_id) = cursor.unwrap_or((i64::MAX, ""));
+    let (before_at, before_id) = after.unwrap_or((i64::MAX, ""));
     let sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM {ENTRY_FROM} WHERE c.kind = 'post' AND {} \
          AND ($2 = '' OR c.id IN (SELECT content_id FROM content_tags WHERE tag_slug = $2)) \
          AND (c.published_at < $3 OR (c.published_at = $3 AND ($4 = '' OR c.id < $4))) \
-         ORDER BY c.published_at DESC, c.id DESC LIMIT $5",
+         ORDER BY c.published_at DESC, c.id DESC LIMIT $5 OFFSET $6",
         shown_at("$1")
     );
     let rows = db_run!(state.db.read().await?, |conn| {
         sqlx::query_as::<_, EntryRow>(&sql)
             .bind(now)
-            .bind(filter.tag.as_deref().unwrap_or(""))
+            .bind(tag.unwrap_or(""))
             .bind(before_at)
             .bind(before_id)
             .bind(i64::from(limit) + 1)
+            .bind(i64::from(offset))
             .fetch_all(conn)
             .await
     })?;
@@ -156,22 +170,24 @@ async fn list_posts(
         .into_iter()
         .map(|row| {
             let by = authors.remove(&row.id).unwrap_or_default();
-            published(&state, row, by)
+            published(state, row, by)
         })
         .collect();
-    Ok(Rendered::new(&PostPage { data, next_cursor: page.next_cursor })?.respond(&headers))
+    Ok(PostPage { data, next_cursor: page.next_cursor })
 }
 
-/// The published entry of `kind` at `slug`; for a slug it had before, 301 to the current one.
-async fn by_slug(state: &AppState, headers: &HeaderMap, kind: Kind, slug: &str) -> AppResult<Response> {
-    let missing = || {
-        AppError::not_found(match kind {
-            Kind::Post => "No published post has this slug.",
-            Kind::Page => "No published page has this slug.",
-        })
-    };
+/// What a slug leads to.
+pub enum Found {
+    Entry(Box<PublishedEntry>),
+    /// A slug the entry had before; this is its slug now.
+    Moved(String),
+    Missing,
+}
+
+/// The published entry of `kind` at `slug`, or the slug now of the one that had it before.
+pub async fn published_entry(state: &AppState, kind: Kind, slug: &str) -> AppResult<Found> {
     if !products::check_handle(slug) {
-        return Err(missing());
+        return Ok(Found::Missing);
     }
     let now = Timestamp::now();
     let sql =
@@ -181,7 +197,7 @@ async fn by_slug(state: &AppState, headers: &HeaderMap, kind: Kind, slug: &str) 
     })?;
     if let Some(row) = row {
         let authors = authors_of(&state.db, &[row.id.as_str()]).await?.remove(&row.id).unwrap_or_default();
-        return Ok(Rendered::new(&published(state, row, authors))?.respond(headers));
+        return Ok(Found::Entry(Box::new(published(state, row, authors))));
     }
     let sql = format!(
         "SELECT c.slug FROM content_slug_history h JOIN content c ON c.id = h.content_id \
@@ -191,11 +207,20 @@ async fn by_slug(state: &AppState, headers: &HeaderMap, kind: Kind, slug: &str) 
     let moved = db_run!(state.db.read().await?, |conn| {
         sqlx::query_scalar::<_, String>(&sql).bind(now).bind(kind.as_str()).bind(slug).fetch_optional(conn).await
     })?;
-    match moved {
-        Some(current) => {
+    Ok(moved.map_or(Found::Missing, Found::Moved))
+}
+
+/// The published entry of `kind` at `slug`; for a slug it had before, 301 to the current one.
+async fn by_slug(state: &AppState, headers: &HeaderMap, kind: Kind, slug: &str) -> AppResult<Response> {
+    match published_entry(state, kind, slug).await? {
+        Found::Entry(entry) => Ok(Rendered::new(&entry)?.respond(headers)),
+        Found::Moved(current) => {
             Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, kind.store_path(&current))]).into_response())
         }
-        None => Err(missing()),
+        Found::Missing => Err(AppError::not_found(match kind {
+            Kind::Post => "No published post has this slug.",
+            Kind::Page => "No published page has this slug.",
+        })),
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub forms: FormsConfig,
     pub catalog: CatalogConfig,
+    pub storefront: StorefrontConfig,
     pub media: MediaConfig,
     pub checkout: CheckoutConfig,
 }
@@ -225,6 +226,15 @@ pub struct CatalogConfig {
     pub show_stock_quantity: bool,
 }
 
+/// The server-rendered shop.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorefrontConfig {
+    /// A folder whose `templates/` and `assets/` replace the built-in theme's files of the
+    /// same name; default `data_dir/theme`.
+    pub theme_dir: Option<PathBuf>,
+}
+
 /// When card payments are captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -388,6 +398,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             forms: FormsConfig::default(),
             catalog: CatalogConfig::default(),
+            storefront: StorefrontConfig::default(),
             media: MediaConfig::default(),
             checkout: CheckoutConfig::default(),
         }

@@ -235,6 +235,29 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// Logs a 5xx, once, where it is answered: by its problem, or by an HTML page.
+    pub fn log(&self) {
+        if self.code.status().is_server_error() {
+            match &self.source {
+                Some(source) => {
+                    tracing::error!(error.code = self.code.as_str(), error = ?source, "request failed")
+                }
+                None => tracing::warn!(error.code = self.code.as_str(), "request failed"),
+            }
+        }
+    }
+
+    /// What a person needs to read: the detail and each field's message.
+    pub fn explained(&self) -> String {
+        let mut text = self.detail.to_string();
+        for error in &self.errors {
+            text.push_str(&format!(" `{}` {}.", error.field, error.message));
+        }
+        text
+    }
+}
+
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.detail, self.code.as_str())?;
@@ -270,17 +293,8 @@ impl From<anyhow::Error> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.code.status();
-        let request_id = if status.is_server_error() {
-            match &self.source {
-                Some(source) => {
-                    tracing::error!(error.code = self.code.as_str(), error = ?source, "request failed")
-                }
-                None => tracing::warn!(error.code = self.code.as_str(), "request failed"),
-            }
-            super::http::current_request_id()
-        } else {
-            None
-        };
+        self.log();
+        let request_id = if status.is_server_error() { super::http::current_request_id() } else { None };
         let problem = Problem {
             type_: format!("urn:backroom:problem:{}", self.code.as_str()),
             title: self.code.title().into(),

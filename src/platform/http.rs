@@ -172,7 +172,10 @@ where
                 })
                 .instrument(span.clone())
                 .await;
-            if (response.status().is_client_error() || response.status().is_server_error()) && !is_problem(&response) {
+            if (response.status().is_client_error() || response.status().is_server_error())
+                && !is_problem(&response)
+                && !is_html(&response)
+            {
                 response = REQUEST_ID.scope(request_id.clone(), async { problem_for(response) }).await;
             }
             add_security_headers(response.headers_mut(), hsts);
@@ -189,6 +192,11 @@ where
             Ok(response)
         })
     }
+}
+
+/// An HTML page: the storefront's own error pages stay what they are.
+fn is_html(response: &Response) -> bool {
+    response.headers().get(header::CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"text/html"))
 }
 
 fn is_problem(response: &Response) -> bool {

@@ -40,6 +40,17 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The day, for people: `25 November 2026`.
+    pub fn to_date_text(self) -> String {
+        let format = time::macros::format_description!("[day padding:none] [month repr:long] [year]");
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&format).ok())
+            .unwrap_or_default()
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_rfc3339())

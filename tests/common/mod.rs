@@ -502,6 +502,29 @@ pub fn python_with(package: &str) -> PathBuf {
     python
 }
 
+/// The npm tools the storefront's tests check pages with, installed on first use into
+/// `target/test-node` (a lock keeps concurrent tests from installing twice): the folder
+/// holding their `node_modules`.
+pub fn npm_tools() -> PathBuf {
+    const PACKAGES: &str = "vnu-jar@26.9.27 structured-data-testing-tool@4.5.0";
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-node");
+    let marker = root.join(format!("installed-{}", PACKAGES.replace([' ', '@', '/'], "_")));
+    let script = format!(
+        "set -e; [ -f '{marker}' ] && exit 0; mkdir -p '{root}'; \
+         npm install --prefix '{root}' --no-audit --no-fund --silent -E {PACKAGES}; touch '{marker}'",
+        marker = marker.display(),
+        root = root.display(),
+    );
+    std::fs::create_dir_all(root.parent().expect("a parent")).expect("the target folder");
+    let status = std::process::Command::new("flock")
+        .arg(root.with_extension("lock"))
+        .args(["sh", "-c", &script])
+        .status()
+        .expect("flock and npm are installed");
+    assert!(status.success(), "installing {PACKAGES} into {} failed", root.display());
+    root
+}
+
 /// A real SMTP server (aiosmtpd) on loopback, storing what it receives in a maildir.
 pub struct SmtpServer {
     child: std::process::Child,
