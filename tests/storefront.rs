@@ -348,6 +348,100 @@ conformance! {
         assert_valid_html(folder.path());
     }
 
+    async fn a_shopper_buys_with_plain_forms_and_no_script(backend) {
+        let app = demo_shop(backend).await;
+        let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let get = |path: String| {
+            let browser = browser.clone();
+            let url = app.url(&path);
+            async move { Resp::read(browser.get(url).header("accept", "text/html").send().await.unwrap()).await }
+        };
+        let send = |path: &'static str, form: Vec<(&'static str, String)>, extra: Option<(&'static str, &'static str)>| {
+            let browser = browser.clone();
+            let url = app.url(path);
+            async move {
+                let mut request = browser.post(url).form(&form);
+                if let Some((name, value)) = extra {
+                    request = request.header(name, value);
+                }
+                Resp::read(request.send().await.unwrap()).await
+            }
+        };
+        let folder = tempfile::tempdir().unwrap();
+        let listed = app.get("/api/v1/store/products?available=true&sort=title&limit=1", &[]).await;
+        let product = &listed.body["data"][0];
+        let variant = product["variants"].as_array().unwrap().iter().find(|v| v["availability"] != "out_of_stock").unwrap();
+        let variant_id = variant["id"].as_str().unwrap().to_owned();
+        let shown = get(format!("/products/{}", product["handle"].as_str().unwrap())).await;
+        assert!(shown.text.contains(&format!("value=\"{variant_id}\"")), "the product page offers the variant");
+        assert!(shown.text.contains("action=\"/cart/lines\""));
+
+        // Into the cart: a cookie holds it, for this site's pages only.
+        let added = send("/cart/lines", vec![("variant_id", variant_id.clone()), ("quantity", "2".into())], None).await;
+        assert_eq!((added.status, added.header("location")), (303, Some("/cart")));
+        let cookie = added.set_cookie_line("backroom_cart").expect("the cart's cookie");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        let cart = get("/cart".into()).await;
+        assert_eq!(cart.status, 200);
+        assert_eq!(cart.header("cache-control"), Some("no-store"));
+        assert!(cart.text.contains(product["title"].as_str().unwrap()));
+        assert!(cart.text.contains("value=\"2\""));
+        std::fs::write(folder.path().join("cart.html"), &cart.text).unwrap();
+        let line = cart.text.split("action=\"/cart/lines/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+        // Another site's form changes nothing.
+        let forged = send("/cart/lines", vec![("variant_id", variant_id.clone()), ("quantity", "5".into())], Some(("sec-fetch-site", "cross-site"))).await;
+        assert_eq!(forged.status, 403);
+        let changed = browser.post(app.url(&format!("/cart/lines/{line}"))).form(&[("quantity", "3")]).send().await.unwrap();
+        assert_eq!(changed.status(), 303);
+        assert!(get("/cart".into()).await.text.contains("value=\"3\""), "the quantity is 3, not 8");
+        let too_many = send("/cart/lines", vec![("variant_id", variant_id.clone()), ("quantity", "lots".into())], None).await;
+        assert_eq!(too_many.status, 422);
+        assert!(too_many.text.contains("`quantity` must be a whole number"), "{}", too_many.text);
+        let bad_code = send("/cart/codes", vec![("code", "NOSUCHCODE".into())], None).await;
+        assert!(bad_code.status >= 400 && bad_code.text.contains("role=\"alert\""), "{}", bad_code.status);
+
+        // Checkout: details first, then the methods that fit them, then the order.
+        let checkout = get("/checkout".into()).await;
+        assert_eq!(checkout.status, 200);
+        let key = checkout.text.split("name=\"key\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let details = |postcode: &str, action: &str, card: &str, method: &str| -> Vec<(&'static str, String)> {
+            vec![
+                ("key", key.clone()), ("email", "ana@example.com".into()), ("first_name", "Ana".into()),
+                ("last_name", "Silva".into()), ("line1", "1 Rue de Rivoli".into()), ("city", "Paris".into()),
+                ("postcode", postcode.into()), ("country", "FR".into()), ("provider", "test".into()),
+                ("card_number", card.into()), ("shipping_method_id", method.into()), ("action", action.into()),
+            ]
+        };
+        let wrong = send("/checkout", details("ABC", "update", "", ""), None).await;
+        assert_eq!(wrong.status, 422);
+        assert!(wrong.text.contains("postcode"), "the page says what is wrong");
+        assert!(wrong.text.contains("value=\"ABC\""), "what was typed is kept");
+        let updated = send("/checkout", details("75001", "update", "", ""), None).await;
+        assert_eq!(updated.status, 200);
+        std::fs::write(folder.path().join("checkout.html"), &updated.text).unwrap();
+        let method = updated.text.split("name=\"shipping_method_id\" value=\"").nth(1).expect("shipping methods").split('"').next().unwrap().to_owned();
+        let declined = send("/checkout", details("75001", "place", "4000000000000002", &method), None).await;
+        assert_eq!(declined.status, 402, "{}", declined.text);
+        assert!(declined.text.contains("role=\"alert\""));
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0, "a declined card sells nothing");
+
+        let placed = send("/checkout", details("75001", "place", "4242 4242 4242 4242", &method), None).await;
+        assert_eq!((placed.status, placed.header("location")), (303, Some("/checkout/complete")), "{}", placed.text);
+        let again = send("/checkout", details("75001", "place", "4242 4242 4242 4242", &method), None).await;
+        assert_eq!((again.status, again.header("location")), (303, Some("/checkout/complete")));
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1, "the form sent twice is one order");
+        let thanks = get("/checkout/complete".into()).await;
+        assert_eq!(thanks.status, 200);
+        assert!(thanks.text.contains("#1001") && thanks.text.contains("ana@example.com"), "{}", thanks.text);
+        std::fs::write(folder.path().join("confirmation.html"), &thanks.text).unwrap();
+        let mails = app.wait_for_emails(1).await;
+        assert!(mails.iter().any(|mail| mail.to.contains("ana@example.com") && mail.subject.contains("1001")), "{:?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
+        // The cart became the order: it is empty again.
+        assert!(get("/cart".into()).await.text.contains("Your cart is empty"));
+        assert_valid_html(folder.path());
+    }
+
     async fn pages_are_cached_compressed_revalidated_and_refreshed_on_change(backend) {
         let app = demo_shop(backend).await;
         let auth = app.staff("admin@example.com", Role::Admin).await;

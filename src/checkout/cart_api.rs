@@ -135,18 +135,25 @@ async fn create_cart(
     caller: MaybeCustomer,
     Json(new): Json<NewCart>,
 ) -> AppResult<Response> {
+    Ok(answer(StatusCode::CREATED, start_cart(&state, &caller, new).await?))
+}
+
+/// Starts a cart: the caller's when signed in, else a guest's.
+pub(crate) async fn start_cart(state: &AppState, caller: &MaybeCustomer, new: NewCart) -> AppResult<Cart> {
     let mut violations = Violations::default();
     let email = new.email.as_deref().and_then(|raw| violations.check("email", EmailAddress::parse(raw)));
     violations.finish()?;
     let region = match &new.region_id {
-        Some(id) => super::settings(&state)
+        Some(id) => super::settings(state)
             .await?
             .region(id)
             .cloned()
             .ok_or_else(|| AppError::invalid_field("region_id", "unknown", "names no region"))?,
-        None => super::settings(&state).await?.regions.iter().find(|region| region.is_default).cloned().ok_or_else(
-            || AppError::new(ErrorCode::Conflict, "The shop has no region yet: staff must create one before carts."),
-        )?,
+        None => {
+            super::settings(state).await?.regions.iter().find(|region| region.is_default).cloned().ok_or_else(|| {
+                AppError::new(ErrorCode::Conflict, "The shop has no region yet: staff must create one before carts.")
+            })?
+        }
     };
     let email = match (email, caller.customer_id()) {
         (Some(email), _) => Some(email.as_str().to_owned()),
@@ -171,14 +178,13 @@ async fn create_cart(
             Param::MaybeText(caller.customer_id().map(str::to_owned)),
             Param::Text(region.id.clone()),
             Param::MaybeText(email),
-            Param::Int(now.plus_secs(ttl_secs(&state)).0),
+            Param::Int(now.plus_secs(ttl_secs(state)).0),
             Param::Int(now.0),
         ],
     );
     let row = state.db.write_batch(&batch).await?.remove(0).row::<CartRow>()?;
     let row = row.ok_or_else(|| AppError::internal(anyhow::anyhow!("an INSERT ... RETURNING answered no row")))?;
-    let cart = cart::priced_with(&state, &row, &cart::Contents::default()).await?;
-    Ok(answer(StatusCode::CREATED, cart))
+    cart::priced_with(state, &row, &cart::Contents::default()).await
 }
 
 /// Read a cart, priced as the shop is now, with what changed since the last change to it.
@@ -187,7 +193,7 @@ async fn create_cart(
         (status = 200, body = Cart),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_cart(
+pub(crate) async fn get_cart(
     State(state): State<AppState>,
     caller: MaybeCustomer,
     Path(id): Path<String>,
@@ -231,7 +237,7 @@ fn normalised(address: Address, field: &str, violations: &mut Violations) -> Opt
         (status = 409, description = "The cart is being checked out or is an order", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn update_cart(
+pub(crate) async fn update_cart(
     State(state): State<AppState>,
     caller: MaybeCustomer,
     Path(id): Path<String>,
@@ -381,7 +387,7 @@ fn check_quantity(fact: &cart::Facts, quantity: i64) -> AppResult<()> {
         (status = 409, description = "Not enough stock, or the cart is being checked out", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn add_line(
+pub(crate) async fn add_line(
     State(state): State<AppState>,
     caller: MaybeCustomer,
     Path(id): Path<String>,
@@ -520,7 +526,7 @@ async fn set_quantity(
         (status = 409, description = "Not enough stock, or the cart is being checked out", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn update_line(
+pub(crate) async fn update_line(
     State(state): State<AppState>,
     caller: MaybeCustomer,
     Path((id, line_id)): Path<(String, String)>,
@@ -599,7 +605,7 @@ async fn write_codes(state: &AppState, row: &CartRow, codes: &[String]) -> AppRe
         (status = 409, description = "The cart is being checked out", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The code gives nothing to this cart", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn add_code(
+pub(crate) async fn add_code(
     State(state): State<AppState>,
     caller: MaybeCustomer,
     Path(id): Path<String>,

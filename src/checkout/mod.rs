@@ -2,7 +2,7 @@
 
 pub mod address;
 pub mod cart;
-mod cart_api;
+pub(crate) mod cart_api;
 pub mod demo;
 pub mod place;
 pub mod pricing;

@@ -198,7 +198,7 @@ fn not_ready(cart: &Cart) -> AppError {
         (status = 422, description = "The cart lacks something, or the payment details are invalid", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The payment provider did not answer; nothing was charged", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn complete_cart(
+pub(crate) async fn complete_cart(
     State(state): State<AppState>,
     caller: MaybeCustomer,
     Path(id): Path<String>,

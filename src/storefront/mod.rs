@@ -9,6 +9,7 @@
 mod catalog_pages;
 mod content_pages;
 pub mod page;
+mod shopping;
 mod structured;
 pub mod theme;
 
@@ -20,7 +21,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use minijinja::{Value, context};
 use serde::Serialize;
 
@@ -72,6 +73,12 @@ pub fn router() -> Router<AppState> {
         .route("/blog/tag/{slug}", get(content_pages::tag))
         .route("/blog/{slug}", get(content_pages::post))
         .route("/pages/{slug}", get(content_pages::page))
+        .route("/cart", get(shopping::show_cart))
+        .route("/cart/lines", post(shopping::add_to_cart))
+        .route("/cart/lines/{line}", post(shopping::change_line))
+        .route("/cart/codes", post(shopping::apply_code))
+        .route("/checkout", get(shopping::show_checkout).post(shopping::submit_checkout))
+        .route("/checkout/complete", get(shopping::confirmation))
         .route("/assets/{file}", get(asset))
 }
 

@@ -25,6 +25,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("blog.html", include_str!("../../templates/storefront/blog.html")),
     ("entry.html", include_str!("../../templates/storefront/entry.html")),
     ("error.html", include_str!("../../templates/storefront/error.html")),
+    ("cart.html", include_str!("../../templates/storefront/cart.html")),
+    ("checkout.html", include_str!("../../templates/storefront/checkout.html")),
+    ("confirmation.html", include_str!("../../templates/storefront/confirmation.html")),
 ];
 
 const ASSETS: &[(&str, &[u8])] = &[
