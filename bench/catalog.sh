@@ -56,6 +56,7 @@ rows = list(csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8")))
 handles = sorted({r["handle"] for r in rows})
 random.Random(7).shuffle(handles)
 open(sys.argv[2] + "/handles.txt", "w").write("\n".join(handles[:2000]) + "\n")
+open(sys.argv[2] + "/all-handles.txt", "w").write("\n".join(handles) + "\n")
 words = sorted({w.lower() for r in rows if r["title"] for w in r["title"].split() if len(w) > 3})
 rng = random.Random(11)
 queries = []
@@ -83,6 +84,28 @@ BENCH_PATHS_FILE="$WORK/backroom-searches.txt" bench catalog backroom "search, 3
 BENCH_PATHS_FILE="$WORK/backroom-fresh-searches.txt" bench catalog backroom "search, 30,000 queries, none cached" "$BR_PID" "$BR" "${PATHS[@]}"
 bench catalog backroom "category t-shirts, 20" "$BR_PID" "$BR/api/v1/store/products?limit=20&category=t-shirts" "${REPORT[@]}"
 bench catalog backroom "category clothing (and below), 20" "$BR_PID" "$BR/api/v1/store/products?limit=20&category=clothing" "${REPORT[@]}"
+
+# The storefront's HTML pages of the same catalog, asked for as browsers do (compressed).
+# Warm: 200 product pages, which the page cache holds. Cold: all the products, and the
+# category's pages in every order, with and without the stock filter: more than the page
+# cache keeps, so most answers are rendered afresh.
+BROWSER=(-H "Accept-Encoding: br, gzip" -H "Accept: text/html")
+head -n 200 "$WORK/handles.txt" | sed 's|^|/products/|' >"$WORK/pages-warm.txt"
+sed 's|^|/products/|' "$WORK/all-handles.txt" >"$WORK/pages-cold.txt"
+in_clothing=$(curl -fsS "$BR/api/v1/store/products?limit=1&category=clothing" | json_field total)
+python3 - "$in_clothing" >"$WORK/category-pages.txt" <<'EOF'
+import random, sys
+pages = (int(sys.argv[1]) + 23) // 24
+paths = [f"/categories/clothing?sort={sort}&page={page}{stock}" for sort in ("newest", "price", "-price", "title")
+         for page in range(1, min(pages, 400) + 1) for stock in ("", "&available=true")]
+random.Random(5).shuffle(paths)
+print("\n".join(paths))
+EOF
+curl -fsS -o /dev/null -H 'Accept: text/html' "$BR$(head -n1 "$WORK/pages-warm.txt")" || die "Backroom does not answer a product page"
+BENCH_PATHS_FILE="$WORK/pages-warm.txt" bench catalog backroom "product page HTML, 200 pages (warm)" "$BR_PID" "$BR" "${PATHS[@]}" "${BROWSER[@]}"
+BENCH_PATHS_FILE="$WORK/pages-cold.txt" bench catalog backroom "product page HTML, $PRODUCTS pages (cold)" "$BR_PID" "$BR" "${PATHS[@]}" "${BROWSER[@]}"
+bench catalog backroom "category page HTML (warm)" "$BR_PID" "$BR/categories/clothing" "${REPORT[@]}" "${BROWSER[@]}"
+BENCH_PATHS_FILE="$WORK/category-pages.txt" bench catalog backroom "category page HTML, $(wc -l <"$WORK/category-pages.txt") orders and pages (cold)" "$BR_PID" "$BR" "${PATHS[@]}" "${BROWSER[@]}"
 sleep "$IDLE_SECS"
 printf 'backroom-after\t%s\n' "$(status_kb "$BR_PID" VmRSS)" >>"$MEMORY"
 stop_pid "$BR_PID"

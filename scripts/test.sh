@@ -78,6 +78,17 @@ else
   export BACKROOM_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:1/unreachable
 fi
 
+# The storefront's browser test drives Debian's Chromium; the page checks use Java (the Nu Html
+# Checker) and npm packages, which the tests install under target/ themselves.
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Chromium (Debian's chromium and chromium-driver)"
+  sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" dpkg --configure -a || true
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest

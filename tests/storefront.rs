@@ -107,6 +107,35 @@ fn assert_structured_data(file: &Path, schemas: &str) {
     );
 }
 
+/// Fetches the sitemap index and every sitemap it lists, and validates them against the
+/// sitemaps.org schemas (with Google's image extension).
+async fn assert_valid_sitemaps(app: &TestApp) {
+    let folder = tempfile::tempdir().unwrap();
+    let index = app.get("/sitemap.xml", &[]).await;
+    assert_eq!(index.status, 200);
+    std::fs::write(folder.path().join("sitemap.xml"), &index.text).unwrap();
+    let mut files = vec![folder.path().join("sitemap.xml")];
+    for loc in index.text.split("<loc>").skip(1) {
+        let url = &loc[..loc.find("</loc>").unwrap()];
+        let name = url.rsplit('/').next().unwrap();
+        let file = app.get(&format!("/sitemaps/{name}"), &[]).await;
+        assert_eq!(file.status, 200, "{url}");
+        std::fs::write(folder.path().join(name), &file.text).unwrap();
+        files.push(folder.path().join(name));
+    }
+    assert!(files.len() >= 5, "an index of the sitemaps of each kind");
+    let python = common::python_with("lxml==6.1.3");
+    let schema = common::npm_tools().join("node_modules/sitemap/schema/sitemap.xsd");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/validate_sitemaps.py");
+    let output = Command::new(python).arg(script).arg(schema).args(&files).output().expect("python runs");
+    assert!(
+        output.status.success(),
+        "the sitemaps do not validate:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 conformance! {
     async fn every_page_type_is_valid_html_with_structured_data_and_social_cards(backend) {
         let app = demo_shop(backend).await;
@@ -197,6 +226,8 @@ conformance! {
         assert_eq!(meta(&html["search"], "robots").as_deref(), Some("noindex, follow"));
         assert_eq!(meta(&html["missing"], "robots").as_deref(), Some("noindex, follow"));
         assert_eq!(meta(&html["home"], "robots").as_deref(), Some("index, follow"));
+        assert!(html["product"].contains("/media/"), "the sitemaps have images to list");
+        assert_valid_sitemaps(&app).await;
     }
 
     async fn every_page_has_one_canonical_address(backend) {
@@ -439,6 +470,75 @@ conformance! {
         assert!(mails.iter().any(|mail| mail.to.contains("ana@example.com") && mail.subject.contains("1001")), "{:?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
         // The cart became the order: it is empty again.
         assert!(get("/cart".into()).await.text.contains("Your cart is empty"));
+        assert_valid_html(folder.path());
+    }
+
+    async fn a_customer_registers_signs_in_and_finds_their_orders(backend) {
+        let app = demo_shop(backend).await;
+        let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let get = |path: &'static str| {
+            let request = browser.get(app.url(path)).header("accept", "text/html");
+            async move { Resp::read(request.send().await.unwrap()).await }
+        };
+        let send = |path: &'static str, form: Vec<(&'static str, String)>| {
+            let request = browser.post(app.url(path)).form(&form);
+            async move { Resp::read(request.send().await.unwrap()).await }
+        };
+        let folder = tempfile::tempdir().unwrap();
+        let away = get("/account").await;
+        assert_eq!((away.status, away.header("location")), (303, Some("/account/signin")));
+
+        let weak = send("/account/register", vec![("first_name", "Ana".into()), ("last_name", "Silva".into()), ("email", "ana@example.com".into()), ("password", "short".into())]).await;
+        assert_eq!(weak.status, 422);
+        assert!(weak.text.contains("`password`") && weak.text.contains("value=\"ana@example.com\""), "{}", weak.text);
+        let registered = send("/account/register", vec![("first_name", "Ana".into()), ("last_name", "Silva".into()), ("email", "ana@example.com".into()), ("password", "a long enough passphrase".into())]).await;
+        assert_eq!(registered.status, 200);
+        assert!(registered.text.contains("Check your inbox"));
+        std::fs::write(folder.path().join("register.html"), &registered.text).unwrap();
+
+        let wrong = send("/account/signin", vec![("email", "ana@example.com".into()), ("password", "not the passphrase".into())]).await;
+        assert_eq!(wrong.status, 401);
+        assert!(wrong.text.contains("The email or password is wrong."));
+        std::fs::write(folder.path().join("signin.html"), &wrong.text).unwrap();
+        let signed = send("/account/signin", vec![("email", "ana@example.com".into()), ("password", "a long enough passphrase".into())]).await;
+        assert_eq!((signed.status, signed.header("location")), (303, Some("/account")));
+        assert!(signed.set_cookie_line("backroom_session").is_some_and(|c| c.contains("HttpOnly")));
+        let mine = get("/account").await;
+        assert_eq!(mine.status, 200);
+        assert!(mine.text.contains("ana@example.com") && mine.text.contains("No orders yet"));
+
+        // Checked out while signed in, the order is the customer's.
+        let listed = app.get("/api/v1/store/products?available=true&sort=title&limit=1", &[]).await;
+        let variant = listed.body["data"][0]["variants"].as_array().unwrap().iter().find(|v| v["availability"] != "out_of_stock").unwrap()["id"].as_str().unwrap().to_owned();
+        assert_eq!(send("/cart/lines", vec![("variant_id", variant), ("quantity", "1".into())]).await.status, 303);
+        let checkout = get("/checkout").await;
+        let hidden = |name: &str| checkout.text.split(&format!("name=\"{name}\" value=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let (key, csrf) = (hidden("key"), hidden("csrf"));
+        let mut details = vec![
+            ("key", key), ("csrf", csrf.clone()), ("email", "ana@example.com".into()), ("first_name", "Ana".into()),
+            ("last_name", "Silva".into()), ("line1", "1 Rue de Rivoli".into()), ("city", "Paris".into()),
+            ("postcode", "75001".into()), ("country", "FR".into()), ("provider", "test".into()),
+            ("card_number", "4242424242424242".into()), ("action", "update".into()),
+        ];
+        let updated = send("/checkout", details.clone()).await;
+        let method = updated.text.split("name=\"shipping_method_id\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        details.push(("shipping_method_id", method));
+        details.retain(|(name, _)| *name != "action");
+        details.push(("action", "place".into()));
+        let placed = send("/checkout", details).await;
+        assert_eq!(placed.status, 303, "{}", placed.text);
+        let mine = get("/account").await;
+        assert!(mine.text.contains("#1001"), "{}", mine.text);
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders WHERE customer_id IS NOT NULL").await, 1);
+        std::fs::write(folder.path().join("account.html"), &mine.text).unwrap();
+
+        // Signing out takes the session's token: another site cannot sign the customer out.
+        let forged = send("/account/signout", vec![("csrf", "not-the-token".into())]).await;
+        assert_eq!(forged.status, 403);
+        assert_eq!(get("/account").await.status, 200);
+        let out = send("/account/signout", vec![("csrf", csrf)]).await;
+        assert_eq!((out.status, out.header("location")), (303, Some("/")));
+        assert_eq!(get("/account").await.status, 303);
         assert_valid_html(folder.path());
     }
 

@@ -121,7 +121,7 @@ pub(crate) fn phone_rule(raw: &str) -> Result<Option<String>, FieldRule> {
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn register(
+pub(crate) async fn register(
     State(state): State<AppState>,
     client_ip: ClientIp,
     Json(request): Json<RegisterRequest>,

@@ -787,7 +787,7 @@ pub struct MyOrdersQuery {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn my_orders(
+pub(crate) async fn my_orders(
     State(state): State<AppState>,
     customer: CurrentCustomer,
     Query(query): Query<MyOrdersQuery>,

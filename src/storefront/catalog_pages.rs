@@ -557,7 +557,10 @@ fn render_listing(
     listing: &Listing,
     scope: Scope<'_>,
 ) -> Shown {
-    let search = listing.search(scope.filter, chrome.currency.as_deref())?;
+    // The shop's currency; a shop without regions yet has its products' own.
+    let currency =
+        chrome.currency.clone().or_else(|| contents.items().find_map(|(_, item)| item.prices.keys().next().cloned()));
+    let search = listing.search(scope.filter, currency.as_deref())?;
     let found = search::run(contents, &search, true);
     let pages = (found.total.div_ceil(PER_PAGE as usize)).max(1);
     if listing.page > pages {
@@ -586,7 +589,7 @@ fn render_listing(
         sorts.push(("position", "Featured"));
     }
     sorts.push(("newest", "Newest"));
-    if chrome.currency.is_some() {
+    if currency.is_some() {
         sorts.extend([("price", "Price, low to high"), ("-price", "Price, high to low")]);
     }
     sorts.push(("title", "Name"));

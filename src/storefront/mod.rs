@@ -6,6 +6,7 @@
 //! adds to them. Every page has one canonical address, its title and description, social
 //! cards and JSON-LD.
 
+mod account;
 mod catalog_pages;
 mod content_pages;
 pub mod page;
@@ -15,6 +16,7 @@ pub mod theme;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,7 +32,7 @@ use self::theme::Theme;
 use crate::app::AppState;
 use crate::catalog::media::ImageSize;
 use crate::content::menus::ShownItem;
-use crate::platform::cache::{Caches, TtlCache};
+use crate::platform::cache::{Caches, Evict, TtlCache};
 use crate::platform::error::AppError;
 
 /// The name rendered pages are cached under.
@@ -39,11 +41,17 @@ pub const PAGES: &str = "storefront_pages";
 /// How long a rendered page is kept without a change being heard.
 const PAGE_TTL: Duration = Duration::from_secs(60);
 
+/// How many bytes of pages the cache takes in before it starts over: a crawler walking every
+/// filter of every list must not grow memory without bound.
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The theme and what is kept of its pages.
 pub struct Storefront {
     pub theme: Theme,
     /// Rendered pages by path and query.
     pages: Arc<TtlCache<Page>>,
+    /// The bytes of pages put in the cache since it last started over.
+    page_bytes: AtomicUsize,
     /// What every page shows around its own content.
     chrome: Arc<TtlCache<Chrome>>,
 }
@@ -58,7 +66,7 @@ impl Storefront {
             caches.clear_on(name, pages.clone());
             caches.clear_on(name, chrome.clone());
         }
-        Ok(Self { theme: Theme::load(config)?, pages, chrome })
+        Ok(Self { theme: Theme::load(config)?, pages, page_bytes: AtomicUsize::new(0), chrome })
     }
 }
 
@@ -79,6 +87,10 @@ pub fn router() -> Router<AppState> {
         .route("/cart/codes", post(shopping::apply_code))
         .route("/checkout", get(shopping::show_checkout).post(shopping::submit_checkout))
         .route("/checkout/complete", get(shopping::confirmation))
+        .route("/account", get(account::account))
+        .route("/account/signin", get(account::show_signin).post(account::submit_signin))
+        .route("/account/register", get(account::show_register).post(account::submit_register))
+        .route("/account/signout", post(account::sign_out))
         .route("/assets/{file}", get(asset))
 }
 
@@ -355,6 +367,11 @@ where
             let page = Arc::new(page);
             let response = page.respond(headers);
             if page.status == StatusCode::OK && page.size() < 1024 * 1024 {
+                let kept = state.storefront.page_bytes.fetch_add(page.kept_size(), Ordering::Relaxed);
+                if kept > MAX_PAGE_BYTES {
+                    state.storefront.page_bytes.store(0, Ordering::Relaxed);
+                    cache.clear();
+                }
                 cache.insert(key, page, generation);
             }
             response

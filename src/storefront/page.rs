@@ -3,6 +3,7 @@
 //! its kind.
 
 use std::io::Write as _;
+use std::sync::OnceLock;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,26 +17,40 @@ const PAGE_POLICY: &str = "default-src 'self'; img-src 'self' https: data:; scri
 /// Below this many bytes, compressing saves too little to be worth it.
 const COMPRESS_FROM: usize = 512;
 
-/// A body with its compressed forms and a tag of its bytes.
+/// A body with its compressed forms, each made the first time a request takes it, and a tag
+/// of its bytes.
 pub struct Encoded {
     identity: Bytes,
-    gzip: Option<Bytes>,
-    brotli: Option<Bytes>,
+    gzip: OnceLock<Option<Bytes>>,
+    brotli: OnceLock<Option<Bytes>>,
+    /// Brotli's quality, 0 to 11.
+    quality: u32,
     etag: HeaderValue,
 }
 
 impl Encoded {
-    /// Encodes `bytes`; `quality` is Brotli's, 0 to 11 (11 for files served for ever, lower
-    /// for pages rendered often).
+    /// `bytes`, to be compressed at Brotli `quality` (11 for files served for ever, lower for
+    /// pages rendered often).
     pub fn new(bytes: Vec<u8>, quality: u32) -> Self {
         let etag = HeaderValue::from_str(&format!("W/\"{:016x}\"", crate::platform::http::content_hash(&bytes)))
             .unwrap_or(HeaderValue::from_static("W/\"0\""));
-        let (gzip, brotli) = if bytes.len() >= COMPRESS_FROM {
-            (gzip(&bytes).filter(|g| g.len() < bytes.len()), brotli(&bytes, quality).filter(|b| b.len() < bytes.len()))
-        } else {
-            (None, None)
-        };
-        Self { identity: bytes.into(), gzip: gzip.map(Bytes::from), brotli: brotli.map(Bytes::from), etag }
+        Self { identity: bytes.into(), gzip: OnceLock::new(), brotli: OnceLock::new(), quality, etag }
+    }
+
+    /// As [`Encoded::new`], compressed at once in both encodings.
+    pub fn compressed(bytes: Vec<u8>, quality: u32) -> Self {
+        let encoded = Self::new(bytes, quality);
+        encoded.gzip();
+        encoded.brotli();
+        encoded
+    }
+
+    fn gzip(&self) -> Option<&Bytes> {
+        self.gzip.get_or_init(|| compress(&self.identity, gzip)).as_ref()
+    }
+
+    fn brotli(&self) -> Option<&Bytes> {
+        self.brotli.get_or_init(|| compress(&self.identity, |bytes| brotli(bytes, self.quality))).as_ref()
     }
 
     /// The size of the body as it is, in bytes.
@@ -43,13 +58,23 @@ impl Encoded {
         self.identity.len()
     }
 
+    /// What it takes in memory: the body in every encoding made so far.
+    pub fn kept_size(&self) -> usize {
+        let made = |encoded: &OnceLock<Option<Bytes>>| encoded.get().and_then(Option::as_ref).map_or(0, Bytes::len);
+        self.identity.len() + made(&self.gzip) + made(&self.brotli)
+    }
+
     /// The body in the best encoding the request accepts, and that encoding's name.
     fn for_request(&self, headers: &HeaderMap) -> (Bytes, Option<&'static str>) {
         let accepts = accepted_encodings(headers);
-        if let (Some(body), true) = (&self.brotli, accepts.brotli) {
+        if accepts.brotli
+            && let Some(body) = self.brotli()
+        {
             return (body.clone(), Some("br"));
         }
-        if let (Some(body), true) = (&self.gzip, accepts.gzip) {
+        if accepts.gzip
+            && let Some(body) = self.gzip()
+        {
             return (body.clone(), Some("gzip"));
         }
         (self.identity.clone(), None)
@@ -85,8 +110,17 @@ impl Encoded {
     }
 }
 
+/// `bytes` compressed by `encode`, when that is worth it: not for small bodies, nor when it
+/// saves nothing.
+fn compress(bytes: &[u8], encode: impl FnOnce(&[u8]) -> Option<Vec<u8>>) -> Option<Bytes> {
+    if bytes.len() < COMPRESS_FROM {
+        return None;
+    }
+    encode(bytes).filter(|encoded| encoded.len() < bytes.len()).map(Bytes::from)
+}
+
 fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 3), flate2::Compression::new(6));
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 3), flate2::Compression::new(5));
     encoder.write_all(bytes).ok()?;
     encoder.finish().ok()
 }
@@ -165,14 +199,19 @@ pub struct Page {
 }
 
 impl Page {
-    /// A page of `html`: compressed at a quality quick enough to do on every render.
+    /// A page of `html`, to be compressed at a quality quick enough to do on every render.
     pub fn new(status: StatusCode, html: String, freshness: Freshness) -> Self {
-        Self { status, body: Encoded::new(html.into_bytes(), 5), freshness }
+        Self { status, body: Encoded::new(html.into_bytes(), 4), freshness }
     }
 
     /// Its size, for bounding caches.
     pub fn size(&self) -> usize {
         self.body.size()
+    }
+
+    /// What it takes in memory.
+    pub fn kept_size(&self) -> usize {
+        self.body.kept_size()
     }
 
     pub fn respond(&self, headers: &HeaderMap) -> Response {

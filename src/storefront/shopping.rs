@@ -39,7 +39,7 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> Header
 
 /// Whether a form came from this site's own pages: browsers say where a request comes from
 /// in `Sec-Fetch-Site`, or else in `Origin`.
-fn from_this_site(headers: &HeaderMap) -> bool {
+pub(super) fn from_this_site(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return matches!(site, "same-origin" | "none");
     }
@@ -54,7 +54,7 @@ fn guest() -> MaybeCustomer {
 }
 
 /// 303 to `to`, with the cookies set.
-fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
+pub(super) fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     let mut response = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")))],
@@ -67,7 +67,7 @@ fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     response
 }
 
-fn parse_form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
+pub(super) fn parse_form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
     serde_urlencoded::from_bytes(body).map_err(|err| Refusal::Invalid(format!("The form could not be read: {err}.")))
 }
 
@@ -133,7 +133,7 @@ fn cart_view(cart: &Cart) -> CartView {
 }
 
 /// A page for one shopper: rendered, with its status, never stored by shared caches.
-async fn private_page(
+pub(super) async fn private_page(
     state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
@@ -163,7 +163,7 @@ async fn cart_page(state: &AppState, headers: &HeaderMap, status: StatusCode, er
 }
 
 /// What went wrong, for the shopper, and the status that says so.
-fn told(err: &AppError) -> (StatusCode, String) {
+pub(super) fn told(err: &AppError) -> (StatusCode, String) {
     let status = err.status();
     if status.is_server_error() {
         err.log();
@@ -282,7 +282,7 @@ pub async fn apply_code(State(state): State<AppState>, headers: HeaderMap, body:
     }
 }
 
-async fn forbidden(state: &AppState, headers: &HeaderMap) -> Response {
+pub(super) async fn forbidden(state: &AppState, headers: &HeaderMap) -> Response {
     let err = AppError::new(ErrorCode::Forbidden, "This form was sent from another site.");
     let (status, message) = told(&err);
     let mut response = super::error_page(state, headers, status, "Not allowed", &message).await;
@@ -325,6 +325,9 @@ struct CheckoutForm {
     card_number: String,
     #[serde(default)]
     action: String,
+    /// The session's CSRF token, when the shopper is signed in: the order is then theirs.
+    #[serde(default, skip_serializing)]
+    csrf: String,
 }
 
 impl CheckoutForm {
@@ -458,6 +461,7 @@ async fn checkout_page(
         providers => Value::from_serialize(&providers),
         card => offered.contains(&"test"),
         key => key,
+        csrf => super::account::csrf_of(headers),
         error => error,
     };
     private_page(state, headers, status, "checkout.html", "Checkout", "/checkout", values).await
@@ -539,7 +543,13 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
     if let Ok(key) = HeaderValue::from_str(&form.key) {
         key_headers.insert("idempotency-key", key);
     }
-    let placed = place::complete_cart(State(state.clone()), guest(), Path(cart_id), key_headers, Json(request)).await;
+    // Signed in, the shopper's order is theirs, if the form carries their session's token.
+    let caller = if form.csrf.is_empty() {
+        guest()
+    } else {
+        MaybeCustomer(super::account::signed_in(&state, &headers, Some(&form.csrf)).await)
+    };
+    let placed = place::complete_cart(State(state.clone()), caller, Path(cart_id), key_headers, Json(request)).await;
     match placed {
         Ok(response) => match response.status() {
             StatusCode::OK | StatusCode::CREATED => {

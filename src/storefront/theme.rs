@@ -28,6 +28,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("cart.html", include_str!("../../templates/storefront/cart.html")),
     ("checkout.html", include_str!("../../templates/storefront/checkout.html")),
     ("confirmation.html", include_str!("../../templates/storefront/confirmation.html")),
+    ("account.html", include_str!("../../templates/storefront/account.html")),
+    ("signin.html", include_str!("../../templates/storefront/signin.html")),
+    ("register.html", include_str!("../../templates/storefront/register.html")),
 ];
 
 const ASSETS: &[(&str, &[u8])] = &[
@@ -116,7 +119,7 @@ impl Theme {
         for (name, bytes) in sources {
             let served = hashed_name(&name, &bytes);
             urls.insert(name.clone(), format!("/assets/{served}"));
-            let body = Encoded::new(bytes, 11);
+            let body = Encoded::compressed(bytes, 11);
             assets.insert(served, Asset { body, content_type: content_type(&name) });
         }
 

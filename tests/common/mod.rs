@@ -502,11 +502,11 @@ pub fn python_with(package: &str) -> PathBuf {
     python
 }
 
-/// The npm tools the storefront's tests check pages with, installed on first use into
+/// The npm tools the storefront's tests check and drive pages with, installed on first use into
 /// `target/test-node` (a lock keeps concurrent tests from installing twice): the folder
 /// holding their `node_modules`.
 pub fn npm_tools() -> PathBuf {
-    const PACKAGES: &str = "vnu-jar@26.9.27 structured-data-testing-tool@4.5.0";
+    const PACKAGES: &str = "vnu-jar@26.9.27 structured-data-testing-tool@4.5.0 playwright-core@1.65.1 sitemap@9.0.1";
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-node");
     let marker = root.join(format!("installed-{}", PACKAGES.replace([' ', '@', '/'], "_")));
     let script = format!(
