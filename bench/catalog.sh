@@ -93,11 +93,12 @@ BROWSER=(-H "Accept-Encoding: br, gzip" -H "Accept: text/html")
 head -n 200 "$WORK/handles.txt" | sed 's|^|/products/|' >"$WORK/pages-warm.txt"
 sed 's|^|/products/|' "$WORK/all-handles.txt" >"$WORK/pages-cold.txt"
 in_clothing=$(curl -fsS "$BR/api/v1/store/products?limit=1&category=clothing" | json_field total)
-python3 - "$in_clothing" >"$WORK/category-pages.txt" <<'EOF'
+available=$(curl -fsS "$BR/api/v1/store/products?limit=1&category=clothing&available=true" | json_field total)
+python3 - "$in_clothing" "$available" >"$WORK/category-pages.txt" <<'EOF'
 import random, sys
-pages = (int(sys.argv[1]) + 23) // 24
+pages = lambda total: min((int(total) + 23) // 24, 400)
 paths = [f"/categories/clothing?sort={sort}&page={page}{stock}" for sort in ("newest", "price", "-price", "title")
-         for page in range(1, min(pages, 400) + 1) for stock in ("", "&available=true")]
+         for stock, total in (("", sys.argv[1]), ("&available=true", sys.argv[2])) for page in range(1, pages(total) + 1)]
 random.Random(5).shuffle(paths)
 print("\n".join(paths))
 EOF

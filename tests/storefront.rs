@@ -506,12 +506,25 @@ conformance! {
         let mine = get("/account").await;
         assert_eq!(mine.status, 200);
         assert!(mine.text.contains("ana@example.com") && mine.text.contains("No orders yet"));
+        std::fs::write(folder.path().join("account-empty.html"), &mine.text).unwrap();
+
+        // An address saved in the account is where checkout starts.
+        let token = mine.text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let address = |line1: &str, csrf: &str| -> Vec<(&'static str, String)> {
+            vec![("csrf", csrf.into()), ("first_name", "Ana".into()), ("last_name", "Silva".into()), ("line1", line1.into()),
+                 ("city", "Paris".into()), ("postcode", "75001".into()), ("country", "FR".into()), ("default", "1".into())]
+        };
+        assert_eq!(send("/account/addresses", address("9 Rue Cler", "forged")).await.status, 403);
+        let saved = send("/account/addresses", address("9 Rue Cler", &token)).await;
+        assert_eq!((saved.status, saved.header("location")), (303, Some("/account#addresses")));
+        assert!(get("/account").await.text.contains("Ana Silva, 9 Rue Cler, 75001, Paris, FR <strong>(default)</strong>"));
 
         // Checked out while signed in, the order is the customer's.
         let listed = app.get("/api/v1/store/products?available=true&sort=title&limit=1", &[]).await;
         let variant = listed.body["data"][0]["variants"].as_array().unwrap().iter().find(|v| v["availability"] != "out_of_stock").unwrap()["id"].as_str().unwrap().to_owned();
         assert_eq!(send("/cart/lines", vec![("variant_id", variant), ("quantity", "1".into())]).await.status, 303);
         let checkout = get("/checkout").await;
+        assert!(checkout.text.contains("value=\"9 Rue Cler\"") && checkout.text.contains("value=\"ana@example.com\""), "prefilled");
         let hidden = |name: &str| checkout.text.split(&format!("name=\"{name}\" value=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned();
         let (key, csrf) = (hidden("key"), hidden("csrf"));
         let mut details = vec![

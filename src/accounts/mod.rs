@@ -1,6 +1,7 @@
 //! Customers, staff users and roles, sessions, API keys, email verification and password
 //! reset.
 
+pub mod addresses;
 mod admin_customers;
 pub mod api_keys;
 pub mod audit;
@@ -21,6 +22,7 @@ use crate::app::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(customers::router())
+        .merge(addresses::router())
         .merge(staff::router())
         .merge(api_keys::router())
         .merge(admin_customers::router())

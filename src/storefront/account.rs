@@ -70,13 +70,95 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
             total: money::format(order.totals.total, &order.currency),
         })
         .collect();
+    let addresses = match crate::accounts::addresses::addresses_of(&state, customer.customer_id()).await {
+        Ok(addresses) => addresses,
+        Err(err) => return refused(&state, &headers, Refusal::Failed(err)).await,
+    };
+    let addresses: Vec<AddressRow> = addresses
+        .into_iter()
+        .map(|saved| AddressRow { text: one_line_address(&saved.address), id: saved.id, is_default: saved.is_default })
+        .collect();
+    let countries = match super::shopping::countries(&state).await {
+        Ok(countries) => countries,
+        Err(err) => return refused(&state, &headers, Refusal::Failed(err)).await,
+    };
     let values = context! {
+        countries => Value::from_serialize(&countries),
+        addresses => Value::from_serialize(&addresses),
         name => format!("{} {}", profile.customer.first_name, profile.customer.last_name).trim().to_owned(),
         email => profile.customer.email.clone(),
         orders => Value::from_serialize(&rows),
         csrf => csrf_of(&headers),
     };
     private_page(&state, &headers, StatusCode::OK, "account.html", "Your account", "/account", values).await
+}
+
+#[derive(Serialize)]
+struct AddressRow {
+    id: String,
+    text: String,
+    is_default: bool,
+}
+
+/// An address on one line, for lists.
+pub fn one_line_address(address: &crate::checkout::address::Address) -> String {
+    let name = format!("{} {}", address.first_name, address.last_name);
+    [name.trim(), &address.company, &address.line1, &address.line2, &address.postcode, &address.city, &address.country]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A new address from the account page's form: the address fields, `default`, and `csrf`.
+#[derive(Deserialize)]
+struct AddressForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(flatten)]
+    address: crate::checkout::address::Address,
+}
+
+pub async fn add_address(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: AddressForm = match parse_form(&body) {
+        Ok(form) => form,
+        Err(refusal) => return refused(&state, &headers, refusal).await,
+    };
+    let Some(customer) = signed_in(&state, &headers, Some(&form.csrf)).await else {
+        return forbidden(&state, &headers).await;
+    };
+    let input = crate::accounts::addresses::AddressInput { address: form.address, is_default: form.default.is_some() };
+    match crate::accounts::addresses::add_address(State(state.clone()), customer, Json(input)).await {
+        Ok(_) => see_other("/account#addresses", Vec::new()),
+        Err(err) => {
+            let (_, message) = told(&err);
+            let mut response =
+                super::error_page(&state, &headers, err.status(), "The address was not saved", &message).await;
+            *response.status_mut() = err.status();
+            response
+        }
+    }
+}
+
+pub async fn remove_address(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: CsrfForm = match parse_form(&body) {
+        Ok(form) => form,
+        Err(refusal) => return refused(&state, &headers, refusal).await,
+    };
+    let Some(customer) = signed_in(&state, &headers, Some(&form.csrf)).await else {
+        return forbidden(&state, &headers).await;
+    };
+    match crate::accounts::addresses::delete_address(State(state.clone()), customer, axum::extract::Path(id)).await {
+        Ok(_) => see_other("/account#addresses", Vec::new()),
+        Err(err) => refused(&state, &headers, Refusal::from(err)).await,
+    }
 }
 
 #[derive(Default, Deserialize, Serialize)]

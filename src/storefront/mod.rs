@@ -43,7 +43,7 @@ const PAGE_TTL: Duration = Duration::from_secs(60);
 
 /// How many bytes of pages the cache takes in before it starts over: a crawler walking every
 /// filter of every list must not grow memory without bound.
-const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The theme and what is kept of its pages.
 pub struct Storefront {
@@ -91,6 +91,8 @@ pub fn router() -> Router<AppState> {
         .route("/account/signin", get(account::show_signin).post(account::submit_signin))
         .route("/account/register", get(account::show_register).post(account::submit_register))
         .route("/account/signout", post(account::sign_out))
+        .route("/account/addresses", post(account::add_address))
+        .route("/account/addresses/{id}/delete", post(account::remove_address))
         .route("/assets/{file}", get(asset))
 }
 

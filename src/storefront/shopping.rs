@@ -333,20 +333,15 @@ struct CheckoutForm {
 impl CheckoutForm {
     /// The form filled from what the cart holds.
     fn of(cart: &Cart) -> Self {
-        let address = cart.shipping_address.clone().unwrap_or_else(|| Address {
-            first_name: String::new(),
-            last_name: String::new(),
-            company: String::new(),
-            line1: String::new(),
-            line2: String::new(),
-            city: String::new(),
-            subdivision: String::new(),
-            postcode: String::new(),
-            country: String::new(),
-            phone: String::new(),
-        });
+        let mut form = cart.shipping_address.clone().map(Self::of_address).unwrap_or_default();
+        form.email = cart.email.clone().unwrap_or_default();
+        form.shipping_method_id = cart.shipping_method.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+        form
+    }
+
+    /// The form with `address` filled in.
+    fn of_address(address: Address) -> Self {
         Self {
-            email: cart.email.clone().unwrap_or_default(),
             first_name: address.first_name,
             last_name: address.last_name,
             company: address.company,
@@ -357,7 +352,6 @@ impl CheckoutForm {
             postcode: address.postcode,
             country: address.country,
             phone: address.phone,
-            shipping_method_id: cart.shipping_method.as_ref().map(|m| m.id.clone()).unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -395,9 +389,22 @@ struct ProviderChoice {
 }
 
 #[derive(Serialize)]
-struct Country {
+pub(super) struct Country {
     code: String,
     name: String,
+}
+
+/// The countries the shop sells to, by name.
+pub(super) async fn countries(state: &AppState) -> Result<Vec<Country>, AppError> {
+    let settings = crate::checkout::settings(state).await?;
+    let mut countries: Vec<Country> = settings
+        .regions
+        .iter()
+        .flat_map(|region| &region.countries)
+        .map(|code| Country { code: code.clone(), name: country_name(code).unwrap_or(code).to_owned() })
+        .collect();
+    countries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(countries)
 }
 
 async fn checkout_page(
@@ -408,17 +415,10 @@ async fn checkout_page(
     status: StatusCode,
     error: Option<String>,
 ) -> Response {
-    let settings = match crate::checkout::settings(state).await {
-        Ok(settings) => settings,
+    let countries = match countries(state).await {
+        Ok(countries) => countries,
         Err(err) => return refused(state, headers, Refusal::Failed(err)).await,
     };
-    let mut countries: Vec<Country> = settings
-        .regions
-        .iter()
-        .flat_map(|region| &region.countries)
-        .map(|code| Country { code: code.clone(), name: country_name(code).unwrap_or(code).to_owned() })
-        .collect();
-    countries.sort_by(|a, b| a.name.cmp(&b.name));
     let chosen_method = if form.shipping_method_id.is_empty() {
         cart.shipping_method.as_ref().map(|m| m.id.clone()).unwrap_or_default()
     } else {
@@ -468,12 +468,30 @@ async fn checkout_page(
 }
 
 pub async fn show_checkout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match current_cart(&state, &headers).await {
-        Some(cart) if !cart.lines.is_empty() => {
-            checkout_page(&state, &headers, &cart, &CheckoutForm::of(&cart), StatusCode::OK, None).await
+    let cart = match current_cart(&state, &headers).await {
+        Some(cart) if !cart.lines.is_empty() => cart,
+        _ => return see_other("/cart", Vec::new()),
+    };
+    let mut form = CheckoutForm::of(&cart);
+    // A signed-in customer starts from their default address and their email.
+    if cart.shipping_address.is_none()
+        && let Some(customer) = super::account::signed_in(&state, &headers, None).await
+    {
+        let saved = crate::accounts::addresses::addresses_of(&state, customer.customer_id()).await.unwrap_or_default();
+        if let Some(default) = saved.into_iter().find(|saved| saved.is_default) {
+            form = CheckoutForm {
+                email: form.email,
+                shipping_method_id: form.shipping_method_id,
+                ..CheckoutForm::of_address(default.address)
+            };
         }
-        _ => see_other("/cart", Vec::new()),
+        if form.email.is_empty()
+            && let Ok(Some(view)) = crate::accounts::customers::find_customer(&state, customer.customer_id()).await
+        {
+            form.email = view.customer.email.clone();
+        }
     }
+    checkout_page(&state, &headers, &cart, &form, StatusCode::OK, None).await
 }
 
 /// Saves the details to the cart; with `action=place`, places the order and sends the
