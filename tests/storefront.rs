@@ -281,6 +281,14 @@ conformance! {
         let next = attribute(&all.text, "<link rel=\"next\"", "href").expect("a next page");
         assert_eq!(next, format!("{base}/search?sort=title&page=2"));
         let second = page(&app, "/search?sort=title&page=2").await;
+        // Numbered pages follow on from each other, in the order the API gives.
+        let titles = |html: &str| -> Vec<String> {
+            html.split("<span class=\"title\">").skip(1).map(|rest| unescape(&rest[..rest.find("</span>").unwrap()])).collect()
+        };
+        let listed = app.get("/api/v1/store/products?sort=title&limit=100", &[]).await;
+        let expected: Vec<String> = listed.body["data"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap().to_owned()).collect();
+        let shown: Vec<String> = titles(&all.text).into_iter().chain(titles(&second.text)).collect();
+        assert_eq!(shown, expected);
         assert_eq!(attribute(&second.text, "<link rel=\"prev\"", "href"), Some(format!("{base}/search?sort=title")));
         assert_eq!(page(&app, "/categories/clothing?page=400").await.status, 404);
         let bad = page(&app, "/categories/clothing?page=first").await;

@@ -491,8 +491,13 @@ pub fn run(contents: &Contents, search: &Search, with_facets: bool) -> Found {
         results.select_nth_unstable(wanted - 1);
         results.truncate(wanted);
     }
+    // What comes before the page is only set apart, never sorted.
+    let start = search.offset.min(results.len());
+    if start > 0 && start < results.len() {
+        results.select_nth_unstable(start);
+    }
+    results.drain(..start);
     results.sort_unstable();
-    results.drain(..search.offset.min(results.len()));
     let more = results.len() > search.limit as usize;
     results.truncate(search.limit as usize);
     let next_cursor = if more {
