@@ -635,6 +635,12 @@ async fn a_theme_folder_replaces_templates_and_assets() {
     )
     .unwrap();
     std::fs::write(theme.path().join("assets/theme.css"), "body{background:#000}").unwrap();
+    // A home page that fails as it renders: the theme's error page answers, with a 500.
+    std::fs::write(
+        theme.path().join("templates/home.html"),
+        "{% extends \"layout.html\" %}{% block main %}{{ asset(\"no-such-file.css\") }}{% endblock %}",
+    )
+    .unwrap();
     let folder = theme.path().to_path_buf();
     let app =
         TestApp::spawn_with(common::Backend::Sqlite, move |config| config.storefront.theme_dir = Some(folder)).await;
@@ -643,6 +649,11 @@ async fn a_theme_folder_replaces_templates_and_assets() {
     assert!(missing.text.contains("<h1>Lost? Page not found</h1>"), "{}", missing.text);
     let css = attribute(&missing.text, "<link rel=\"stylesheet\"", "href").unwrap();
     assert_eq!(app.get(&css, &[]).await.text, "body{background:#000}");
+    let failed = page(&app, "/").await;
+    assert_eq!(failed.status, 500);
+    assert!(failed.text.contains("<h1>Lost? Something went wrong</h1>"), "{}", failed.text);
+    assert_eq!(failed.header("cache-control"), Some("no-store"));
+    assert!(!failed.text.contains("no-such-file"), "the cause is logged, not shown");
     // What the folder leaves alone is the built-in theme's.
     let js = attribute(&missing.text, "<script src=", "src").unwrap();
     assert!(app.get(&js, &[]).await.text.contains("Enhancements only"));
