@@ -62,6 +62,12 @@ fn attribute(html: &str, start: &str, attribute: &str) -> Option<String> {
     Some(unescape(&value[..value.find('"')?]))
 }
 
+/// The value of the hidden field `name` of the first form holding it.
+fn hidden(html: &str, name: &str) -> String {
+    attribute(html, &format!("<input type=\"hidden\" name=\"{name}\""), "value")
+        .unwrap_or_else(|| panic!("no field {name}"))
+}
+
 fn canonical(html: &str) -> Option<String> {
     attribute(html, "<link rel=\"canonical\"", "href")
 }
@@ -302,6 +308,11 @@ conformance! {
         assert_eq!(rule.status, 201, "{}", rule.text);
         let moved = app.get("/old-shop/clothing", &BROWSER).await;
         assert_eq!((moved.status, moved.header("location")), (301, Some("/categories/clothing")));
+        // Even under a path the storefront answers, once no page is there.
+        let rule = app.post("/api/v1/admin/redirects", json!({"from": "/products/sold-out-forever", "to": "/categories/clothing", "status": 301}), &h).await;
+        assert_eq!(rule.status, 201, "{}", rule.text);
+        let moved = app.get("/products/sold-out-forever", &BROWSER).await;
+        assert_eq!((moved.status, moved.header("location")), (301, Some("/categories/clothing")));
         let missing = page(&app, "/nothing-here").await;
         assert_eq!(missing.status, 404);
         assert!(missing.text.contains("Page not found"));
@@ -444,32 +455,47 @@ conformance! {
         let checkout = get("/checkout".into()).await;
         assert_eq!(checkout.status, 200);
         let key = checkout.text.split("name=\"key\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-        let details = |postcode: &str, action: &str, card: &str, method: &str| -> Vec<(&'static str, String)> {
+        let details = |postcode: &str, action: &str, card: &str, method: &str, total: &str| -> Vec<(&'static str, String)> {
             vec![
                 ("key", key.clone()), ("email", "ana@example.com".into()), ("first_name", "Ana".into()),
                 ("last_name", "Silva".into()), ("line1", "1 Rue de Rivoli".into()), ("city", "Paris".into()),
                 ("postcode", postcode.into()), ("country", "FR".into()), ("provider", "test".into()),
                 ("card_number", card.into()), ("shipping_method_id", method.into()), ("action", action.into()),
+                ("total", total.into()),
             ]
         };
-        let wrong = send("/checkout", details("ABC", "update", "", ""), None).await;
+        let wrong = send("/checkout", details("ABC", "update", "", "", ""), None).await;
         assert_eq!(wrong.status, 422);
         assert!(wrong.text.contains("postcode"), "the page says what is wrong");
         assert!(wrong.text.contains("value=\"ABC\""), "what was typed is kept");
-        let updated = send("/checkout", details("75001", "update", "", ""), None).await;
+        let updated = send("/checkout", details("75001", "update", "", "", ""), None).await;
         assert_eq!(updated.status, 200);
         std::fs::write(folder.path().join("checkout.html"), &updated.text).unwrap();
+        // A method is chosen for the shopper, so the total shown is the total to pay.
         let method = updated.text.split("name=\"shipping_method_id\" value=\"").nth(1).expect("shipping methods").split('"').next().unwrap().to_owned();
-        let declined = send("/checkout", details("75001", "place", "4000000000000002", &method), None).await;
+        assert!(updated.text.contains(&format!("value=\"{method}\" checked")), "the first method is chosen");
+        let total = hidden(&updated.text, "total");
+        let cart_total = app.get(&format!("/api/v1/store/carts/{}", added.cookie("backroom_cart").unwrap()), &[]).await.body["totals"]["total"].to_string();
+        assert_eq!(total, cart_total);
+
+        // A total other than the one shown places nothing: the page shows the new one.
+        let stale = send("/checkout", details("75001", "place", "4242424242424242", &method, "1"), None).await;
+        assert_eq!(stale.status, 409, "{}", stale.text);
+        assert!(stale.text.contains("The total has changed"));
+        assert_eq!(hidden(&stale.text, "total"), total);
+        let declined = send("/checkout", details("75001", "place", "4000000000000002", &method, &total), None).await;
         assert_eq!(declined.status, 402, "{}", declined.text);
         assert!(declined.text.contains("role=\"alert\""));
-        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0, "a declined card sells nothing");
+        assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0, "a declined card, or a stale total, sells nothing");
 
-        let placed = send("/checkout", details("75001", "place", "4242 4242 4242 4242", &method), None).await;
+        let placed = send("/checkout", details("75001", "place", "4242 4242 4242 4242", &method, &total), None).await;
         assert_eq!((placed.status, placed.header("location")), (303, Some("/checkout/complete")), "{}", placed.text);
-        let again = send("/checkout", details("75001", "place", "4242 4242 4242 4242", &method), None).await;
+        let again = send("/checkout", details("75001", "place", "4242 4242 4242 4242", &method, &total), None).await;
         assert_eq!((again.status, again.header("location")), (303, Some("/checkout/complete")));
         assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1, "the form sent twice is one order");
+        // Only the browser holding the cart sees its order.
+        let stranger = app.get("/checkout/complete", &[("accept", "text/html"), ("cookie", "backroom_order=ord_01JZZZZZZZZZZZZZZZZZZZZZZZ")]).await;
+        assert_eq!((stranger.status, stranger.header("location")), (303, Some("/cart")));
         let thanks = get("/checkout/complete".into()).await;
         assert_eq!(thanks.status, 200);
         assert!(thanks.text.contains("#1001") && thanks.text.contains("ana@example.com"), "{}", thanks.text);
@@ -533,8 +559,7 @@ conformance! {
         assert_eq!(send("/cart/lines", vec![("variant_id", variant), ("quantity", "1".into())]).await.status, 303);
         let checkout = get("/checkout").await;
         assert!(checkout.text.contains("value=\"9 Rue Cler\"") && checkout.text.contains("value=\"ana@example.com\""), "prefilled");
-        let hidden = |name: &str| checkout.text.split(&format!("name=\"{name}\" value=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned();
-        let (key, csrf) = (hidden("key"), hidden("csrf"));
+        let (key, csrf) = (hidden(&checkout.text, "key"), hidden(&checkout.text, "csrf"));
         let mut details = vec![
             ("key", key), ("csrf", csrf.clone()), ("email", "ana@example.com".into()), ("first_name", "Ana".into()),
             ("last_name", "Silva".into()), ("line1", "1 Rue de Rivoli".into()), ("city", "Paris".into()),
@@ -544,6 +569,7 @@ conformance! {
         let updated = send("/checkout", details.clone()).await;
         let method = updated.text.split("name=\"shipping_method_id\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
         details.push(("shipping_method_id", method));
+        details.push(("total", hidden(&updated.text, "total")));
         details.retain(|(name, _)| *name != "action");
         details.push(("action", "place".into()));
         let placed = send("/checkout", details).await;
@@ -559,6 +585,7 @@ conformance! {
         assert_eq!(get("/account").await.status, 200);
         let out = send("/account/signout", vec![("csrf", csrf)]).await;
         assert_eq!((out.status, out.header("location")), (303, Some("/")));
+        assert!(out.set_cookie_line("backroom_cart").is_some_and(|c| c.contains("Max-Age=0")), "the cart goes with the session");
         assert_eq!(get("/account").await.status, 303);
         assert_valid_html(folder.path());
     }

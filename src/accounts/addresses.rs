@@ -95,6 +95,19 @@ pub async fn addresses_of(state: &AppState, customer_id: &str) -> AppResult<Vec<
     rows.into_iter().map(AddressRow::saved).collect()
 }
 
+/// Locks the customer's row: every change to an address book takes it first, so that two at
+/// once (in two tabs) see each other's count and default, and never deadlock.
+async fn lock_book(tx: &mut Tx, customer_id: &str) -> AppResult<()> {
+    db_run!(tx.conn(), |conn| {
+        sqlx::query("UPDATE customers SET updated_at = updated_at WHERE id = $1")
+            .bind(customer_id)
+            .execute(conn)
+            .await
+            .map(drop)
+    })?;
+    Ok(())
+}
+
 /// Makes `id` the customer's only default address.
 async fn make_default(tx: &mut Tx, customer_id: &str, id: &str) -> AppResult<()> {
     db_run!(tx.conn(), |conn| {
@@ -145,14 +158,7 @@ pub(crate) async fn add_address(
     let id = new_id("adr");
     let now = Timestamp::now();
     let mut tx = state.db.begin().await?;
-    // The customer's row is locked first, so that two saves at once count each other.
-    db_run!(tx.conn(), |conn| {
-        sqlx::query("UPDATE customers SET updated_at = updated_at WHERE id = $1")
-            .bind(owner)
-            .execute(conn)
-            .await
-            .map(drop)
-    })?;
+    lock_book(&mut tx, owner).await?;
     let kept = db_run!(tx.conn(), |conn| {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM customer_addresses WHERE customer_id = $1")
             .bind(owner)
@@ -208,6 +214,7 @@ async fn replace_address(
     let (address, is_default) = checked(input)?;
     let owner = customer.customer_id();
     let mut tx = state.db.begin().await?;
+    lock_book(&mut tx, owner).await?;
     let sql = format!(
         "UPDATE customer_addresses SET address = $1, is_default = is_default OR $2, updated_at = $3 \
          WHERE id = $4 AND customer_id = $5 RETURNING {COLUMNS}"
@@ -249,6 +256,7 @@ pub(crate) async fn delete_address(
     }
     let owner = customer.customer_id();
     let mut tx = state.db.begin().await?;
+    lock_book(&mut tx, owner).await?;
     let was_default = db_run!(tx.conn(), |conn| {
         sqlx::query_scalar::<_, bool>(
             "DELETE FROM customer_addresses WHERE id = $1 AND customer_id = $2 RETURNING is_default",

@@ -322,6 +322,16 @@ pub async fn find(db: &Db, id: &str) -> AppResult<Order> {
     assemble(db, vec![row]).await?.pop().ok_or_else(not_found)
 }
 
+/// The id of the order the cart `cart_id` became, if it became one.
+pub async fn id_of_cart(db: &Db, cart_id: &str) -> AppResult<Option<String>> {
+    Ok(db_run!(db.read().await?, |conn| {
+        sqlx::query_scalar::<_, String>("SELECT id FROM orders WHERE cart_id = $1")
+            .bind(cart_id)
+            .fetch_optional(conn)
+            .await
+    })?)
+}
+
 /// Writes a change to the order's timeline.
 pub async fn record_event(
     tx: &mut Tx,

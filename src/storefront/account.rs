@@ -5,12 +5,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::Response;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-use super::shopping::{forbidden, from_this_site, parse_form, private_page, see_other, told};
+use super::shopping::{forbidden, private_page, read_form, see_other, told};
 use super::{Refusal, refused};
 use crate::accounts::auth::{self, CurrentCustomer, MaybeCustomer, SubjectKind};
 use crate::accounts::customers::{self, RegisterRequest};
@@ -30,6 +30,18 @@ pub async fn signed_in(state: &AppState, headers: &HeaderMap, csrf: Option<&str>
         parts.headers.insert(X_CSRF_TOKEN.clone(), token);
     }
     MaybeCustomer::from_request_parts(&mut parts, state).await.ok()?.0
+}
+
+/// The customer a form is sent by: 303 to sign in when their session has ended, 403 when the
+/// form does not carry the session's token.
+async fn session_for_form(state: &AppState, headers: &HeaderMap, csrf: &str) -> Result<CurrentCustomer, Response> {
+    if signed_in(state, headers, None).await.is_none() {
+        return Err(see_other("/account/signin", Vec::new()));
+    }
+    match signed_in(state, headers, Some(csrf)).await {
+        Some(customer) => Ok(customer),
+        None => Err(forbidden(state, headers).await),
+    }
 }
 
 /// The CSRF token a signed-in shopper's forms carry: the session's, as its cookie holds it.
@@ -122,22 +134,20 @@ struct AddressForm {
 }
 
 pub async fn add_address(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let form: AddressForm = match parse_form(&body) {
+    let form: AddressForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
-    let Some(customer) = signed_in(&state, &headers, Some(&form.csrf)).await else {
-        return forbidden(&state, &headers).await;
+    let customer = match session_for_form(&state, &headers, &form.csrf).await {
+        Ok(customer) => customer,
+        Err(refusal) => return refusal,
     };
     let input = crate::accounts::addresses::AddressInput { address: form.address, is_default: form.default.is_some() };
     match crate::accounts::addresses::add_address(State(state.clone()), customer, Json(input)).await {
         Ok(_) => see_other("/account#addresses", Vec::new()),
         Err(err) => {
-            let (_, message) = told(&err);
-            let mut response =
-                super::error_page(&state, &headers, err.status(), "The address was not saved", &message).await;
-            *response.status_mut() = err.status();
-            response
+            let (status, message) = told(&err);
+            super::error_page(&state, &headers, status, "The address was not saved", &message).await
         }
     }
 }
@@ -148,12 +158,13 @@ pub async fn remove_address(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Bytes,
 ) -> Response {
-    let form: CsrfForm = match parse_form(&body) {
+    let form: CsrfForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
-    let Some(customer) = signed_in(&state, &headers, Some(&form.csrf)).await else {
-        return forbidden(&state, &headers).await;
+    let customer = match session_for_form(&state, &headers, &form.csrf).await {
+        Ok(customer) => customer,
+        Err(refusal) => return refusal,
     };
     match crate::accounts::addresses::delete_address(State(state.clone()), customer, axum::extract::Path(id)).await {
         Ok(_) => see_other("/account#addresses", Vec::new()),
@@ -188,12 +199,9 @@ pub async fn show_signin(State(state): State<AppState>, headers: HeaderMap) -> R
 }
 
 pub async fn submit_signin(State(state): State<AppState>, ip: ClientIp, headers: HeaderMap, body: Bytes) -> Response {
-    if !from_this_site(&headers) {
-        return forbidden(&state, &headers).await;
-    }
-    let form: SignInForm = match parse_form(&body) {
+    let form: SignInForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
     let request = SignInRequest { email: form.email.clone(), password: form.password, mode: SessionMode::Cookie };
     match signin::sign_in(&state, SubjectKind::Customer, &request, ip, &headers).await {
@@ -240,12 +248,9 @@ pub async fn show_register(State(state): State<AppState>, headers: HeaderMap) ->
 }
 
 pub async fn submit_register(State(state): State<AppState>, ip: ClientIp, headers: HeaderMap, body: Bytes) -> Response {
-    if !from_this_site(&headers) {
-        return forbidden(&state, &headers).await;
-    }
-    let form: RegisterForm = match parse_form(&body) {
+    let form: RegisterForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
     let request = RegisterRequest {
         email: form.email.clone(),
@@ -272,18 +277,24 @@ struct CsrfForm {
 }
 
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let form: CsrfForm = match parse_form(&body) {
+    let form: CsrfForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
-    let Some(customer) = signed_in(&state, &headers, Some(&form.csrf)).await else {
-        return forbidden(&state, &headers).await;
+    // Signed out, this browser keeps nothing of the customer: the cart goes too.
+    let mut cookies: Vec<HeaderValue> =
+        auth::clearing_cookies(SubjectKind::Customer, state.config.secure_cookies()).to_vec();
+    cookies.push(super::shopping::set_cookie(&state, super::shopping::CART_COOKIE, "", 0));
+    let customer = match signed_in(&state, &headers, None).await {
+        // The session has ended already: only the browser's cookies are left to clear.
+        None => return see_other("/", cookies),
+        Some(_) => match signed_in(&state, &headers, Some(&form.csrf)).await {
+            Some(customer) => customer,
+            None => return forbidden(&state, &headers).await,
+        },
     };
     match signin::sign_out(&state, SubjectKind::Customer, customer.customer_id(), customer.session_id()).await {
-        Ok(answer) => {
-            let cookies = answer.headers().get_all(header::SET_COOKIE).iter().cloned().collect();
-            see_other("/", cookies)
-        }
-        Err(err) => refused(&state, &headers, Refusal::Failed(err)).await.into_response(),
+        Ok(_) => see_other("/", cookies),
+        Err(err) => refused(&state, &headers, Refusal::Failed(err)).await,
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
@@ -177,12 +177,11 @@ fn crumbs_of(steps: &[Step]) -> Vec<Crumb<'_>> {
 #[derive(Serialize)]
 struct Link {
     name: String,
-    title: String,
     url: String,
 }
 
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    cached(&state, &headers, "/".into(), || home_page(&state)).await
+pub async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    cached(&state, &headers, &uri, "/".into(), || home_page(&state)).await
 }
 
 async fn home_page(state: &AppState) -> Shown {
@@ -198,20 +197,16 @@ async fn home_page(state: &AppState) -> Shown {
                 .collections
                 .values()
                 .filter(|c| c.published)
-                .map(|c| Link {
-                    name: c.title.clone(),
-                    title: c.title.clone(),
-                    url: format!("/collections/{}", c.handle),
-                })
+                .map(|c| Link { name: c.title.clone(), url: format!("/collections/{}", c.handle) })
                 .collect();
-            collections.sort_by(|a, b| a.title.cmp(&b.title));
+            collections.sort_by(|a, b| a.name.cmp(&b.name));
             let categories: Vec<Link> = contents
                 .children
                 .get("")
                 .into_iter()
                 .flatten()
                 .filter_map(|id| contents.categories.get(id))
-                .map(|c| Link { name: c.name.clone(), title: c.name.clone(), url: category_path(contents, &c.id) })
+                .map(|c| Link { name: c.name.clone(), url: category_path(contents, &c.id) })
                 .collect();
             let description = if chrome.site.description.is_empty() {
                 format!("Shop {} online.", chrome.site.name)
@@ -262,9 +257,14 @@ struct ProductView {
     selected: String,
 }
 
-pub async fn product(State(state): State<AppState>, headers: HeaderMap, Path(handle): Path<String>) -> Response {
+pub async fn product(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(handle): Path<String>,
+) -> Response {
     let key = format!("/products/{handle}");
-    cached(&state, &headers, key, || product_page(&state, &handle)).await
+    cached(&state, &headers, &uri, key, || product_page(&state, &handle)).await
 }
 
 async fn product_page(state: &AppState, handle: &str) -> Shown {
@@ -648,6 +648,7 @@ fn render_listing(
 pub async fn category(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -657,7 +658,7 @@ pub async fn category(
         Err(refusal) => return super::refused(&state, &headers, refusal).await,
     };
     let key = with_query(&format!("/categories/{path}"), &listing.query(listing.page));
-    cached(&state, &headers, key, || category_page(&state, &path, &query, &listing)).await
+    cached(&state, &headers, &uri, key, || category_page(&state, &path, &query, &listing)).await
 }
 
 async fn category_page(state: &AppState, path: &str, query: &str, listing: &Listing) -> Shown {
@@ -680,7 +681,7 @@ async fn category_page(state: &AppState, path: &str, query: &str, listing: &List
                 .into_iter()
                 .flatten()
                 .filter_map(|child| contents.categories.get(child))
-                .map(|c| Link { name: c.name.clone(), title: c.name.clone(), url: category_path(contents, &c.id) })
+                .map(|c| Link { name: c.name.clone(), url: category_path(contents, &c.id) })
                 .collect();
             let description = if category.description.is_empty() {
                 format!("{} at {}.", category.name, chrome.site.name)
@@ -707,6 +708,7 @@ async fn category_page(state: &AppState, path: &str, query: &str, listing: &List
 pub async fn collection(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Path(handle): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -715,7 +717,7 @@ pub async fn collection(
         Err(refusal) => return super::refused(&state, &headers, refusal).await,
     };
     let key = with_query(&format!("/collections/{handle}"), &listing.query(listing.page));
-    cached(&state, &headers, key, || collection_page(&state, &handle, &listing)).await
+    cached(&state, &headers, &uri, key, || collection_page(&state, &handle, &listing)).await
 }
 
 async fn collection_page(state: &AppState, handle: &str, listing: &Listing) -> Shown {
@@ -750,13 +752,18 @@ async fn collection_page(state: &AppState, handle: &str, listing: &Listing) -> S
         .await?
 }
 
-pub async fn search(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Response {
     let listing = match Listing::parse(&query.unwrap_or_default()) {
         Ok(listing) => listing,
         Err(refusal) => return super::refused(&state, &headers, refusal).await,
     };
     let key = with_query("/search", &listing.query(listing.page));
-    cached(&state, &headers, key, || search_page(&state, &listing)).await
+    cached(&state, &headers, &uri, key, || search_page(&state, &listing)).await
 }
 
 async fn search_page(state: &AppState, listing: &Listing) -> Shown {

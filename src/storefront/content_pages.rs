@@ -1,7 +1,7 @@
 //! The shop's own words: the blog, its tags, its posts, and the pages ("About us").
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Serialize;
@@ -62,17 +62,18 @@ fn at_page(path: &str, page: u32) -> String {
     if page > 1 { format!("{path}?page={page}") } else { path.to_owned() }
 }
 
-pub async fn blog(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn blog(State(state): State<AppState>, headers: HeaderMap, uri: Uri, RawQuery(query): RawQuery) -> Response {
     let page = match page_number(query.as_deref()) {
         Ok(page) => page,
         Err(refusal) => return super::refused(&state, &headers, refusal).await,
     };
-    cached(&state, &headers, at_page("/blog", page), || post_list(&state, None, page)).await
+    cached(&state, &headers, &uri, at_page("/blog", page), || post_list(&state, None, page)).await
 }
 
 pub async fn tag(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Path(slug): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -81,7 +82,7 @@ pub async fn tag(
         Err(refusal) => return super::refused(&state, &headers, refusal).await,
     };
     let key = at_page(&format!("/blog/tag/{slug}"), page);
-    cached(&state, &headers, key, || post_list(&state, Some(&slug), page)).await
+    cached(&state, &headers, &uri, key, || post_list(&state, Some(&slug), page)).await
 }
 
 /// The blog, or its posts with the tag `tag`, a page at a time.
@@ -125,12 +126,12 @@ async fn post_list(state: &AppState, tag: Option<&str>, page: u32) -> Shown {
     render(state, &chrome, "blog.html", &meta, &path, values, Freshness::Public)
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> Response {
-    cached(&state, &headers, format!("/blog/{slug}"), || entry_page(&state, Kind::Post, &slug)).await
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(slug): Path<String>) -> Response {
+    cached(&state, &headers, &uri, format!("/blog/{slug}"), || entry_page(&state, Kind::Post, &slug)).await
 }
 
-pub async fn page(State(state): State<AppState>, headers: HeaderMap, Path(slug): Path<String>) -> Response {
-    cached(&state, &headers, format!("/pages/{slug}"), || entry_page(&state, Kind::Page, &slug)).await
+pub async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(slug): Path<String>) -> Response {
+    cached(&state, &headers, &uri, format!("/pages/{slug}"), || entry_page(&state, Kind::Page, &slug)).await
 }
 
 #[derive(Serialize)]

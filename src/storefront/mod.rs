@@ -16,7 +16,7 @@ pub mod theme;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -52,11 +52,28 @@ pub struct Storefront {
     pages: Arc<TtlCache<Page>>,
     /// The bytes of pages put in the cache since it last started over.
     page_bytes: AtomicUsize,
+    /// The cache's generation when `page_bytes` started counting.
+    counted_from: AtomicU64,
     /// What every page shows around its own content.
     chrome: Arc<TtlCache<Chrome>>,
 }
 
 impl Storefront {
+    /// Keeps a page rendered from what was current at `generation`; the cache starts over once
+    /// the pages put in it since it last did pass [`MAX_PAGE_BYTES`].
+    fn keep(&self, key: String, page: Arc<Page>, generation: u64) {
+        // An invalidation empties the cache: counting starts again from there.
+        if self.counted_from.swap(generation, Ordering::Relaxed) != generation {
+            self.page_bytes.store(0, Ordering::Relaxed);
+        }
+        if self.page_bytes.fetch_add(page.kept_size(), Ordering::Relaxed) > MAX_PAGE_BYTES {
+            self.page_bytes.store(0, Ordering::Relaxed);
+            self.pages.clear();
+            return;
+        }
+        self.pages.insert(key, page, generation);
+    }
+
     /// Loads the theme and registers its caches, emptied by any change to what pages show.
     pub fn new(config: &crate::platform::config::Config, caches: &Caches) -> anyhow::Result<Self> {
         let pages = caches.register::<Page>(PAGES, PAGE_TTL);
@@ -66,7 +83,13 @@ impl Storefront {
             caches.clear_on(name, pages.clone());
             caches.clear_on(name, chrome.clone());
         }
-        Ok(Self { theme: Theme::load(config)?, pages, page_bytes: AtomicUsize::new(0), chrome })
+        Ok(Self {
+            theme: Theme::load(config)?,
+            pages,
+            page_bytes: AtomicUsize::new(0),
+            counted_from: AtomicU64::new(0),
+            chrome,
+        })
     }
 }
 
@@ -111,6 +134,7 @@ impl From<AppError> for Refusal {
         match err.status() {
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => Self::Invalid(err.explained()),
+            // Any other (busy, too many requests, failed) is answered with its own status.
             _ => Self::Failed(err),
         }
     }
@@ -354,7 +378,7 @@ fn render(
 
 /// The page at `key` (its path and the query that matters), from the cache or built by
 /// `build` and kept when it is a 200.
-async fn cached<F, Fut>(state: &AppState, headers: &HeaderMap, key: String, build: F) -> Response
+async fn cached<F, Fut>(state: &AppState, headers: &HeaderMap, uri: &Uri, key: String, build: F) -> Response
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Shown>,
@@ -369,15 +393,16 @@ where
             let page = Arc::new(page);
             let response = page.respond(headers);
             if page.status == StatusCode::OK && page.size() < 1024 * 1024 {
-                let kept = state.storefront.page_bytes.fetch_add(page.kept_size(), Ordering::Relaxed);
-                if kept > MAX_PAGE_BYTES {
-                    state.storefront.page_bytes.store(0, Ordering::Relaxed);
-                    cache.clear();
-                }
-                cache.insert(key, page, generation);
+                state.storefront.keep(key, page, generation);
             }
             response
         }
+        // A redirect rule may take a path that a page no longer answers (a product gone).
+        Err(Refusal::NotFound) => match crate::content::redirects::answer(state, uri).await {
+            Ok(Some(response)) => response,
+            Ok(None) => refused(state, headers, Refusal::NotFound).await,
+            Err(err) => refused(state, headers, Refusal::Failed(err)).await,
+        },
         Err(refusal) => refused(state, headers, refusal).await,
     }
 }
@@ -393,14 +418,16 @@ async fn refused(state: &AppState, headers: &HeaderMap, refusal: Refusal) -> Res
             (StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address. It may have moved.".to_owned())
         }
         Refusal::Invalid(reason) => (StatusCode::BAD_REQUEST, "This page cannot be shown", reason),
-        Refusal::Failed(err) => {
+        Refusal::Failed(err) if err.status().is_server_error() => {
             err.log();
+            let reference = crate::platform::http::current_request_id().unwrap_or_default();
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
+                err.status(),
                 "Something went wrong",
-                "This page could not be shown. Please try again in a moment.".to_owned(),
+                format!("This page could not be shown. Please try again in a moment (reference {reference})."),
             )
         }
+        Refusal::Failed(err) => (err.status(), "This page cannot be shown", err.explained()),
     };
     error_page(state, headers, status, heading, &message).await
 }
@@ -462,7 +489,8 @@ pub async fn fallback(State(state): State<AppState>, method: Method, headers: He
     if !api && path.len() > 1 && path.ends_with('/') {
         let trimmed = path.trim_end_matches('/');
         let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-        if !trimmed.starts_with("//") {
+        // `//host` and `/\host` would lead browsers to another site.
+        if !trimmed.starts_with("//") && !trimmed.starts_with("/\\") {
             let location = match uri.query() {
                 Some(query) => format!("{trimmed}?{query}"),
                 None => trimmed.to_owned(),

@@ -23,29 +23,27 @@ use crate::checkout::cart::Cart;
 use crate::checkout::cart_api::{self, CartPatch, LinePatch, NewCart, NewCode, NewLine};
 use crate::checkout::place::{self, PlaceOrder};
 use crate::payments::PaymentDetails;
-use crate::platform::error::{AppError, ErrorCode};
+use crate::platform::error::AppError;
 use crate::platform::http::Json;
 
 /// The cookie holding a guest's cart id.
-const CART_COOKIE: &str = "backroom_cart";
-/// The cookie holding the id of the order just placed, for its confirmation page.
-const ORDER_COOKIE: &str = "backroom_order";
+pub(super) const CART_COOKIE: &str = "backroom_cart";
 
-fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
+pub(super) fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
     let secure = if state.config.secure_cookies() { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"))
         .unwrap_or(HeaderValue::from_static(""))
 }
 
 /// Whether a form came from this site's own pages: browsers say where a request comes from
-/// in `Sec-Fetch-Site`, or else in `Origin`.
-pub(super) fn from_this_site(headers: &HeaderMap) -> bool {
+/// in `Sec-Fetch-Site`, or else in `Origin` (the shop's public address, or the host asked).
+fn from_this_site(state: &AppState, headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return matches!(site, "same-origin" | "none");
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    origin.split_once("://").is_some_and(|(_, authority)| authority == host)
+    origin == state.config.public_url() || origin.split_once("://").is_some_and(|(_, authority)| authority == host)
 }
 
 /// A guest: these pages hold the cart by its cookie, whoever is signed in elsewhere.
@@ -67,8 +65,20 @@ pub(super) fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     response
 }
 
-pub(super) fn parse_form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
-    serde_urlencoded::from_bytes(body).map_err(|err| Refusal::Invalid(format!("The form could not be read: {err}.")))
+/// The form a POST sent from this site's own pages, or the page that refuses it: 403 for a
+/// form from another site, 400 for one that cannot be read.
+pub(super) async fn read_form<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, Response> {
+    if !from_this_site(state, headers) {
+        return Err(forbidden(state, headers).await);
+    }
+    match serde_urlencoded::from_bytes(body) {
+        Ok(form) => Ok(form),
+        Err(err) => Err(refused(state, headers, Refusal::Invalid(format!("The form could not be read: {err}."))).await),
+    }
 }
 
 /// The cart in the cookie, if it can still be opened (not expired, not an order yet).
@@ -193,12 +203,9 @@ fn quantity_of(text: &str) -> Result<i64, AppError> {
 
 /// Adds a variant to the cart (opening one first when there is none), then shows the cart.
 pub async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !from_this_site(&headers) {
-        return forbidden(&state, &headers).await;
-    }
-    let form: AddForm = match parse_form(&body) {
+    let form: AddForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
     let mut cookies = Vec::new();
     let outcome = async {
@@ -241,12 +248,9 @@ pub async fn change_line(
     Path(line_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !from_this_site(&headers) {
-        return forbidden(&state, &headers).await;
-    }
-    let form: QuantityForm = match parse_form(&body) {
+    let form: QuantityForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
     let Some(cart_id) = cookie(&headers, CART_COOKIE) else { return see_other("/cart", Vec::new()) };
     let outcome = async {
@@ -265,12 +269,9 @@ pub async fn change_line(
 
 /// Applies a discount code, then shows the cart.
 pub async fn apply_code(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !from_this_site(&headers) {
-        return forbidden(&state, &headers).await;
-    }
-    let form: NewCode = match parse_form(&body) {
+    let form: NewCode = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
     let Some(cart_id) = cookie(&headers, CART_COOKIE) else { return see_other("/cart", Vec::new()) };
     match cart_api::add_code(State(state.clone()), guest(), Path(cart_id), Json(form)).await {
@@ -283,11 +284,8 @@ pub async fn apply_code(State(state): State<AppState>, headers: HeaderMap, body:
 }
 
 pub(super) async fn forbidden(state: &AppState, headers: &HeaderMap) -> Response {
-    let err = AppError::new(ErrorCode::Forbidden, "This form was sent from another site.");
-    let (status, message) = told(&err);
-    let mut response = super::error_page(state, headers, status, "Not allowed", &message).await;
-    *response.status_mut() = status;
-    response
+    let message = "This form was sent from another site, or with an expired page: go back, reload it and try again.";
+    super::error_page(state, headers, StatusCode::FORBIDDEN, "Not allowed", message).await
 }
 
 /// The checkout form as sent, and as shown again.
@@ -328,6 +326,9 @@ struct CheckoutForm {
     /// The session's CSRF token, when the shopper is signed in: the order is then theirs.
     #[serde(default, skip_serializing)]
     csrf: String,
+    /// The total the page showed, in minor units: the order is placed only at that total.
+    #[serde(default, skip_serializing)]
+    total: String,
 }
 
 impl CheckoutForm {
@@ -461,6 +462,7 @@ async fn checkout_page(
         providers => Value::from_serialize(&providers),
         card => offered.contains(&"test"),
         key => key,
+        total => cart.totals.total,
         csrf => super::account::csrf_of(headers),
         error => error,
     };
@@ -497,12 +499,9 @@ pub async fn show_checkout(State(state): State<AppState>, headers: HeaderMap) ->
 /// Saves the details to the cart; with `action=place`, places the order and sends the
 /// shopper to its confirmation. A resent form (the same `key`) gives the same order.
 pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !from_this_site(&headers) {
-        return forbidden(&state, &headers).await;
-    }
-    let form: CheckoutForm = match parse_form(&body) {
+    let form: CheckoutForm = match read_form(&state, &headers, &body).await {
         Ok(form) => form,
-        Err(refusal) => return refused(&state, &headers, refusal).await,
+        Err(refusal) => return refusal,
     };
     let Some(cart_id) = cookie(&headers, CART_COOKIE) else { return see_other("/cart", Vec::new()) };
     let cart = match cart_api::get_cart(State(state.clone()), guest(), Path(cart_id.clone())).await {
@@ -510,11 +509,9 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
         Err(_) => return see_other("/cart", Vec::new()),
     };
     if cart.status != "active" {
-        // Placed already (a resent form): the same key answers with the same order.
-        if let Some(order_id) = &cart.order_id {
-            return see_other("/checkout/complete", vec![set_cookie(&state, ORDER_COOKIE, order_id, 86_400)]);
-        }
-        return see_other("/cart", Vec::new());
+        // Placed already (a resent form): its confirmation.
+        let to = if cart.order_id.is_some() { "/checkout/complete" } else { "/cart" };
+        return see_other(to, Vec::new());
     }
     let details = CartPatch {
         email: Some(form.email.clone()),
@@ -530,9 +527,16 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
                 return checkout_page(&state, &headers, &cart, &form, status, Some(message)).await;
             }
         };
-    // The method goes second: the address decides which methods there are.
-    let wanted = &form.shipping_method_id;
-    if !wanted.is_empty() && cart.shipping_options.iter().any(|option| &option.id == wanted) {
+    // The method goes second: the address decides which methods there are. Without one
+    // chosen, the first is, so that the total shown is the total to pay.
+    let offered = |id: &str| cart.shipping_options.iter().any(|option| option.id == id);
+    let wanted = match (&form.shipping_method_id, &cart.shipping_method) {
+        (chosen, _) if offered(chosen) => chosen.clone(),
+        (_, Some(current)) => current.id.clone(),
+        _ => cart.shipping_options.first().map(|option| option.id.clone()).unwrap_or_default(),
+    };
+    let wanted = &wanted;
+    if !wanted.is_empty() && cart.shipping_method.as_ref().is_none_or(|current| &current.id != wanted) {
         let method = CartPatch {
             email: None,
             shipping_address: None,
@@ -556,7 +560,14 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
         payment_method: None,
         return_url: None,
     };
-    let request = PlaceOrder { payment, expected_total: Some(cart.totals.total) };
+    // The total the shopper saw, unless the details just sent changed it: then they see the
+    // new total before anything is placed.
+    let shown = form.total.trim().parse::<i64>().ok();
+    if shown != Some(cart.totals.total) {
+        let message = "The total has changed with these details: check it, then place the order.".to_owned();
+        return checkout_page(&state, &headers, &cart, &form, StatusCode::CONFLICT, Some(message)).await;
+    }
+    let request = PlaceOrder { payment, expected_total: shown };
     let mut key_headers = HeaderMap::new();
     if let Ok(key) = HeaderValue::from_str(&form.key) {
         key_headers.insert("idempotency-key", key);
@@ -570,14 +581,9 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
     let placed = place::complete_cart(State(state.clone()), caller, Path(cart_id), key_headers, Json(request)).await;
     match placed {
         Ok(response) => match response.status() {
-            StatusCode::OK | StatusCode::CREATED => {
-                let bytes = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024).await.unwrap_or_default();
-                let order: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                let order_id = order["id"].as_str().unwrap_or_default();
-                // The cart cookie stays: the cart is an order now, so the next thing added
-                // starts a new cart, and the same form sent again finds this order.
-                see_other("/checkout/complete", vec![set_cookie(&state, ORDER_COOKIE, order_id, 86_400)])
-            }
+            // The cart cookie stays: the cart is an order now, so the next thing added starts
+            // a new cart, and the confirmation (or the same form sent again) finds this order.
+            StatusCode::OK | StatusCode::CREATED => see_other("/checkout/complete", Vec::new()),
             StatusCode::ACCEPTED => {
                 let bytes = axum::body::to_bytes(response.into_body(), 1024 * 1024).await.unwrap_or_default();
                 let action: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -609,9 +615,15 @@ struct OrderView {
     address: String,
 }
 
-/// The order just placed, for the browser that placed it.
+/// The order the browser's cart became: only the browser holding that cart's (secret) id
+/// sees it.
 pub async fn confirmation(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(order_id) = cookie(&headers, ORDER_COOKIE) else { return see_other("/cart", Vec::new()) };
+    let Some(cart_id) = cookie(&headers, CART_COOKIE) else { return see_other("/cart", Vec::new()) };
+    let order_id = match crate::orders::id_of_cart(&state.db, &cart_id).await {
+        Ok(Some(order_id)) => order_id,
+        Ok(None) => return see_other("/cart", Vec::new()),
+        Err(err) => return refused(&state, &headers, Refusal::Failed(err)).await,
+    };
     let order = match crate::orders::find(&state.db, &order_id).await {
         Ok(order) => order,
         Err(err) if err.status() == StatusCode::NOT_FOUND => return see_other("/cart", Vec::new()),
@@ -640,12 +652,7 @@ pub async fn confirmation(State(state): State<AppState>, headers: HeaderMap) -> 
         tax: show(order.totals.tax_total + order.totals.shipping_tax),
         total: show(order.totals.total),
         tax_inclusive: order.tax_inclusive,
-        address: [&address.line1, &address.postcode, &address.city, &address.country]
-            .into_iter()
-            .filter(|part| !part.is_empty())
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
+        address: super::account::one_line_address(address),
     };
     let values = context! { order => Value::from_serialize(&view) };
     private_page(&state, &headers, StatusCode::OK, "confirmation.html", "Thank you", "/checkout/complete", values).await

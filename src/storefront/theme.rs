@@ -84,8 +84,7 @@ fn hashed_name(name: &str, bytes: &[u8]) -> String {
     }
 }
 
-/// The files directly in `folder` whose names pass `wanted`, with their bytes; none when
-/// the folder does not exist.
+/// The files directly in `folder`, by name; none when the folder does not exist.
 fn files_in(folder: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let Ok(entries) = std::fs::read_dir(folder) else { return Ok(Vec::new()) };
     let mut files = Vec::new();
