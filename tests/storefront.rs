@@ -590,6 +590,75 @@ conformance! {
         assert_valid_html(folder.path());
     }
 
+    async fn emailed_links_open_pages_that_act_only_when_asked(backend) {
+        let app = TestApp::spawn(backend).await;
+        let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let get = |path: String| {
+            let request = browser.get(app.url(&path)).header("accept", "text/html");
+            async move { Resp::read(request.send().await.unwrap()).await }
+        };
+        let send = |path: &'static str, form: Vec<(&'static str, String)>| {
+            let request = browser.post(app.url(path)).form(&form);
+            async move { Resp::read(request.send().await.unwrap()).await }
+        };
+        // The path and query of the link to `path` in the latest email to `to`.
+        let link = |to: &str, path: &str| -> String {
+            let mail = app.emails().into_iter().rev().find(|mail| mail.to == to && mail.text.contains(path)).expect("the email");
+            let at = mail.text.find(path).unwrap();
+            mail.text[at..].split_whitespace().next().unwrap().to_owned()
+        };
+        let folder = tempfile::tempdir().unwrap();
+        let registered = send("/account/register", vec![("first_name", "Ana".into()), ("last_name", "Silva".into()), ("email", "ana@example.com".into()), ("password", "a long enough passphrase".into())]).await;
+        assert_eq!(registered.status, 200);
+        app.wait_for_emails(1).await;
+
+        // Opening the link changes nothing; the button does.
+        let verify = link("ana@example.com", "/account/verify-email?token=");
+        let opened = get(verify.clone()).await;
+        assert_eq!(opened.status, 200);
+        std::fs::write(folder.path().join("verify.html"), &opened.text).unwrap();
+        assert_eq!(app.count("SELECT COUNT(*) FROM customers WHERE email_verified_at IS NOT NULL").await, 0);
+        let token = hidden(&opened.text, "token");
+        let confirmed = send("/account/verify-email", vec![("token", token.clone())]).await;
+        assert_eq!(confirmed.status, 200);
+        assert!(confirmed.text.contains("Your email address is confirmed"));
+        assert_eq!(app.count("SELECT COUNT(*) FROM customers WHERE email_verified_at IS NOT NULL").await, 1);
+        let again = send("/account/verify-email", vec![("token", token)]).await;
+        assert!(again.status >= 400 && again.text.contains("could not be confirmed"), "{}", again.status);
+
+        // A forgotten password: a link by email, then a new password.
+        let asked = send("/account/reset-password", vec![("email", "ana@example.com".into())]).await;
+        assert_eq!(asked.status, 200);
+        assert!(asked.text.contains("Check your inbox"));
+        app.wait_for_emails(2).await;
+        let reset = get(link("ana@example.com", "/account/reset-password?token=")).await;
+        std::fs::write(folder.path().join("reset.html"), &reset.text).unwrap();
+        let weak = send("/account/reset-password", vec![("token", hidden(&reset.text, "token")), ("new_password", "short".into())]).await;
+        assert_eq!(weak.status, 422);
+        let changed = send("/account/reset-password", vec![("token", hidden(&reset.text, "token")), ("new_password", "another long passphrase".into())]).await;
+        assert_eq!(changed.status, 200, "{}", changed.text);
+        assert!(changed.text.contains("Your password is changed"));
+        let signed = send("/account/signin", vec![("email", "ana@example.com".into()), ("password", "another long passphrase".into())]).await;
+        assert_eq!(signed.status, 303);
+
+        // The newsletter: confirmed, then left.
+        let subscribed = app.post("/api/v1/store/newsletter/subscriptions", json!({"email": "ben@example.com"}), &[]).await;
+        assert!(subscribed.status < 300, "{}", subscribed.text);
+        app.wait_for_emails(3).await;
+        let confirm = get(link("ben@example.com", "/newsletter/confirm?token=")).await;
+        assert_eq!(confirm.status, 200);
+        let joined = send("/newsletter/confirm", vec![("token", hidden(&confirm.text, "token"))]).await;
+        assert!(joined.text.contains("You are subscribed"), "{}", joined.text);
+        assert_eq!(app.count("SELECT COUNT(*) FROM newsletter_subscribers WHERE status = 'subscribed'").await, 1);
+        app.wait_for_emails(4).await;
+        let leave = get(link("ben@example.com", "/newsletter/unsubscribe?key=")).await;
+        std::fs::write(folder.path().join("unsubscribe.html"), &leave.text).unwrap();
+        let left = send("/newsletter/unsubscribe", vec![("key", hidden(&leave.text, "key"))]).await;
+        assert!(left.text.contains("You have left the newsletter"), "{}", left.text);
+        assert_eq!(app.count("SELECT COUNT(*) FROM newsletter_subscribers WHERE status = 'unsubscribed'").await, 1);
+        assert_valid_html(folder.path());
+    }
+
     async fn pages_are_cached_compressed_revalidated_and_refreshed_on_change(backend) {
         let app = demo_shop(backend).await;
         let auth = app.staff("admin@example.com", Role::Admin).await;

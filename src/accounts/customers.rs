@@ -536,7 +536,10 @@ pub struct TokenRequest {
 /// Verify an email address with the token from the emailed link.
 #[utoipa::path(post, path = "/api/v1/store/auth/email-verification", tag = "store: accounts", request_body = TokenRequest,
     responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn verify_email(State(state): State<AppState>, Json(request): Json<TokenRequest>) -> AppResult<StatusCode> {
+pub(crate) async fn verify_email(
+    State(state): State<AppState>,
+    Json(request): Json<TokenRequest>,
+) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let row = redeem_token(&mut tx, &request.token, Purpose::VerifyEmail).await?.ok_or_else(invalid_link)?;
     // The link verifies the address it was sent to, if it is still the account's.
@@ -573,7 +576,7 @@ pub struct PasswordResetRequest {
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn request_password_reset(
+pub(crate) async fn request_password_reset(
     State(state): State<AppState>,
     client_ip: ClientIp,
     Json(request): Json<PasswordResetRequest>,
@@ -676,7 +679,7 @@ pub struct ResetPassword {
 /// of the account ends, and the address counts as verified.
 #[utoipa::path(post, path = "/api/v1/store/auth/password-reset/confirm", tag = "store: accounts", request_body = ResetPassword,
     responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn reset_password(
+pub(crate) async fn reset_password(
     State(state): State<AppState>,
     client_ip: ClientIp,
     Json(request): Json<ResetPassword>,

@@ -203,7 +203,10 @@ pub struct ConfirmRequest {
 /// Confirm a subscription with the token from the emailed link.
 #[utoipa::path(post, path = "/api/v1/store/newsletter/confirm", tag = "store: newsletter", request_body = ConfirmRequest,
     responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn confirm(State(state): State<AppState>, Json(request): Json<ConfirmRequest>) -> AppResult<StatusCode> {
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    Json(request): Json<ConfirmRequest>,
+) -> AppResult<StatusCode> {
     let invalid = || {
         AppError::new(ErrorCode::InvalidToken, "This link is invalid or has expired; sign up again for a new one.")
             .with_field("token", "invalid", "is invalid or expired")
@@ -267,7 +270,7 @@ pub struct UnsubscribeBody {
         (UnsubscribeBody = "application/json"),
     )),
     responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn unsubscribe(
+pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     Query(params): Query<UnsubscribeParams>,
     headers: HeaderMap,

@@ -9,6 +9,7 @@
 mod account;
 mod catalog_pages;
 mod content_pages;
+mod links;
 pub mod page;
 mod shopping;
 mod structured;
@@ -116,6 +117,10 @@ pub fn router() -> Router<AppState> {
         .route("/account/signout", post(account::sign_out))
         .route("/account/addresses", post(account::add_address))
         .route("/account/addresses/{id}/delete", post(account::remove_address))
+        .route("/account/verify-email", get(links::show_verify_email).post(links::verify_email))
+        .route("/account/reset-password", get(links::show_reset_password).post(links::reset_password))
+        .route("/newsletter/confirm", get(links::show_newsletter_confirm).post(links::newsletter_confirm))
+        .route("/newsletter/unsubscribe", get(links::show_unsubscribe).post(links::unsubscribe))
         .route("/assets/{file}", get(asset))
 }
 

@@ -31,6 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("account.html", include_str!("../../templates/storefront/account.html")),
     ("signin.html", include_str!("../../templates/storefront/signin.html")),
     ("register.html", include_str!("../../templates/storefront/register.html")),
+    ("message.html", include_str!("../../templates/storefront/message.html")),
 ];
 
 const ASSETS: &[(&str, &[u8])] = &[
