@@ -65,6 +65,33 @@ async fn show(state: &AppState, headers: &HeaderMap, status: StatusCode, path: &
     private_page(state, headers, status, "message.html", page.heading, path, values).await
 }
 
+/// A page saying what happened, with a link on.
+async fn done(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    heading: &'static str,
+    message: &str,
+    next: Option<Next>,
+) -> Response {
+    let page = Message { heading, message: Some(message.to_owned()), error: None, form: None, next };
+    show(state, headers, StatusCode::OK, path, page).await
+}
+
+/// A page asking for what the form takes, to act on it.
+async fn ask(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    heading: &'static str,
+    message: &str,
+    form: Form,
+) -> Response {
+    let message = Some(message.to_owned()).filter(|m| !m.is_empty());
+    let page = Message { heading, message, error: None, form: Some(form), next: None };
+    show(state, headers, StatusCode::OK, path, page).await
+}
+
 /// The value of `name` in the query.
 fn query_value(query: Option<&str>, name: &str) -> String {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -96,14 +123,15 @@ pub async fn show_verify_email(
     RawQuery(query): RawQuery,
 ) -> Response {
     let token = query_value(query.as_deref(), "token");
-    let page = Message {
-        heading: "Confirm your email address",
-        message: Some("Press the button to confirm that this address is yours.".into()),
-        error: None,
-        form: Some(one_button("/account/verify-email", "token", token, "Confirm my address")),
-        next: None,
-    };
-    show(&state, &headers, StatusCode::OK, "/account/verify-email", page).await
+    ask(
+        &state,
+        &headers,
+        "/account/verify-email",
+        "Confirm your email address",
+        "Press the button to confirm that this address is yours.",
+        one_button("/account/verify-email", "token", token, "Confirm my address"),
+    )
+    .await
 }
 
 pub async fn verify_email(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -114,14 +142,15 @@ pub async fn verify_email(State(state): State<AppState>, headers: HeaderMap, bod
     let path = "/account/verify-email";
     match customers::verify_email(State(state.clone()), Json(TokenRequest { token: form.token })).await {
         Ok(_) => {
-            let page = Message {
-                heading: "Your email address is confirmed",
-                message: Some("Thank you.".into()),
-                error: None,
-                form: None,
-                next: Some(Next { url: "/account", label: "Go to your account" }),
-            };
-            show(&state, &headers, StatusCode::OK, path, page).await
+            done(
+                &state,
+                &headers,
+                path,
+                "Your email address is confirmed",
+                "Thank you.",
+                Some(Next { url: "/account", label: "Go to your account" }),
+            )
+            .await
         }
         Err(err) => failed(&state, &headers, path, "The address could not be confirmed", &err).await,
     }
@@ -133,39 +162,33 @@ pub async fn show_reset_password(
     RawQuery(query): RawQuery,
 ) -> Response {
     let token = query_value(query.as_deref(), "token");
-    let page = if token.is_empty() {
-        Message {
-            heading: "Forgot your password?",
-            message: Some("We will email you a link to choose a new one.".into()),
-            error: None,
-            form: Some(Form {
-                action: "/account/reset-password",
-                hidden: Vec::new(),
-                fields: vec![Field { name: "email", label: "Email", kind: "email", autocomplete: "email" }],
-                button: "Email me a link",
-            }),
-            next: None,
-        }
-    } else {
-        Message {
-            heading: "Choose a new password",
-            message: None,
-            error: None,
-            form: Some(Form {
-                action: "/account/reset-password",
-                hidden: vec![Hidden { name: "token", value: token }],
-                fields: vec![Field {
-                    name: "new_password",
-                    label: "New password (8 characters or more)",
-                    kind: "password",
-                    autocomplete: "new-password",
-                }],
-                button: "Save the new password",
-            }),
-            next: None,
-        }
+    let path = "/account/reset-password";
+    if token.is_empty() {
+        let email = Field { name: "email", label: "Email", kind: "email", autocomplete: "email" };
+        let form = Form { action: path, hidden: Vec::new(), fields: vec![email], button: "Email me a link" };
+        return ask(
+            &state,
+            &headers,
+            path,
+            "Forgot your password?",
+            "We will email you a link to choose a new one.",
+            form,
+        )
+        .await;
+    }
+    let password = Field {
+        name: "new_password",
+        label: "New password (8 characters or more)",
+        kind: "password",
+        autocomplete: "new-password",
     };
-    show(&state, &headers, StatusCode::OK, "/account/reset-password", page).await
+    let form = Form {
+        action: path,
+        hidden: vec![Hidden { name: "token", value: token }],
+        fields: vec![password],
+        button: "Save the new password",
+    };
+    ask(&state, &headers, path, "Choose a new password", "", form).await
 }
 
 #[derive(Deserialize)]
@@ -189,16 +212,8 @@ pub async fn reset_password(State(state): State<AppState>, ip: ClientIp, headers
         return match customers::request_password_reset(State(state.clone()), ip, Json(request)).await {
             // The same answer whether or not the address has an account.
             Ok(_) => {
-                let page = Message {
-                    heading: "Check your inbox",
-                    message: Some(
-                        "If this address has an account, a link to choose a new password is on its way.".into(),
-                    ),
-                    error: None,
-                    form: None,
-                    next: None,
-                };
-                show(&state, &headers, StatusCode::OK, path, page).await
+                let message = "If this address has an account, a link to choose a new password is on its way.";
+                done(&state, &headers, path, "Check your inbox", message, None).await
             }
             Err(err) => failed(&state, &headers, path, "The link could not be sent", &err).await,
         };
@@ -206,14 +221,15 @@ pub async fn reset_password(State(state): State<AppState>, ip: ClientIp, headers
     let request = ResetPassword { token: form.token, new_password: form.new_password };
     match customers::reset_password(State(state.clone()), ip, Json(request)).await {
         Ok(_) => {
-            let page = Message {
-                heading: "Your password is changed",
-                message: Some("Sign in with your new password.".into()),
-                error: None,
-                form: None,
-                next: Some(Next { url: "/account/signin", label: "Sign in" }),
-            };
-            show(&state, &headers, StatusCode::OK, path, page).await
+            done(
+                &state,
+                &headers,
+                path,
+                "Your password is changed",
+                "Sign in with your new password.",
+                Some(Next { url: "/account/signin", label: "Sign in" }),
+            )
+            .await
         }
         Err(err) => failed(&state, &headers, path, "The password was not changed", &err).await,
     }
@@ -225,14 +241,15 @@ pub async fn show_newsletter_confirm(
     RawQuery(query): RawQuery,
 ) -> Response {
     let token = query_value(query.as_deref(), "token");
-    let page = Message {
-        heading: "Confirm your subscription",
-        message: Some("Press the button to receive our newsletter.".into()),
-        error: None,
-        form: Some(one_button("/newsletter/confirm", "token", token, "Confirm my subscription")),
-        next: None,
-    };
-    show(&state, &headers, StatusCode::OK, "/newsletter/confirm", page).await
+    ask(
+        &state,
+        &headers,
+        "/newsletter/confirm",
+        "Confirm your subscription",
+        "Press the button to receive our newsletter.",
+        one_button("/newsletter/confirm", "token", token, "Confirm my subscription"),
+    )
+    .await
 }
 
 pub async fn newsletter_confirm(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -243,14 +260,15 @@ pub async fn newsletter_confirm(State(state): State<AppState>, headers: HeaderMa
     let path = "/newsletter/confirm";
     match newsletter::confirm(State(state.clone()), Json(ConfirmRequest { token: form.token })).await {
         Ok(_) => {
-            let page = Message {
-                heading: "You are subscribed",
-                message: Some("Thank you: our next newsletter is on its way to you.".into()),
-                error: None,
-                form: None,
-                next: Some(Next { url: "/", label: "Back to the shop" }),
-            };
-            show(&state, &headers, StatusCode::OK, path, page).await
+            done(
+                &state,
+                &headers,
+                path,
+                "You are subscribed",
+                "Thank you: our next newsletter is on its way to you.",
+                Some(Next { url: "/", label: "Back to the shop" }),
+            )
+            .await
         }
         Err(err) => failed(&state, &headers, path, "The subscription could not be confirmed", &err).await,
     }
@@ -262,14 +280,15 @@ pub async fn show_unsubscribe(
     RawQuery(query): RawQuery,
 ) -> Response {
     let key = query_value(query.as_deref(), "key");
-    let page = Message {
-        heading: "Leave the newsletter",
-        message: Some("Press the button and we will stop sending it to you.".into()),
-        error: None,
-        form: Some(one_button("/newsletter/unsubscribe", "key", key, "Unsubscribe")),
-        next: None,
-    };
-    show(&state, &headers, StatusCode::OK, "/newsletter/unsubscribe", page).await
+    ask(
+        &state,
+        &headers,
+        "/newsletter/unsubscribe",
+        "Leave the newsletter",
+        "Press the button and we will stop sending it to you.",
+        one_button("/newsletter/unsubscribe", "key", key, "Unsubscribe"),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -287,14 +306,15 @@ pub async fn unsubscribe(State(state): State<AppState>, headers: HeaderMap, body
     let params = UnsubscribeParams { key: Some(form.key) };
     match newsletter::unsubscribe(State(state.clone()), Query(params), HeaderMap::new(), Bytes::new()).await {
         Ok(_) => {
-            let page = Message {
-                heading: "You have left the newsletter",
-                message: Some("We will not send it to you again.".into()),
-                error: None,
-                form: None,
-                next: Some(Next { url: "/", label: "Back to the shop" }),
-            };
-            show(&state, &headers, StatusCode::OK, path, page).await
+            done(
+                &state,
+                &headers,
+                path,
+                "You have left the newsletter",
+                "We will not send it to you again.",
+                Some(Next { url: "/", label: "Back to the shop" }),
+            )
+            .await
         }
         Err(err) => failed(&state, &headers, path, "You could not be unsubscribed", &err).await,
     }
