@@ -693,6 +693,20 @@ conformance! {
             assert_eq!(String::from_utf8(plain).unwrap(), first.text);
         }
 
+        // Sitemaps and feeds too, with their own ETag.
+        for path in ["/sitemaps/products-1.xml", "/blog/rss.xml"] {
+            let plain = app.get(path, &[]).await;
+            assert_eq!(plain.status, 200, "{path}");
+            let response = reqwest::Client::new().get(app.url(path)).header("accept-encoding", "br").send().await.unwrap();
+            assert_eq!(response.headers()["content-encoding"], "br", "{path}");
+            let bytes = response.bytes().await.unwrap();
+            let mut text = Vec::new();
+            brotli::BrotliDecompress(&mut std::io::Cursor::new(&bytes[..]), &mut text).unwrap();
+            assert_eq!(String::from_utf8(text).unwrap(), plain.text, "{path}");
+            let etag = plain.header("etag").unwrap().to_owned();
+            assert_eq!(app.get(path, &[("if-none-match", &etag)]).await.status, 304, "{path}");
+        }
+
         // Assets have hashed names and are kept for ever.
         let css = attribute(&first.text, "<link rel=\"stylesheet\"", "href").unwrap();
         assert!(css.starts_with("/assets/theme.") && css.ends_with(".css"), "{css}");

@@ -5,14 +5,15 @@ use std::fmt::Write as _;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 
 use super::seo::escape;
 use super::{ENTRY_COLUMNS, ENTRY_FROM, EntryRow, authors_of, shown_at, site};
 use crate::app::AppState;
 use crate::db_run;
+use crate::platform::encoded::Encoded;
 use crate::platform::error::AppResult;
 use crate::platform::time::Timestamp;
 
@@ -72,8 +73,9 @@ async fn feed(state: &AppState) -> AppResult<Feed> {
     Ok(Feed { title: site.name, description: site.description, blog: format!("{base}/blog"), posts })
 }
 
-fn xml(content_type: &'static str, body: String) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+/// A feed, compressed as the request allows, with its `ETag`.
+fn xml(headers: &HeaderMap, content_type: &'static str, body: String) -> Response {
+    Encoded::new(body.into_bytes(), 4).respond(headers, StatusCode::OK, content_type, "public, max-age=300")
 }
 
 fn rss_xml(feed: &Feed) -> String {
@@ -156,10 +158,10 @@ fn atom_xml(feed: &Feed) -> String {
     xml
 }
 
-async fn rss(State(state): State<AppState>) -> AppResult<Response> {
-    Ok(xml("application/rss+xml; charset=utf-8", rss_xml(&feed(&state).await?)))
+async fn rss(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    Ok(xml(&headers, "application/rss+xml; charset=utf-8", rss_xml(&feed(&state).await?)))
 }
 
-async fn atom(State(state): State<AppState>) -> AppResult<Response> {
-    Ok(xml("application/atom+xml; charset=utf-8", atom_xml(&feed(&state).await?)))
+async fn atom(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    Ok(xml(&headers, "application/atom+xml; charset=utf-8", atom_xml(&feed(&state).await?)))
 }

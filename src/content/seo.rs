@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -19,6 +19,7 @@ use super::{shown_at, site};
 use crate::app::AppState;
 use crate::db_run;
 use crate::platform::cache::Invalidation;
+use crate::platform::encoded::Encoded;
 use crate::platform::error::{AppError, AppResult};
 use crate::platform::time::Timestamp;
 
@@ -45,8 +46,8 @@ pub fn changed() -> Invalidation {
 
 /// The sitemap index and its files by name (`products-1.xml`).
 pub struct Sitemaps {
-    index: String,
-    files: HashMap<String, String>,
+    index: Encoded,
+    files: HashMap<String, Encoded>,
 }
 
 /// An address in a sitemap.
@@ -112,11 +113,11 @@ fn build(base: &str, kinds: Vec<(&str, Vec<Entry>)>, per_file: usize) -> Sitemap
                 let _ = write!(index, "<lastmod>{}</lastmod>", at.to_rfc3339());
             }
             index.push_str("</sitemap>\n");
-            files.insert(name, urlset(base, chunk));
+            files.insert(name, Encoded::new(urlset(base, chunk).into_bytes(), 6));
         }
     }
     index.push_str("</sitemapindex>\n");
-    Sitemaps { index, files }
+    Sitemaps { index: Encoded::new(index.into_bytes(), 6), files }
 }
 
 /// The address of each category: the path of handles from the top of the tree.
@@ -233,18 +234,22 @@ async fn sitemaps(state: &AppState) -> AppResult<Arc<Sitemaps>> {
     Ok(built)
 }
 
-fn xml(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/xml; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], body)
-        .into_response()
+/// A sitemap, compressed as the request allows (each encoding made once), with its `ETag`.
+fn xml(headers: &HeaderMap, body: &Encoded) -> Response {
+    body.respond(headers, StatusCode::OK, "application/xml; charset=utf-8", "public, max-age=300")
 }
 
-async fn sitemap_index(State(state): State<AppState>) -> AppResult<Response> {
-    Ok(xml(sitemaps(&state).await?.index.clone()))
+async fn sitemap_index(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    Ok(xml(&headers, &sitemaps(&state).await?.index))
 }
 
-async fn sitemap_file(State(state): State<AppState>, Path(file): Path<String>) -> AppResult<Response> {
+async fn sitemap_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> AppResult<Response> {
     match sitemaps(&state).await?.files.get(&file) {
-        Some(body) => Ok(xml(body.clone())),
+        Some(body) => Ok(xml(&headers, body)),
         None => Err(AppError::not_found("No sitemap has this name.")),
     }
 }
@@ -292,12 +297,12 @@ mod tests {
         let mut names: Vec<&String> = built.files.keys().collect();
         names.sort();
         assert_eq!(names, ["posts-1.xml", "products-1.xml", "products-2.xml", "products-3.xml"]);
-        assert_eq!(built.index.matches("<sitemap>").count(), 4);
-        assert!(
-            built.index.contains("<loc>https://shop.example/sitemaps/products-3.xml</loc><lastmod>2026-01-01T00:00:00")
-        );
-        assert_eq!(built.files["products-3.xml"].matches("<url>").count(), 1);
-        let posts = &built.files["posts-1.xml"];
+        let text = |body: &Encoded| String::from_utf8(body.as_bytes().to_vec()).unwrap();
+        let index = text(&built.index);
+        assert_eq!(index.matches("<sitemap>").count(), 4);
+        assert!(index.contains("<loc>https://shop.example/sitemaps/products-3.xml</loc><lastmod>2026-01-01T00:00:00"));
+        assert_eq!(text(&built.files["products-3.xml"]).matches("<url>").count(), 1);
+        let posts = &text(&built.files["posts-1.xml"]);
         assert!(posts.contains("<loc>https://shop.example/blog/a&amp;b</loc>"), "{posts}");
         assert!(posts.contains("<image:loc>https://shop.example/media/a/640.webp</image:loc>"), "{posts}");
     }

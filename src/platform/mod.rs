@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod encoded;
 pub mod error;
 pub mod health;
 pub mod http;
