@@ -19,7 +19,7 @@ use crate::accounts::auth::{MaybeCustomer, cookie};
 use crate::app::AppState;
 use crate::catalog::money;
 use crate::checkout::address::Address;
-use crate::checkout::cart::Cart;
+use crate::checkout::cart::{Cart, CartRow};
 use crate::checkout::cart_api::{self, CartPatch, LinePatch, NewCart, NewCode, NewLine};
 use crate::checkout::place::{self, PlaceOrder};
 use crate::payments::PaymentDetails;
@@ -82,6 +82,12 @@ pub(super) async fn read_form<T: serde::de::DeserializeOwned>(
 }
 
 /// The cart in the cookie, if it can still be opened (not expired, not an order yet).
+/// The row of the cart in the cookie, unpriced: what a change needs to know of it.
+async fn cart_row(state: &AppState, headers: &HeaderMap) -> Option<CartRow> {
+    let id = cookie(headers, CART_COOKIE)?;
+    crate::checkout::cart::find_row(&state.db, None, &id).await.ok()
+}
+
 async fn current_cart(state: &AppState, headers: &HeaderMap) -> Option<Cart> {
     let id = cookie(headers, CART_COOKIE)?;
     let cart = cart_api::get_cart(State(state.clone()), guest(), Path(id)).await.ok()?.0;
@@ -210,8 +216,8 @@ pub async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, body
     let mut cookies = Vec::new();
     let outcome = async {
         let quantity = quantity_of(&form.quantity)?;
-        let id = match current_cart(&state, &headers).await {
-            Some(cart) => cart.id,
+        let id = match cart_row(&state, &headers).await.filter(|row| row.status == "active") {
+            Some(row) => row.id,
             None => {
                 let cart = cart_api::start_cart(&state, &guest(), NewCart::default()).await?;
                 let ttl = state.config.checkout.cart_ttl_days * 86_400;
@@ -503,16 +509,13 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
         Ok(form) => form,
         Err(refusal) => return refusal,
     };
-    let Some(cart_id) = cookie(&headers, CART_COOKIE) else { return see_other("/cart", Vec::new()) };
-    let cart = match cart_api::get_cart(State(state.clone()), guest(), Path(cart_id.clone())).await {
-        Ok(cart) => cart.0,
-        Err(_) => return see_other("/cart", Vec::new()),
-    };
-    if cart.status != "active" {
+    let Some(row) = cart_row(&state, &headers).await else { return see_other("/cart", Vec::new()) };
+    if row.status != "active" {
         // Placed already (a resent form): its confirmation.
-        let to = if cart.order_id.is_some() { "/checkout/complete" } else { "/cart" };
+        let to = if row.order_id.is_some() { "/checkout/complete" } else { "/cart" };
         return see_other(to, Vec::new());
     }
+    let cart_id = row.id;
     let details = CartPatch {
         email: Some(form.email.clone()),
         shipping_address: Some(form.address()),
@@ -524,6 +527,7 @@ pub async fn submit_checkout(State(state): State<AppState>, headers: HeaderMap, 
             Ok(cart) => cart.0,
             Err(err) => {
                 let (status, message) = told(&err);
+                let Some(cart) = current_cart(&state, &headers).await else { return see_other("/cart", Vec::new()) };
                 return checkout_page(&state, &headers, &cart, &form, status, Some(message)).await;
             }
         };
