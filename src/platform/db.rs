@@ -161,6 +161,8 @@ impl WriterConn {
         #[expect(unsafe_code, reason = "one SQLite connection reached both through sqlx and directly")]
         let direct = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }.map_err(batch::direct_error)?;
         direct.set_prepared_statement_cache_capacity(DIRECT_STATEMENTS);
+        // Its commits never checkpoint: [`keep_log_bounded`] does, on a thread of its own.
+        direct.pragma_update(None, "wal_autocheckpoint", 0).map_err(batch::direct_error)?;
         Ok(Self { direct, sqlx_busy: false, sqlx })
     }
 
@@ -677,28 +679,37 @@ async fn hand_on_writer() {
     tokio::task::yield_now().await;
 }
 
-/// The size of SQLite's write-ahead log past which it is checkpointed and emptied.
-const LOG_LIMIT: u64 = 16 << 20;
+/// The pages of SQLite's write-ahead log (16 MiB of them) past which it is checkpointed and
+/// started over.
+const LOG_LIMIT_PAGES: i64 = 4096;
 
-/// How often the log's size is looked at.
-const LOG_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often the log is checkpointed.
+const LOG_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// How long that checkpoint waits for readers to finish with the log: a slower one (an
 /// export, say) makes it give up until the next look rather than hold the writer for long.
 const LOG_READERS_WAIT: Duration = Duration::from_millis(50);
 
-/// Keeps SQLite's write-ahead log under [`LOG_LIMIT`], for as long as the database is open.
+/// Checkpoints SQLite's write-ahead log, and starts it over past [`LOG_LIMIT_PAGES`], for as
+/// long as the database is open.
 ///
-/// SQLite checkpoints the log itself after a commit that takes it past 1,000 pages, but in
-/// the mode that waits for no one: under steady reads, some reader nearly always holds a
-/// snapshot a commit or two old, the log is never copied to its end, and so never starts
-/// over; it grew by gigabytes in a few minutes of checkouts. Past the limit, this holds the
-/// writer (so that no write comes between) while a connection of its own, on a blocking
-/// thread, checkpoints in the mode that waits for the readers and then empties the log.
+/// The writer commits without checkpointing (`wal_autocheckpoint` is off on it, see
+/// [`WriterConn::open`]): SQLite's own checkpoint runs in the commit that takes the log past
+/// 1,000 pages, and under steady reads some reader nearly always holds a snapshot a commit or
+/// two old, so the log never empties and every later commit checkpoints again, syncing the
+/// log and the database file while every other write waits. Instead, every
+/// [`LOG_CHECK_EVERY`], a connection of this task's own, on a blocking thread, copies what it
+/// can of the log into the database (`PASSIVE`: it waits for no one, and no one waits for
+/// it). The log starts over only once a write finds all of it copied and no reader in it,
+/// which under steady writes and reads seldom happens, so alone it would grow without end.
+/// Past the limit, the log is copied again until little was left, then this holds the writer
+/// (so that no write comes between) while that connection checkpoints in the mode that waits
+/// for the readers to leave the log, so that the next write starts it over: the writer is held
+/// for the last few pages only. The log's file keeps its size, as SQLite leaves it by default,
+/// and is written over from its start: emptying it (`TRUNCATE`) took the writer 40 to 80 ms a
+/// time, freeing its blocks, which the writes then took back one by one.
 fn keep_log_bounded(writer: &Arc<WriterSlot>, database: std::path::PathBuf) {
     let slot = Arc::downgrade(writer);
-    let mut log = database.clone().into_os_string();
-    log.push("-wal");
     tokio::spawn(async move {
         let mut checkpointer: Option<rusqlite::Connection> = None;
         loop {
@@ -707,33 +718,85 @@ fn keep_log_bounded(writer: &Arc<WriterSlot>, database: std::path::PathBuf) {
             else {
                 break;
             };
-            if std::fs::metadata(&log).map_or(0, |meta| meta.len()) <= LOG_LIMIT {
+            // Copied again while the last copy took long enough for many more pages to be
+            // written, so that little is left to copy with the writer held.
+            let mut full = false;
+            let mut copied_before = None;
+            for _ in 0..CATCH_UP_COPIES {
+                let Some((conn, pages, copied)) = checkpoint(checkpointer.take(), &database, "PASSIVE").await else {
+                    break;
+                };
+                checkpointer = Some(conn);
+                full = pages > LOG_LIMIT_PAGES;
+                let caught_up = copied_before.is_some_and(|before| copied < before + CAUGHT_UP);
+                copied_before = Some(copied);
+                if caught_up || !full {
+                    break;
+                }
+            }
+            if checkpointer.is_none() || !full {
                 continue;
             }
             let held = slot.conn.clone().lock_owned().await;
-            let database = database.clone();
-            let conn = checkpointer.take();
-            let checkpointed = tokio::task::spawn_blocking(move || {
-                let conn = match conn {
-                    Some(conn) => conn,
-                    None => {
-                        let conn = rusqlite::Connection::open(&database)?;
-                        conn.busy_timeout(LOG_READERS_WAIT)?;
-                        conn
-                    }
-                };
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                Ok::<_, rusqlite::Error>(conn)
-            })
-            .await;
+            checkpointer = checkpoint(checkpointer.take(), &database, "RESTART").await.map(|(conn, ..)| conn);
             drop(held);
-            match checkpointed {
-                Ok(Ok(conn)) => checkpointer = Some(conn),
-                Ok(Err(err)) => tracing::warn!(error = %err, "the SQLite log could not be checkpointed"),
-                Err(err) => tracing::warn!(error = %err, "the SQLite log's checkpoint stopped"),
-            }
         }
     });
+}
+
+/// At most how many times in a row the log is copied before it is started over.
+const CATCH_UP_COPIES: usize = 8;
+
+/// Pages of the log (about 1 MiB) few enough to copy with the writer held.
+const CAUGHT_UP: i64 = 256;
+
+/// Checkpoints SQLite's log in `mode` on a blocking thread, on `conn` or a new connection;
+/// answers the connection, the log's pages and how many of them are in the database now,
+/// unless it failed.
+async fn checkpoint(
+    conn: Option<rusqlite::Connection>,
+    database: &std::path::Path,
+    mode: &'static str,
+) -> Option<(rusqlite::Connection, i64, i64)> {
+    let database = database.to_owned();
+    let checkpointed = tokio::task::spawn_blocking(move || {
+        let conn = match conn {
+            Some(conn) => conn,
+            None => {
+                let conn = rusqlite::Connection::open(&database)?;
+                conn.busy_handler(Some(wait_for_readers))?;
+                conn
+            }
+        };
+        let (pages, copied) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })?;
+        Ok::<_, rusqlite::Error>((conn, pages, copied))
+    })
+    .await;
+    match checkpointed {
+        Ok(Ok(done)) => Some(done),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "the SQLite log could not be checkpointed");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the SQLite log's checkpoint stopped");
+            None
+        }
+    }
+}
+
+/// How the checkpoint that empties the log waits for readers to finish with it, up to
+/// [`LOG_READERS_WAIT`]: in short steps, since every write waits meanwhile and a read takes
+/// well under a millisecond (SQLite's own busy timeout sleeps 1, 2, 5, 10 ms and more).
+fn wait_for_readers(tries: i32) -> bool {
+    const STEP: Duration = Duration::from_micros(200);
+    if STEP * u32::try_from(tries).unwrap_or(u32::MAX) >= LOG_READERS_WAIT {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
 }
 
 /// SQLite readers for batches, reached directly on the caller's thread (see [`WriterConn`]):
