@@ -787,7 +787,7 @@ async fn checkpoint(
     }
 }
 
-/// How the checkpoint that empties the log waits for readers to finish with it, up to
+/// How the checkpoint that starts the log over waits for readers to finish with it, up to
 /// [`LOG_READERS_WAIT`]: in short steps, since every write waits meanwhile and a read takes
 /// well under a millisecond (SQLite's own busy timeout sleeps 1, 2, 5, 10 ms and more).
 fn wait_for_readers(tries: i32) -> bool {
