@@ -81,13 +81,13 @@ pub(super) async fn read_form<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The cart in the cookie, if it can still be opened (not expired, not an order yet).
 /// The row of the cart in the cookie, unpriced: what a change needs to know of it.
 async fn cart_row(state: &AppState, headers: &HeaderMap) -> Option<CartRow> {
     let id = cookie(headers, CART_COOKIE)?;
     crate::checkout::cart::find_row(&state.db, None, &id).await.ok()
 }
 
+/// The cart in the cookie, priced, if it can still be opened (not expired, not an order yet).
 async fn current_cart(state: &AppState, headers: &HeaderMap) -> Option<Cart> {
     let id = cookie(headers, CART_COOKIE)?;
     let cart = cart_api::get_cart(State(state.clone()), guest(), Path(id)).await.ok()?.0;
