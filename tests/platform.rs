@@ -467,6 +467,42 @@ async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
     assert_eq!(app.count("SELECT COUNT(*) FROM filler").await, 16);
 }
 
+/// What a write puts in SQLite's log is copied into the database soon after it, also when
+/// nothing is written after it: the log's checkpointer, idle once all of the log is copied,
+/// wakes for each write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_reaches_the_database_file_soon_after_with_nothing_written_after_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let index = app.data_dir().join("backroom.db-shm");
+    // The log's last frame and the last one copied into the database: the log index's
+    // `mxFrame` (bytes 16 to 20) and `nBackfill` (bytes 96 to 100), in the machine's byte order
+    // (sqlite.org/walformat.html, "The WAL-Index Header").
+    let frames = || {
+        let bytes = std::fs::read(&index).expect("the log's index");
+        let word = |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        (word(16), word(96))
+    };
+    let copied_soon = || async {
+        for _ in 0..100 {
+            let (last, copied) = frames();
+            if last > 0 && copied == last {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    app.execute("CREATE TABLE notes (body TEXT NOT NULL)").await;
+    assert!(copied_soon().await, "the log's frames and those copied: {:?}", frames());
+    // Idle now, and then one write.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = frames();
+    app.execute("INSERT INTO notes (body) VALUES ('one')").await;
+    assert_ne!(frames(), before, "the write went to the log");
+    assert!(copied_soon().await, "the log's frames and those copied: {:?}", frames());
+    assert_eq!(app.count("SELECT COUNT(*) FROM notes").await, 1);
+}
+
 /// PostgreSQL's connections are handed back to the pool without a word to the server: one
 /// the server has ended is still found out and replaced, and a transaction left open is rolled
 /// back before its locks can hold anyone up.

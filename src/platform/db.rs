@@ -90,7 +90,14 @@ connection_executor!(
 );
 
 /// The SQLite writer's one connection, held: statements run on it one caller at a time.
-pub struct Writer(tokio::sync::OwnedMutexGuard<Option<WriterConn>>);
+pub struct Writer(tokio::sync::OwnedMutexGuard<Option<WriterConn>>, Arc<tokio::sync::Notify>);
+
+impl Drop for Writer {
+    /// Tells [`keep_log_bounded`] that the log may have grown.
+    fn drop(&mut self) {
+        self.1.notify_one();
+    }
+}
 
 impl std::ops::Deref for Writer {
     type Target = SqliteConnection;
@@ -212,6 +219,15 @@ struct WriterSlot {
     conn: Arc<tokio::sync::Mutex<Option<WriterConn>>>,
     options: SqliteConnectOptions,
     closed: std::sync::atomic::AtomicBool,
+    /// Told each time a caller is done with the writer, and when the database closes: what
+    /// [`keep_log_bounded`] waits for once it has copied all of the log.
+    written: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        self.written.notify_one();
+    }
 }
 
 /// [`db_run!`] for a statement whose body ends in `.execute(conn).await`: the number of rows
@@ -310,6 +326,7 @@ impl Db {
             conn: Arc::new(tokio::sync::Mutex::new(Some(WriterConn::open(&options).await?))),
             options: options.clone(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            written: Arc::new(tokio::sync::Notify::new()),
         };
         let direct_readers = Arc::new(DirectReaders::new(&options, config.database.busy_timeout_ms));
         let readers = Arc::new(Readers::new(options, config.database.max_connections as usize));
@@ -422,7 +439,7 @@ impl Db {
             }
             *held = Some(WriterConn::open(&slot.options).await?);
         }
-        Ok(Writer(held))
+        Ok(Writer(held, slot.written.clone()))
     }
 
     /// An executor for a single write statement outside a transaction.
@@ -536,6 +553,7 @@ impl Db {
                 readers.close().await;
                 direct_readers.close();
                 writer.closed.store(true, std::sync::atomic::Ordering::Release);
+                writer.written.notify_one();
                 // Once sqlx's thread has let go of it, the connection is closed on that thread.
                 if let Some(mut conn) = writer.conn.lock().await.take()
                     && let Err(err) = conn.direct().await
@@ -708,11 +726,21 @@ const LOG_READERS_WAIT: Duration = Duration::from_millis(50);
 /// for the last few pages only. The log's file keeps its size, as SQLite leaves it by default,
 /// and is written over from its start: emptying it (`TRUNCATE`) took the writer 40 to 80 ms a
 /// time, freeing its blocks, which the writes then took back one by one.
+///
+/// Once a copy finds the whole log in the database, the task waits for a caller to be done
+/// with the writer before it looks again: an idle shop's process is not woken four times a
+/// second for nothing. (Another process's writes to the file are copied after this one's next
+/// write.)
 fn keep_log_bounded(writer: &Arc<WriterSlot>, database: std::path::PathBuf) {
     let slot = Arc::downgrade(writer);
+    let written = writer.written.clone();
     tokio::spawn(async move {
         let mut checkpointer: Option<rusqlite::Connection> = None;
+        let mut all_copied = false;
         loop {
+            if all_copied {
+                written.notified().await;
+            }
             tokio::time::sleep(LOG_CHECK_EVERY).await;
             let Some(slot) = slot.upgrade().filter(|slot| !slot.closed.load(std::sync::atomic::Ordering::Acquire))
             else {
@@ -722,11 +750,13 @@ fn keep_log_bounded(writer: &Arc<WriterSlot>, database: std::path::PathBuf) {
             // written, so that little is left to copy with the writer held.
             let mut full = false;
             let mut copied_before = None;
+            all_copied = false;
             for _ in 0..CATCH_UP_COPIES {
                 let Some((conn, pages, copied)) = checkpoint(checkpointer.take(), &database, "PASSIVE").await else {
                     break;
                 };
                 checkpointer = Some(conn);
+                all_copied = copied == pages;
                 full = pages > LOG_LIMIT_PAGES;
                 let caught_up = copied_before.is_some_and(|before| copied < before + CAUGHT_UP);
                 copied_before = Some(copied);
