@@ -422,8 +422,10 @@ async fn the_write_ahead_log_stays_bounded_under_steady_writes_and_reads() {
     // How many times the log has started over: its header's checkpoint sequence number
     // (bytes 12 to 16, big-endian; sqlite.org/fileformat.html, "WAL File Format").
     let restarts = || {
-        let header = std::fs::read(&wal).ok().filter(|bytes| bytes.len() >= 32);
-        header.map_or(0, |bytes| u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]))
+        use std::io::Read;
+        let mut header = [0u8; 16];
+        let read = std::fs::File::open(&wal).and_then(|mut file| file.read_exact(&mut header));
+        read.map_or(0, |()| u32::from_be_bytes([header[12], header[13], header[14], header[15]]))
     };
     let db = app.state.db.clone();
     let reading = tokio::spawn(async move {
